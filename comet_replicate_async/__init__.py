@@ -1,0 +1,93 @@
+"""An asyncio-first client for CometAPI's Replicate-format FLUX image predictions.
+
+```python
+from comet_replicate_async import Session
+
+async with Session() as session:
+    pred = await session.run("black-forest-labs/flux-schnell", {"prompt": "a boat"})
+    print(pred.status, pred.output_urls)
+```
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from ._config import RequestTimeout
+from ._exceptions import (
+    AmbiguousSubmitError,
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    CometReplicateError,
+    ConfigurationError,
+    InputValidationError,
+    NotFoundError,
+    PermissionDeniedError,
+    PredictionCanceled,
+    PredictionError,
+    PredictionFailed,
+    PredictionTimeout,
+    RateLimitError,
+    ServerError,
+    UnexpectedResponseError,
+)
+from ._futures import PredictionFuture
+from ._models import BatchItem, Metrics, Prediction, Status
+from ._retry import RetryPolicy
+from ._schedule import PollPolicy
+from ._session import Session
+from ._stats import Event, SessionStats
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APITimeoutError",
+    "AmbiguousSubmitError",
+    "AuthenticationError",
+    "BadRequestError",
+    "BatchItem",
+    "CometReplicateError",
+    "ConfigurationError",
+    "Event",
+    "InputValidationError",
+    "Metrics",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "PollPolicy",
+    "Prediction",
+    "PredictionCanceled",
+    "PredictionError",
+    "PredictionFailed",
+    "PredictionFuture",
+    "PredictionTimeout",
+    "RateLimitError",
+    "RequestTimeout",
+    "RetryPolicy",
+    "ServerError",
+    "Session",
+    "SessionStats",
+    "Status",
+    "UnexpectedResponseError",
+]
+
+# Public names report this package as their home, not the private module. Type
+# hints of attrs classes are resolved first, in their own module's namespace.
+for _name in __all__:
+    _obj = globals()[_name]
+    if attrs.has(_obj):
+        attrs.resolve_types(_obj)
+    _obj.__module__ = __name__
+del _name, _obj
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from importlib.metadata import version
+
+        return version("comet-replicate-async")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,210 @@
+"""Every error this package raises derives from one base.
+
+```
+CometReplicateError
+├── ConfigurationError            missing key, bad base URL
+├── InputValidationError          (also ValueError) raised before any request is sent
+├── APIError                      status_code, message, code, request_id, body
+│   ├── BadRequestError           400 (and 422)
+│   ├── AuthenticationError       401
+│   ├── PermissionDeniedError     403
+│   ├── NotFoundError             404
+│   ├── RateLimitError            429, with .retry_after
+│   ├── ServerError               5xx
+│   └── UnexpectedResponseError   HTML, redirects, malformed JSON, wrong shape
+├── APIConnectionError            the request or its reply was lost on the wire
+│   └── APITimeoutError           connect or read timeout
+├── AmbiguousSubmitError          a create that may or may not have happened
+└── PredictionError               .prediction
+    ├── PredictionFailed          status "failed"
+    ├── PredictionCanceled        status "canceled" or "aborted"
+    └── PredictionTimeout         the local deadline passed; carries the id and last status
+```
+
+No message here ever contains the API key: errors are built from what the server
+sent back and from request paths, never from request headers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._models import Prediction, Status
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APITimeoutError",
+    "AmbiguousSubmitError",
+    "AuthenticationError",
+    "BadRequestError",
+    "CometReplicateError",
+    "ConfigurationError",
+    "InputValidationError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "PredictionCanceled",
+    "PredictionError",
+    "PredictionFailed",
+    "PredictionTimeout",
+    "RateLimitError",
+    "ServerError",
+    "UnexpectedResponseError",
+]
+
+
+class CometReplicateError(Exception):
+    """Base class of every error raised by comet_replicate_async."""
+
+
+class ConfigurationError(CometReplicateError):
+    """The session cannot be configured: no API key, or a base URL that is not HTTP(S)."""
+
+
+class InputValidationError(CometReplicateError, ValueError):
+    """The input was rejected locally, before any request was sent.
+
+    `problems` lists every problem found, each naming the field, the value given and
+    what is allowed, so one round of fixes is enough.
+    """
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems: tuple[str, ...] = (
+            (problems,) if isinstance(problems, str) else tuple(problems)
+        )
+        super().__init__("; ".join(self.problems))
+
+
+class APIError(CometReplicateError):
+    """The API answered with an error status or a reply that cannot be read.
+
+    Attributes:
+        status_code: the HTTP status of the reply.
+        message: the server's message (CometAPI's `error.message`, Replicate's
+            `detail`), or a short excerpt of the body.
+        code: CometAPI's `error.code` when it sent one (e.g. `"invalid_request"`).
+        request_id: the id CometAPI puts in its messages, for support tickets.
+        body: a short excerpt of the raw body.
+        retry_after: seconds the server asked us to wait, if it said.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        code: str | None = None,
+        request_id: str | None = None,
+        body: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        self.message = message
+        self.status_code = status_code
+        self.code = code
+        self.request_id = request_id
+        self.body = body
+        self.retry_after = retry_after
+        text = f"HTTP {status_code}: {message}"
+        if request_id and request_id not in message:
+            text += f" (request id: {request_id})"
+        super().__init__(text)
+
+
+class BadRequestError(APIError):
+    """400 or 422: the server refused the request body. Fix the input; never retried."""
+
+
+class AuthenticationError(APIError):
+    """401: the API key is missing, malformed or revoked. Never retried."""
+
+
+class PermissionDeniedError(APIError):
+    """403: access refused (CometAPI's WAF can also answer this). Never retried."""
+
+
+class NotFoundError(APIError):
+    """404: no such prediction, model or path."""
+
+
+class RateLimitError(APIError):
+    """429: throttled. `retry_after` holds the wait the server asked for, if any."""
+
+
+class ServerError(APIError):
+    """5xx: a gateway or upstream failure."""
+
+
+class UnexpectedResponseError(APIError):
+    """A reply that is not the JSON we expect: HTML, a redirect, malformed JSON or
+    the wrong shape. Redirects are never followed on API calls."""
+
+
+class APIConnectionError(CometReplicateError):
+    """The request or its reply was lost on the wire.
+
+    Attributes:
+        request_sent: False only when the connection failed before any byte of the
+            request left this process, so the server provably did nothing.
+    """
+
+    def __init__(self, message: str, *, request_sent: bool) -> None:
+        self.request_sent = request_sent
+        super().__init__(message)
+
+
+class APITimeoutError(APIConnectionError):
+    """A connect or read timeout. A read timeout means the request was sent."""
+
+
+class AmbiguousSubmitError(CometReplicateError):
+    """A create request was sent but its outcome is unknown.
+
+    The prediction may exist and may be billed; CometAPI offers no way to list
+    predictions, so it cannot be found again. Sending the same input again may pay
+    twice: do that only on purpose (`RetryPolicy(retry_ambiguous_creates=True)`).
+    The underlying error is `__cause__`.
+    """
+
+    def __init__(self, model: str, input: Mapping[str, Any], cause: Exception) -> None:
+        self.model = model
+        self.input = input
+        super().__init__(
+            f"create for {model} may or may not have happened ({cause}); "
+            "the prediction may exist and be billed, and CometAPI cannot list it. "
+            "Resubmitting may pay twice."
+        )
+
+
+class PredictionError(CometReplicateError):
+    """The prediction ended without succeeding.
+
+    `prediction` is its last known state: always set for `PredictionFailed` and
+    `PredictionCanceled`; None for a `PredictionTimeout` whose create never answered.
+    """
+
+    def __init__(self, message: str, prediction: Prediction | None) -> None:
+        self.prediction = prediction
+        super().__init__(message)
+
+
+class PredictionFailed(PredictionError):
+    """The prediction's status is `failed`; its `error` says why."""
+
+
+class PredictionCanceled(PredictionError):
+    """The prediction's status is `canceled` or `aborted`."""
+
+
+class PredictionTimeout(PredictionError):
+    """The local deadline passed before the prediction finished.
+
+    The remote prediction carries on and is billed; only local tracking stopped.
+    `prediction_id` and `last_status` say where it stood.
+    """
+
+    def __init__(self, message: str, prediction: Prediction | None) -> None:
+        super().__init__(message, prediction)
+        self.prediction_id: str | None = prediction.id if prediction else None
+        self.last_status: Status | None = prediction.status if prediction else None

@@ -1,0 +1,97 @@
+"""Session-wide limits: the concurrency window and the 429 pause.
+
+Both are shared by every caller of a session, so a throttled server slows the
+whole session once instead of each caller retrying on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+
+import anyio
+
+__all__ = ["ConcurrencyWindow", "Throttle"]
+
+
+class ConcurrencyWindow:
+    """A counting semaphore whose size can change while it is in use.
+
+    Unlike `anyio.CapacityLimiter`, a slot may be released by another task than the
+    one that took it: a batch takes the slot before it pulls the next input, and
+    the item's own task gives it back when its prediction ends.
+    """
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"max_concurrency must be at least 1, got {limit}")
+        self._limit = limit
+        self._in_use = 0
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    @property
+    def limit(self) -> int:
+        """How many slots there are now."""
+        return self._limit
+
+    @property
+    def in_use(self) -> int:
+        """How many slots are taken."""
+        return self._in_use
+
+    def set_limit(self, limit: int) -> None:
+        """Resize; shrinking never takes a slot back, it only stops handing out new ones."""
+        self._limit = max(1, limit)
+        self._wake()
+
+    async def acquire(self) -> None:
+        """Take a slot, waiting while all are in use."""
+        if self._in_use < self._limit and not self._waiters:
+            self._in_use += 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                # The slot was handed over just as we were cancelled: pass it on.
+                self.release()
+            else:
+                self._waiters.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        """Give a slot back."""
+        self._in_use -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and self._in_use < self._limit:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self._in_use += 1
+                waiter.set_result(None)
+
+
+class Throttle:
+    """A pause the server asked for (429, `Retry-After`) that every request honours."""
+
+    def __init__(self) -> None:
+        self._resume_at = 0.0
+
+    @property
+    def paused_for(self) -> float:
+        """Seconds left of the current pause; 0 when not paused."""
+        return max(0.0, self._resume_at - time.monotonic())
+
+    def pause(self, seconds: float) -> None:
+        """Hold every request for `seconds` from now (a longer pause already set wins)."""
+        self._resume_at = max(self._resume_at, time.monotonic() + seconds)
+
+    async def wait(self) -> None:
+        """Return once no pause is in force."""
+        # A loop, not an Event: a later 429 may push the resume time further out.
+        while (remaining := self._resume_at - time.monotonic()) > 0:  # noqa: ASYNC110
+            await anyio.sleep(remaining)

@@ -1,0 +1,123 @@
+"""Values read from the API: `Status`, `Metrics`, `Prediction`, and `BatchItem`."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+__all__ = ["BatchItem", "Metrics", "Prediction", "Status"]
+
+
+class Status(enum.StrEnum):
+    """A prediction's status.
+
+    A status string this client does not know (the API may add one) becomes a
+    pseudo-member that is not terminal, so a new status never crashes the poller.
+    """
+
+    STARTING = "starting"
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    ABORTED = "aborted"
+
+    @classmethod
+    def _missing_(cls, value: object) -> Status | None:
+        if not isinstance(value, str):
+            return None
+        # Same trick enum.Flag uses for unnamed values: a member made on demand.
+        member = str.__new__(cls, value)
+        member._name_ = value.upper()
+        member._value_ = value
+        return member
+
+    @property
+    def terminal(self) -> bool:
+        """True for `succeeded`, `failed`, `canceled` and `aborted`."""
+        return self in _TERMINAL
+
+    @property
+    def known(self) -> bool:
+        """False for a status string the API sent that this client does not know."""
+        return self._name_ in Status.__members__
+
+
+_TERMINAL = frozenset(
+    {Status.SUCCEEDED, Status.FAILED, Status.CANCELED, Status.ABORTED}
+)
+
+
+@attrs.frozen
+class Metrics:
+    """What the server measured. Every field may be absent."""
+
+    predict_time: float | None = None
+    total_time: float | None = None
+    image_count: int | None = None
+
+
+@attrs.frozen
+class Prediction:
+    """One prediction as the API last described it.
+
+    `output` is kept as sent (a URL string, a list of URLs, or None); use
+    `output_urls` for a uniform tuple. `urls` points at api.replicate.com and is
+    informational only: this client never calls it.
+    """
+
+    id: str
+    status: Status
+    model: str = ""
+    version: str | None = None
+    input: Mapping[str, Any] = attrs.field(factory=dict)
+    output: Any = None
+    error: str | None = None
+    logs: str | None = None
+    metrics: Metrics | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    urls: Mapping[str, str] = attrs.field(factory=dict)
+    data_removed: bool = False
+    source: str | None = None
+
+    @property
+    def done(self) -> bool:
+        """True once the status is terminal."""
+        return self.status.terminal
+
+    @property
+    def output_urls(self) -> tuple[str, ...]:
+        """The output as a tuple of URL strings: `str` → one, list → all, None → none."""
+        output = self.output
+        if output is None:
+            return ()
+        if isinstance(output, str):
+            return (output,)
+        if isinstance(output, list | tuple):
+            return tuple(item for item in output if isinstance(item, str))
+        return ()
+
+
+@attrs.frozen
+class BatchItem:
+    """The outcome of one input of a batch: a prediction or an error, never both.
+
+    `index` is the input's position; `prediction` is set when it succeeded (or, for a
+    `PredictionError`, also on the error).
+    """
+
+    index: int
+    input: Any
+    prediction: Prediction | None = None
+    error: BaseException | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the item succeeded."""
+        return self.error is None and self.prediction is not None

@@ -1,0 +1,156 @@
+"""The one background task that polls every prediction a session watches.
+
+A dispatcher takes due entries from the registry in time order and hands them to
+a fixed pool of query workers, so queries in flight never exceed
+`PollPolicy.max_concurrent_queries`. When nothing is due it sleeps until the next
+poll time, or until a new entry wakes it. It never raises: a failure to read a
+prediction is retried on the schedule or handed to its waiters as an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+import anyio
+from anyio.abc import TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from ._exceptions import CometReplicateError
+from ._models import Prediction
+from ._registry import Entry, Registry
+from ._retry import RetryPolicy
+from ._schedule import PollPolicy, TimingBook
+
+__all__ = ["Poller"]
+
+logger = logging.getLogger("comet_replicate_async")
+
+QueryOnce = Callable[[str], Awaitable[Prediction]]
+
+
+class Poller:
+    """Owns every query the session makes on behalf of `wait`, `run` and batches."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        query_once: QueryOnce,
+        *,
+        policy: PollPolicy,
+        retry: RetryPolicy,
+        on_update: Callable[[Prediction, Prediction], None],
+    ) -> None:
+        self._registry = registry
+        self._query_once = query_once
+        self._retry = retry
+        self._on_update = on_update
+        self.policy = policy
+        self.timings = TimingBook(policy)
+        self._rng = random.Random()
+        self._wake = anyio.Event()
+
+    def watch(self, prediction: Prediction) -> Entry:
+        """Register a prediction (or find its entry) and schedule its first poll."""
+        now = time.monotonic()
+        first = now + self.timings.next_delay(prediction.model, 0.0, 0, self._rng)
+        entry = self._registry.add(prediction, now=now, first_poll_at=first)
+        self._wake.set()
+        return entry
+
+    async def run(
+        self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Dispatch due polls until cancelled."""
+        send, receive = anyio.create_memory_object_stream[Entry]()
+        async with anyio.create_task_group() as workers, send:
+            for _ in range(self.policy.max_concurrent_queries):
+                workers.start_soon(self._worker, receive.clone())
+            receive.close()
+            task_status.started()
+            while True:
+                now = time.monotonic()
+                entry = self._registry.pop_due(now)
+                if entry is not None:
+                    await send.send(entry)
+                    continue
+                due_at = self._registry.next_due_at()
+                self._wake = anyio.Event()
+                with anyio.move_on_after(_seconds_until(due_at, now)):
+                    await self._wake.wait()
+
+    async def _worker(self, receive: MemoryObjectReceiveStream[Entry]) -> None:
+        async with receive:
+            async for entry in receive:
+                await self._poll(entry)
+
+    async def _poll(self, entry: Entry) -> None:
+        try:
+            prediction = await self._query_once(entry.id)
+        except CometReplicateError as error:
+            self._on_failure(entry, error)
+            return
+        except Exception as error:
+            logger.exception("unexpected error polling %s", entry.id)
+            self._give_up(entry, error)
+            return
+        entry.failures = 0
+        previous, entry.prediction = entry.prediction, prediction
+        self._on_update(previous, prediction)
+        if prediction.done:
+            if prediction.status == "succeeded":
+                self._learn(prediction, entry)
+            self._registry.remove(entry)
+            if not entry.outcome.done():
+                entry.outcome.set_result(prediction)
+            return
+        now = time.monotonic()
+        age = now - entry.registered_at
+        delay = self.timings.next_delay(
+            prediction.model or entry.model, age, entry.overdue_polls, self._rng
+        )
+        timings = self.timings.get(prediction.model or entry.model)
+        if timings is not None and age > timings.closes_at:
+            entry.overdue_polls += 1
+        self._reschedule(entry, now + delay)
+
+    def _on_failure(self, entry: Entry, error: CometReplicateError) -> None:
+        entry.failures += 1
+        delay = self._retry.delay("query", error, entry.failures, self._rng)
+        if delay is None:
+            self._give_up(entry, error)
+            return
+        logger.debug("poll of %s failed (%s); next in %.2f s", entry.id, error, delay)
+        self._reschedule(entry, time.monotonic() + max(delay, self.policy.interval))
+
+    def _give_up(self, entry: Entry, error: BaseException) -> None:
+        self._registry.remove(entry)
+        if not entry.outcome.done():
+            entry.outcome.set_exception(error)
+
+    def _reschedule(self, entry: Entry, at: float) -> None:
+        if self._registry.get(entry.id) is entry:
+            self._registry.schedule(entry, at)
+
+    def _learn(self, prediction: Prediction, entry: Entry) -> None:
+        duration = _server_duration(prediction.created_at, prediction.completed_at)
+        if duration is None:
+            duration = time.monotonic() - entry.registered_at
+        self.timings.record(prediction.model or entry.model, duration)
+
+
+def _server_duration(
+    created: datetime | None, completed: datetime | None
+) -> float | None:
+    # The server's own clock on both ends: no skew, no network delay in it.
+    if created is None or completed is None:
+        return None
+    return (completed - created).total_seconds()
+
+
+def _seconds_until(due_at: float | None, now: float) -> float:
+    # Nothing watched: sleep until a new entry wakes the dispatcher.
+    return float("inf") if due_at is None else max(0.0, due_at - now)

@@ -1,0 +1,244 @@
+"""Pure request building and response reading: no I/O, no aiohttp.
+
+`build_create_request` and `build_query_request` say what to send;
+`decipher_response` turns what came back into a `Prediction` or raises the
+matching `APIError`. The API key is not part of a `RequestSpec`: the transport adds
+the Authorization header at the last moment, so a spec can be logged or shown.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import cattrs
+
+from ._converters import structure_prediction
+from ._exceptions import (
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    InputValidationError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+    UnexpectedResponseError,
+)
+from ._models import Prediction
+from ._retry import retry_after_from_response
+
+__all__ = [
+    "RawResponse",
+    "RequestSpec",
+    "build_create_request",
+    "build_query_request",
+    "decipher_response",
+    "error_from_response",
+    "excerpt",
+    "validate_model_id",
+]
+
+_MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*$", re.IGNORECASE)
+_PREDICTION_ID = re.compile(r"^[A-Za-z0-9_-]+$")
+_REQUEST_ID = re.compile(r"\(request id: ([^)\s]+)\)")
+_EXCERPT_CHARS = 300
+
+
+@attrs.frozen
+class RequestSpec:
+    """What to send. `kind` is `"create"` or `"query"`; `path` starts with `/`."""
+
+    kind: str
+    method: str
+    path: str
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+    json_body: Mapping[str, Any] | None = None
+
+
+@attrs.frozen
+class RawResponse:
+    """What came back: status, headers (lower-cased names) and the raw body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+def validate_model_id(model: str) -> tuple[str, str]:
+    """Split `"owner/name"`, or raise `InputValidationError` naming what is wrong."""
+    if not isinstance(model, str) or not _MODEL_ID.match(model):
+        raise InputValidationError(
+            f"model must be 'owner/name' (e.g. 'black-forest-labs/flux-schnell'), "
+            f"got {model!r}"
+        )
+    owner, name = model.split("/")
+    return owner, name
+
+
+def build_create_request(
+    model: str, input: Mapping[str, Any], *, prefer_wait: int | None = None
+) -> RequestSpec:
+    """The create call: `POST /replicate/v1/models/{owner}/{name}/predictions`."""
+    owner, name = validate_model_id(model)
+    if not isinstance(input, Mapping):
+        raise InputValidationError(
+            f"input must be a mapping of parameters, got {type(input).__name__}"
+        )
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    if prefer_wait is not None:
+        headers["Prefer"] = f"wait={prefer_wait}"
+    return RequestSpec(
+        kind="create",
+        method="POST",
+        path=f"/replicate/v1/models/{owner}/{name}/predictions",
+        headers=headers,
+        json_body={"input": dict(input)},
+    )
+
+
+def build_query_request(prediction_id: str) -> RequestSpec:
+    """The query call: `GET /replicate/v1/predictions/{id}`."""
+    if not isinstance(prediction_id, str) or not _PREDICTION_ID.match(prediction_id):
+        raise InputValidationError(f"not a prediction id: {prediction_id!r}")
+    return RequestSpec(
+        kind="query",
+        method="GET",
+        path=f"/replicate/v1/predictions/{prediction_id}",
+        headers={"Accept": "application/json"},
+    )
+
+
+def excerpt(body: bytes) -> str:
+    """A short, printable start of a body for error messages."""
+    text = body[: _EXCERPT_CHARS * 4].decode("utf-8", errors="replace")
+    text = " ".join(text.split())
+    if len(text) > _EXCERPT_CHARS:
+        return text[:_EXCERPT_CHARS] + "…"
+    return text
+
+
+def decipher_response(response: RawResponse) -> Prediction:
+    """Read a create or query reply into a `Prediction`, or raise its error.
+
+    Raises:
+        APIError: a subclass chosen by status; `UnexpectedResponseError` for a
+            redirect, or a success reply that is not a prediction object.
+    """
+    if not 200 <= response.status < 300:
+        raise error_from_response(response)
+    data = _decode_json(response)
+    if not isinstance(data, Mapping):
+        raise _unexpected(response, "the reply is not a JSON object")
+    data = _unwrap_envelope(data)
+    try:
+        return structure_prediction(data)
+    except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
+        reason = "; ".join(_describe_structure_error(exc))
+        raise _unexpected(
+            response, f"the reply is not a prediction ({reason})"
+        ) from exc
+
+
+def error_from_response(response: RawResponse) -> APIError:
+    """The `APIError` that an error status (or a redirect) stands for."""
+    status = response.status
+    if 300 <= status < 400:
+        location = response.headers.get("location", "")
+        return _unexpected(
+            response,
+            f"redirect to {location or 'an unnamed location'} not followed; "
+            "check the base URL",
+        )
+    message, code = _error_message(response)
+    request_id = _request_id(message) or response.headers.get("x-request-id")
+    error_class = _class_for_status(status)
+    return error_class(
+        message,
+        status_code=status,
+        code=code,
+        request_id=request_id,
+        body=excerpt(response.body),
+        retry_after=retry_after_from_response(response.headers, message),
+    )
+
+
+def _class_for_status(status: int) -> type[APIError]:
+    by_status: dict[int, type[APIError]] = {
+        400: BadRequestError,
+        401: AuthenticationError,
+        403: PermissionDeniedError,
+        404: NotFoundError,
+        422: BadRequestError,
+        429: RateLimitError,
+    }
+    if status in by_status:
+        return by_status[status]
+    if status >= 500:
+        return ServerError
+    return APIError
+
+
+def _error_message(response: RawResponse) -> tuple[str, str | None]:
+    """CometAPI's `{"error": {...}}`, then Replicate's `{"detail", "title"}`, then text."""
+    try:
+        data = json.loads(response.body)
+    except ValueError:
+        data = None
+    if isinstance(data, Mapping):
+        error = data.get("error")
+        if isinstance(error, Mapping) and isinstance(error.get("message"), str):
+            code = error.get("code")
+            return error["message"], (code if isinstance(code, str) and code else None)
+        if isinstance(error, str) and error:
+            return error, None
+        detail, title = data.get("detail"), data.get("title")
+        if isinstance(detail, str) and detail:
+            return (f"{title}: {detail}" if isinstance(title, str) else detail), None
+        if isinstance(title, str) and title:
+            return title, None
+        if isinstance(data.get("message"), str):
+            return data["message"], None
+    return excerpt(response.body) or f"empty reply with status {response.status}", None
+
+
+def _request_id(message: str) -> str | None:
+    match = _REQUEST_ID.search(message)
+    return match.group(1) if match else None
+
+
+def _decode_json(response: RawResponse) -> Any:
+    content_type = response.headers.get("content-type", "")
+    if "html" in content_type:
+        raise _unexpected(response, "got HTML instead of JSON")
+    try:
+        return json.loads(response.body)
+    except ValueError:
+        raise _unexpected(response, "the reply is not valid JSON") from None
+
+
+def _unwrap_envelope(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    # Some gateways wrap the prediction as {"data": {...}}, sometimes twice.
+    while "id" not in data and isinstance(data.get("data"), Mapping):
+        data = data["data"]
+    return data
+
+
+def _unexpected(response: RawResponse, reason: str) -> UnexpectedResponseError:
+    body = excerpt(response.body)
+    message = f"{reason}: {body}" if body else reason
+    return UnexpectedResponseError(
+        message,
+        status_code=response.status,
+        request_id=response.headers.get("x-request-id"),
+        body=body,
+    )
+
+
+def _describe_structure_error(exc: Exception) -> list[str]:
+    if isinstance(exc, cattrs.BaseValidationError):
+        return cattrs.transform_error(exc)
+    return [str(exc)]

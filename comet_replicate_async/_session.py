@@ -1,0 +1,607 @@
+"""`Session`: the one object users hold. This module owns its lifecycle and calls."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import math
+import random
+import time
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Mapping,
+)
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectSendStream
+
+from ._config import RequestTimeout, resolve_api_key, resolve_base_url
+from ._exceptions import (
+    AmbiguousSubmitError,
+    CometReplicateError,
+    PredictionCanceled,
+    PredictionFailed,
+    PredictionTimeout,
+    RateLimitError,
+)
+from ._futures import PredictionFuture
+from ._limits import ConcurrencyWindow, Throttle
+from ._models import BatchItem, Prediction, Status
+from ._poller import Poller
+from ._registry import Registry
+from ._retry import CallKind, RetryPolicy, create_may_have_happened
+from ._sansio import (
+    RequestSpec,
+    build_create_request,
+    build_query_request,
+    decipher_response,
+    validate_model_id,
+)
+from ._schedule import PollPolicy
+from ._stats import Event, EventHandler, EventKind, SessionStats, StatsCounter
+from ._transport import AiohttpTransport
+
+__all__ = ["Session"]
+
+logger = logging.getLogger("comet_replicate_async")
+
+DEFAULT_MAX_CONCURRENCY = 32
+
+
+class _State(enum.Enum):
+    UNOPENED = "unopened"  # built, not entered yet
+    OPENED = "opened"  # inside `async with`: requests may be sent
+    CLOSED = "closed"  # left or aclose()d: a session is never reopened
+
+
+class Session:
+    """A client for CometAPI's Replicate-format predictions.
+
+    Open it with `async with Session() as session:`. The key comes from `api_key`
+    or `COMETAPI_KEY`; the base URL from `base_url`, `COMETAPI_BASE_URL`, or
+    `https://api.cometapi.com` (a trailing `/v1` is accepted and dropped).
+
+    One background poller task, started with the session, polls every prediction
+    that `run`, `wait`, `submit` and the batch calls are waiting for.
+
+    Args:
+        api_key: the CometAPI key. Never shown in a repr, a log line or an error.
+        base_url: the API root.
+        max_concurrency: predictions in flight at once (from create until they
+            finish) through `run`, `submit` and the batch calls.
+        retry: how failed calls are retried; see `RetryPolicy`.
+        poll: how the poller spaces its queries; see `PollPolicy`.
+        timeout: the default per-prediction deadline in seconds (None: no deadline).
+        request_timeout: connect and read timeouts of each HTTP call.
+        prefer_wait: send `Prefer: wait=N` (1 to 60) on creates and read for up to
+            N seconds plus a margin; an unfinished reply falls back to polling.
+        http_session: an `aiohttp.ClientSession` to borrow instead of owning one;
+            it is never closed by the session.
+        on_event: called with an `Event` for creates, status changes, retries
+            and 429s. Keep it quick: it runs on the event loop.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        retry: RetryPolicy | None = None,
+        poll: PollPolicy | None = None,
+        timeout: float | None = None,
+        request_timeout: RequestTimeout | None = None,
+        prefer_wait: int | None = None,
+        http_session: aiohttp.ClientSession | None = None,
+        on_event: EventHandler | None = None,
+    ) -> None:
+        if prefer_wait is not None and not 1 <= prefer_wait <= 60:
+            raise ValueError(f"prefer_wait must be 1 to 60 seconds, got {prefer_wait}")
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"timeout must be positive, got {timeout}")
+        self._api_key = resolve_api_key(api_key)
+        self.base_url = resolve_base_url(base_url)
+        self.retry = retry or RetryPolicy()
+        self.poll = poll or PollPolicy()
+        self.timeout = timeout
+        self.request_timeout = request_timeout or RequestTimeout()
+        self.prefer_wait = prefer_wait
+        self._window = ConcurrencyWindow(max_concurrency)
+        self._transport = AiohttpTransport(
+            self.base_url,
+            self._api_key,
+            self.request_timeout,
+            http_session=http_session,
+            connection_limit=max(
+                100, self.poll.max_concurrent_queries + max_concurrency
+            ),
+        )
+        self._on_event = on_event
+        self._counters = StatsCounter()
+        self._throttle = Throttle()
+        self._registry = Registry()
+        self._poller = Poller(
+            self._registry,
+            self._query_once,
+            policy=self.poll,
+            retry=self.retry,
+            on_update=self._on_poll_update,
+        )
+        self._state = _State.UNOPENED
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task_group: TaskGroup | None = None
+        # Background jobs (submitted futures, batch feeders) a normal close waits for.
+        self._jobs = 0
+        self._jobs_finished = anyio.Event()
+        self._jobs_finished.set()
+        self._futures: set[PredictionFuture] = set()
+        self._rng = random.Random()
+
+    def __repr__(self) -> str:
+        return f"<Session base_url={self.base_url!r} state={self._state.value}>"
+
+    @property
+    def stats(self) -> SessionStats:
+        """A snapshot of the live counters."""
+        return self._counters.snapshot(
+            watched=len(self._registry), concurrency_limit=self._window.limit
+        )
+
+    # Lifecycle
+
+    async def __aenter__(self) -> Self:
+        if self._state is _State.OPENED:
+            raise RuntimeError("this Session is already open")
+        if self._state is _State.CLOSED:
+            raise RuntimeError("a closed Session cannot be reopened; make a new one")
+        self._loop = asyncio.get_running_loop()
+        self._transport.open()
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        try:
+            await task_group.start(self._poller.run)
+        except BaseException:
+            task_group.cancel_scope.cancel()
+            await task_group.__aexit__(None, None, None)
+            await self._transport.aclose()
+            raise
+        self._task_group = task_group
+        self._state = _State.OPENED
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._close(abandon=exc is not None)
+
+    async def aclose(self) -> None:
+        """Wait for outstanding predictions, then stop the poller and close the pool.
+
+        Closing twice is harmless. Call it from the task that opened the session.
+        """
+        await self._close(abandon=False)
+
+    async def _close(self, *, abandon: bool) -> None:
+        if self._state is not _State.OPENED:
+            self._state = _State.CLOSED
+            return
+        if abandon:
+            self._abandon_outstanding()
+        else:
+            await self._jobs_finished.wait()
+        self._state = _State.CLOSED
+        task_group, self._task_group = self._task_group, None
+        assert task_group is not None
+        task_group.cancel_scope.cancel()
+        # The user's exception, if any, is not handed to the task group: it must
+        # propagate as itself, never wrapped in an ExceptionGroup.
+        try:
+            await task_group.__aexit__(None, None, None)
+        finally:
+            await self._transport.aclose()
+
+    def _abandon_outstanding(self) -> None:
+        # Cancelling the task group (in _close) stops them; say which ids are left
+        # running remotely, so nobody pays for a result they cannot find.
+        ids = self._registry.ids()
+        if ids:
+            logger.warning(
+                "closing on an error: abandoning %d unfinished prediction(s): %s",
+                len(ids),
+                ", ".join(ids),
+            )
+
+    def _check_usable(self) -> None:
+        if self._state is not _State.OPENED:
+            if self._state is _State.UNOPENED:
+                raise RuntimeError(
+                    "Session is not open: use 'async with Session() as session:'"
+                )
+            raise RuntimeError("Session is closed")
+        if asyncio.get_running_loop() is not self._loop:
+            raise RuntimeError(
+                "this Session belongs to another event loop; open one Session per loop"
+            )
+
+    # Single calls
+
+    async def create(self, model: str, input: Mapping[str, Any]) -> Prediction:
+        """Start one prediction: a single create call, at most once.
+
+        A 429 or a connection that failed before sending is retried; a failure after
+        the request was sent raises `AmbiguousSubmitError` (unless the retry policy
+        opts into `retry_ambiguous_creates`, which may pay twice).
+        """
+        self._check_usable()
+        spec = build_create_request(model, input, prefer_wait=self.prefer_wait)
+        read_timeout = None if self.prefer_wait is None else self.prefer_wait + 5.0
+        may_exist = False
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                prediction = await self._send(spec, read_timeout=read_timeout)
+            except CometReplicateError as error:
+                may_exist = may_exist or create_may_have_happened(error)
+                delay = self._retry_delay("create", error, attempt)
+                if delay is None:
+                    if may_exist:
+                        raise AmbiguousSubmitError(model, input, error) from error
+                    raise
+            else:
+                self._emit(Event("created", prediction=prediction))
+                return prediction
+            await anyio.sleep(delay)
+
+    async def get(self, prediction_id: str) -> Prediction:
+        """Read one prediction's current state: a single query call, with retries."""
+        self._check_usable()
+        spec = build_query_request(prediction_id)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._send(spec)
+            except CometReplicateError as error:
+                delay = self._retry_delay("query", error, attempt)
+                if delay is None:
+                    raise
+            await anyio.sleep(delay)
+
+    # Waiting through the poller
+
+    async def wait(
+        self, prediction: Prediction | str, *, timeout: float | None = None
+    ) -> Prediction:
+        """Wait for a prediction to finish, through the shared poller.
+
+        Returns the succeeded prediction; raises `PredictionFailed`,
+        `PredictionCanceled`, `PredictionTimeout` (the local deadline passed; the
+        remote prediction carries on), or the error that stopped the polling.
+        """
+        self._check_usable()
+        if isinstance(prediction, str):
+            build_query_request(prediction)  # validates the id before any request
+            prediction = Prediction(id=prediction, status=Status.STARTING)
+        deadline = self._deadline(timeout)
+        return await self._wait_until(prediction, deadline)
+
+    async def _wait_until(self, prediction: Prediction, deadline: float) -> Prediction:
+        if prediction.done:
+            return _outcome(prediction)
+        entry = self._poller.watch(prediction)
+        entry.waiters += 1
+        try:
+            with anyio.move_on_after(deadline - time.monotonic()):
+                final = await asyncio.shield(entry.outcome)
+                return _outcome(final)
+            raise PredictionTimeout(
+                f"prediction {entry.id} did not finish before its deadline "
+                f"(last status: {entry.prediction.status}); it may still run and be billed",
+                entry.prediction,
+            )
+        finally:
+            entry.waiters -= 1
+            if entry.waiters == 0:
+                self._registry.remove(entry)
+                if not entry.outcome.done():
+                    entry.outcome.cancel()
+
+    async def run(
+        self,
+        model: str,
+        input: Mapping[str, Any],
+        *,
+        timeout: float | None = None,
+    ) -> Prediction:
+        """Create a prediction and wait for it, under the concurrency limit.
+
+        The deadline (`timeout`, else the session's) counts from the call. A create
+        in flight is never interrupted, so its id is never lost; a deadline that
+        passed meanwhile raises `PredictionTimeout` with that id.
+        """
+        self._check_usable()
+        validate_model_id(model)
+        deadline = self._deadline(timeout)
+        self._counters.submitted += 1
+        await self._window.acquire()
+        return await self._run_in_slot(model, input, deadline)
+
+    async def _run_in_slot(
+        self,
+        model: str,
+        input: Mapping[str, Any],
+        deadline: float,
+        on_created: Callable[[Prediction], None] | None = None,
+    ) -> Prediction:
+        """Create and wait, holding a window slot taken by the caller; frees it."""
+        self._counters.in_flight += 1
+        succeeded = False
+        try:
+            created = await self.create(model, input)
+            if on_created is not None:
+                on_created(created)
+            if time.monotonic() >= deadline and not created.done:
+                raise PredictionTimeout(
+                    f"prediction {created.id} was created after its deadline; "
+                    "it may still run and be billed",
+                    created,
+                )
+            result = await self._wait_until(created, deadline)
+            succeeded = True
+            return result
+        finally:
+            self._counters.in_flight -= 1
+            if succeeded:
+                self._counters.succeeded += 1
+            else:
+                self._counters.failed += 1
+            self._window.release()
+
+    def submit(
+        self,
+        model: str,
+        input: Mapping[str, Any],
+        *,
+        timeout: float | None = None,
+    ) -> PredictionFuture:
+        """Start `run(model, input)` in the background and return its future at once."""
+        self._check_usable()
+        validate_model_id(model)
+        future = PredictionFuture(model, input)
+        self._counters.submitted += 1
+        self._job_started()
+        self._futures.add(future)
+        assert self._task_group is not None
+        self._task_group.start_soon(self._run_future, future, self._deadline(timeout))
+        return future
+
+    async def _run_future(self, future: PredictionFuture, deadline: float) -> None:
+        prediction: Prediction | None = None
+        error: BaseException | None = None
+        try:
+            with anyio.CancelScope() as scope:
+                future._cancel_scope = scope
+                if future._cancel_requested:
+                    scope.cancel()
+                await self._window.acquire()
+                prediction = await self._run_in_slot(
+                    future.model, future.input, deadline, on_created=future._update
+                )
+            if prediction is None:
+                error = asyncio.CancelledError("canceled by PredictionFuture.cancel()")
+        except Exception as exc:
+            error = exc
+        except BaseException:
+            error = asyncio.CancelledError("the session closed before it finished")
+            raise
+        finally:
+            future._finish(prediction, error)
+            self._futures.discard(future)
+            self._job_done()
+
+    # Batches
+
+    def as_completed(
+        self,
+        model: str,
+        inputs: Iterable[Mapping[str, Any]] | AsyncIterable[Mapping[str, Any]],
+        *,
+        timeout: float | None = None,
+    ) -> AsyncGenerator[BatchItem, None]:
+        """Run one prediction per input; yield a `BatchItem` for each as it finishes.
+
+        Inputs are pulled lazily, one for each free slot of the concurrency window,
+        so a huge (or endless) input never sits in memory. A failed item is a
+        `BatchItem` with `error` set; its siblings carry on. Stop early with
+        `contextlib.aclosing(...)` and `break`: unfinished items are abandoned.
+        """
+        self._check_usable()
+        validate_model_id(model)
+        return self._batch(model, inputs, timeout)
+
+    async def gather(
+        self,
+        model: str,
+        inputs: Iterable[Mapping[str, Any]] | AsyncIterable[Mapping[str, Any]],
+        *,
+        timeout: float | None = None,
+    ) -> list[BatchItem]:
+        """Run one prediction per input; return every `BatchItem` in input order."""
+        items = [
+            item async for item in self.as_completed(model, inputs, timeout=timeout)
+        ]
+        items.sort(key=lambda item: item.index)
+        return items
+
+    async def _batch(
+        self,
+        model: str,
+        inputs: Iterable[Mapping[str, Any]] | AsyncIterable[Mapping[str, Any]],
+        timeout: float | None,
+    ) -> AsyncGenerator[BatchItem, None]:
+        send, receive = anyio.create_memory_object_stream[BatchItem](math.inf)
+        feeder_scope = anyio.CancelScope()
+        assert self._task_group is not None
+        self._job_started()
+        self._task_group.start_soon(
+            self._feed_batch, model, inputs, timeout, send, feeder_scope
+        )
+        try:
+            async with receive:
+                async for item in receive:
+                    yield item
+        finally:
+            feeder_scope.cancel()
+
+    async def _feed_batch(
+        self,
+        model: str,
+        inputs: Iterable[Mapping[str, Any]] | AsyncIterable[Mapping[str, Any]],
+        timeout: float | None,
+        send: MemoryObjectSendStream[BatchItem],
+        scope: anyio.CancelScope,
+    ) -> None:
+        try:
+            with scope:
+                async with send, anyio.create_task_group() as items:
+                    index = 0
+                    async for input in _aiter(inputs):
+                        # Take the slot before pulling the next input: backpressure.
+                        await self._window.acquire()
+                        self._counters.submitted += 1
+                        items.start_soon(
+                            self._batch_item, index, model, input, timeout, send.clone()
+                        )
+                        index += 1
+        except Exception:
+            # The input iterable itself failed; the consumer sees the stream end.
+            logger.exception("batch stopped: its input iterable raised")
+        finally:
+            self._job_done()
+
+    async def _batch_item(
+        self,
+        index: int,
+        model: str,
+        input: Mapping[str, Any],
+        timeout: float | None,
+        send: MemoryObjectSendStream[BatchItem],
+    ) -> None:
+        async with send:
+            try:
+                result = await self._run_in_slot(model, input, self._deadline(timeout))
+            except Exception as error:
+                prediction = getattr(error, "prediction", None)
+                item = BatchItem(index, input, prediction=prediction, error=error)
+            else:
+                item = BatchItem(index, input, prediction=result)
+            with contextlib.suppress(anyio.BrokenResourceError):
+                await send.send(item)  # broken: the consumer stopped reading
+
+    # Plumbing
+
+    def _deadline(self, timeout: float | None) -> float:
+        timeout = self.timeout if timeout is None else timeout
+        return math.inf if timeout is None else time.monotonic() + timeout
+
+    def _job_started(self) -> None:
+        self._jobs += 1
+        if self._jobs_finished.is_set():
+            self._jobs_finished = anyio.Event()
+
+    def _job_done(self) -> None:
+        self._jobs -= 1
+        if self._jobs == 0:
+            self._jobs_finished.set()
+
+    async def _send(
+        self, spec: RequestSpec, *, read_timeout: float | None = None
+    ) -> Prediction:
+        await self._throttle.wait()
+        self._counters.requests += 1
+        if spec.kind == "create":
+            self._counters.creates += 1
+        else:
+            self._counters.queries += 1
+        try:
+            response = await self._transport.send(spec, read_timeout=read_timeout)
+            return decipher_response(response)
+        except RateLimitError as error:
+            self._counters.rate_limited += 1
+            # The whole session waits, not only this caller.
+            pause = error.retry_after
+            if pause is None:
+                pause = self.retry.backoff(1, self._rng)
+            self._throttle.pause(min(pause, self.retry.max_retry_after))
+            self._emit(Event("rate_limited", error=error, delay=pause))
+            raise
+
+    async def _query_once(self, prediction_id: str) -> Prediction:
+        return await self._send(build_query_request(prediction_id))
+
+    def _retry_delay(
+        self, kind: CallKind, error: CometReplicateError, attempt: int
+    ) -> float | None:
+        delay = self.retry.delay(kind, error, attempt, self._rng)
+        if delay is not None:
+            self._counters.retries += 1
+            logger.debug(
+                "%s attempt %d failed (%s); retrying in %.2f s",
+                kind,
+                attempt,
+                type(error).__name__,
+                delay,
+            )
+            self._emit(Event("retry", error=error, delay=delay))
+        return delay
+
+    def _on_poll_update(self, previous: Prediction, current: Prediction) -> None:
+        if current.status != previous.status and self._on_event is not None:
+            kind: EventKind = "finished" if current.done else "status"
+            self._emit(Event(kind, prediction=current))
+
+    def _emit(self, event: Event) -> None:
+        if self._on_event is None:
+            return
+        try:
+            self._on_event(event)
+        except Exception:
+            logger.exception("on_event handler raised; ignored")
+
+
+def _outcome(prediction: Prediction) -> Prediction:
+    """The succeeded prediction, or the error its terminal status stands for."""
+    status = prediction.status
+    if status == Status.SUCCEEDED:
+        return prediction
+    if status == Status.FAILED:
+        raise PredictionFailed(
+            f"prediction {prediction.id} failed: {prediction.error or 'no reason given'}",
+            prediction,
+        )
+    raise PredictionCanceled(f"prediction {prediction.id} was {status}", prediction)
+
+
+async def _aiter(
+    inputs: Iterable[Mapping[str, Any]] | AsyncIterable[Mapping[str, Any]],
+) -> AsyncIterator[Mapping[str, Any]]:
+    if isinstance(inputs, AsyncIterable):
+        async for input in inputs:
+            yield input
+    else:
+        for input in inputs:
+            yield input

@@ -1,0 +1,86 @@
+"""Live counters of a session and the events it reports."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import attrs
+
+from ._models import Prediction
+
+__all__ = ["Event", "EventHandler", "EventKind", "SessionStats", "StatsCounter"]
+
+EventKind = Literal["created", "status", "finished", "retry", "rate_limited"]
+
+
+@attrs.frozen
+class SessionStats:
+    """A snapshot of a session's counters.
+
+    Attributes:
+        submitted: predictions asked for through `run`, `submit` and batches.
+        in_flight: of those, created or being created and not finished.
+        succeeded: finished with status `succeeded`.
+        failed: finished any other way (failed, canceled, aborted, error, timeout).
+        requests: HTTP requests sent, retries included.
+        creates: create requests sent.
+        queries: query requests sent.
+        retries: requests repeated after a retryable failure.
+        rate_limited: replies with status 429.
+        watched: predictions the poller is watching now.
+        concurrency_limit: the current size of the concurrency window.
+    """
+
+    submitted: int = 0
+    in_flight: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    requests: int = 0
+    creates: int = 0
+    queries: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    watched: int = 0
+    concurrency_limit: int = 0
+
+
+@attrs.define
+class StatsCounter:
+    """The mutable counters behind `SessionStats` (plain ints: cheap to keep on)."""
+
+    submitted: int = 0
+    in_flight: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    requests: int = 0
+    creates: int = 0
+    queries: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+
+    def snapshot(self, *, watched: int, concurrency_limit: int) -> SessionStats:
+        """A frozen copy."""
+        return SessionStats(
+            **attrs.asdict(self),
+            watched=watched,
+            concurrency_limit=concurrency_limit,
+        )
+
+
+@attrs.frozen
+class Event:
+    """Something that happened in a session, passed to `on_event`.
+
+    `kind` is one of "created", "status" (a new status seen), "finished" (a
+    terminal status seen), "retry" and "rate_limited". `prediction` is set for the
+    first three; `error` and `delay` for the last two.
+    """
+
+    kind: EventKind
+    prediction: Prediction | None = None
+    error: BaseException | None = None
+    delay: float | None = None
+
+
+EventHandler = Callable[[Event], None]

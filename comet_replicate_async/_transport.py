@@ -1,0 +1,149 @@
+"""The one module that imports aiohttp: send a `RequestSpec`, get a `RawResponse`.
+
+Every aiohttp exception is translated to ours in `map_aiohttp_exceptions`, and only
+there. The Authorization header is added per request, to requests for the API's
+own base URL, and never set on the `ClientSession`, so a borrowed session or a
+download through the same pool cannot leak it to another host.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import aiohttp
+
+from ._config import ApiKey, RequestTimeout
+from ._exceptions import APIConnectionError, APITimeoutError
+from ._sansio import RawResponse, RequestSpec
+
+__all__ = ["AiohttpTransport", "map_aiohttp_exceptions"]
+
+logger = logging.getLogger("comet_replicate_async")
+
+
+@contextmanager
+def map_aiohttp_exceptions(spec: RequestSpec) -> Iterator[None]:
+    """Translate aiohttp's exceptions into ours, keeping whether anything was sent.
+
+    `request_sent=False` only where aiohttp failed to connect: then the server
+    provably saw nothing, which is what makes a create safe to retry.
+    """
+    where = f"{spec.method} {spec.path}"
+    try:
+        yield
+    except aiohttp.ConnectionTimeoutError as exc:
+        raise APITimeoutError(f"{where}: connect timeout", request_sent=False) from exc
+    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        raise APITimeoutError(
+            f"{where}: no reply within the read timeout", request_sent=True
+        ) from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise APIConnectionError(
+            f"{where}: cannot connect ({exc.os_error.strerror or exc.os_error})",
+            request_sent=False,
+        ) from exc
+    except aiohttp.ServerDisconnectedError as exc:
+        raise APIConnectionError(
+            f"{where}: server closed the connection", request_sent=True
+        ) from exc
+    except aiohttp.ClientPayloadError as exc:
+        raise APIConnectionError(
+            f"{where}: reply body cut short", request_sent=True
+        ) from exc
+    except aiohttp.ClientError as exc:
+        raise APIConnectionError(
+            f"{where}: {type(exc).__name__}: {exc}", request_sent=True
+        ) from exc
+    except OSError as exc:
+        raise APIConnectionError(
+            f"{where}: {type(exc).__name__}: {exc}", request_sent=True
+        ) from exc
+
+
+class AiohttpTransport:
+    """Sends API requests through one `aiohttp.ClientSession`.
+
+    The session is created on `open()` (inside the running loop) unless one is
+    borrowed through `http_session`; a borrowed session is never closed here.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: ApiKey,
+        timeout: RequestTimeout,
+        *,
+        http_session: aiohttp.ClientSession | None = None,
+        connection_limit: int = 100,
+    ) -> None:
+        self._base_url = base_url
+        self._api_key = api_key
+        self._timeout = timeout
+        self._borrowed = http_session
+        self._owned: aiohttp.ClientSession | None = None
+        self._connection_limit = connection_limit
+
+    def open(self) -> None:
+        """Create the owned `ClientSession`; call from inside the event loop."""
+        if self._borrowed is None and self._owned is None:
+            self._owned = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._connection_limit),
+                # Default headers stay empty: the key goes on each API request only.
+                raise_for_status=False,
+            )
+
+    async def aclose(self) -> None:
+        """Close the owned session (a borrowed one is left to its owner)."""
+        if self._owned is not None:
+            owned, self._owned = self._owned, None
+            await owned.close()
+
+    async def send(
+        self, spec: RequestSpec, *, read_timeout: float | None = None
+    ) -> RawResponse:
+        """Send one request and read the whole reply; redirects are not followed."""
+        session = self._owned or self._borrowed
+        if session is None:
+            raise RuntimeError("transport is not open")
+        if read_timeout is None:
+            read_timeout = (
+                self._timeout.create_read
+                if spec.kind == "create"
+                else self._timeout.query_read
+            )
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=None,
+            sock_connect=self._timeout.connect,
+            sock_read=read_timeout,
+        )
+        headers = dict(spec.headers)
+        headers["Authorization"] = f"Bearer {self._api_key.reveal()}"
+        data = None if spec.json_body is None else json.dumps(spec.json_body).encode()
+        started = time.monotonic()
+        with map_aiohttp_exceptions(spec):
+            async with session.request(
+                spec.method,
+                self._base_url + spec.path,
+                headers=headers,
+                data=data,
+                allow_redirects=False,
+                timeout=timeout,
+            ) as response:
+                body = await response.read()
+                reply_headers = {
+                    name.lower(): value for name, value in response.headers.items()
+                }
+                status = response.status
+        logger.debug(
+            "%s %s -> %d in %.3f s",
+            spec.method,
+            spec.path,
+            status,
+            time.monotonic() - started,
+        )
+        return RawResponse(status=status, headers=reply_headers, body=body)

@@ -1,0 +1,480 @@
+"""``FakeCometAPI``: CometAPI's Replicate routes on a real loopback server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+import socket
+import struct
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType, TracebackType
+from typing import Any, Final, Literal, Self
+
+import attrs
+from aiohttp import web
+
+from ._faults import Fault, FaultRates, RateLimiter, check_probability
+from ._images import image_for
+from ._predictions import FinalStatus, Latency, PredictionRecord, new_prediction
+from ._replies import Reply, apply_fault, comet_error, json_reply, new_request_id
+from ._stats import FakeStats, RequestRecord
+
+__all__ = ["FakeCometAPI", "ScriptedRoute"]
+
+ScriptedRoute = Literal["create", "query", "file"]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: Replicate's ``Prefer: wait`` grammar; a bare ``wait`` means 60 s.
+_PREFER_WAIT: Final = re.compile(r"\bwait(?:=(\d+))?\b")
+_FILE_NAME: Final = re.compile(r"out-(\d+)\.(\w+)")
+_PREDICTION_ID: Final = web.RequestKey("prediction_id", str)
+#: Predictions take 50 ms unless told otherwise: quick tests, yet observable.
+DEFAULT_LATENCY: Final = Latency.constant(0.05)
+
+
+class _Dropped(web.Response):
+    """Stands in for the reply of a reset connection; it is never written."""
+
+
+# Settings are fixed at construction (the fault plan is derived from them), and
+# a server compares by identity.
+@attrs.define(kw_only=True, eq=False, on_setattr=attrs.setters.frozen)
+class FakeCometAPI:
+    """A fake CometAPI speaking the Replicate prediction routes over real HTTP.
+
+    Usage::
+
+        async with FakeCometAPI(latency={"flux-schnell": Latency.constant(0.05)}) as fake:
+            ...  # point the client at fake.base_url with fake.api_key
+
+    Output files are served from a second origin, :attr:`files_base_url`,
+    standing in for ``replicate.delivery``. Random faults are drawn from one
+    generator seeded with *seed*; scripted faults (:meth:`script`) come first.
+
+    Args:
+        api_key: The only accepted bearer token.
+        latency: Run-time distribution per model, keyed by ``owner/name`` or a
+            bare name such as ``"flux-schnell"``; or one distribution for all.
+        default_latency: For models *latency* does not name.
+        failure_rate: Share of predictions that end ``failed`` (NSFW error).
+        abort_rate: Share of predictions that end ``aborted``.
+        server_error_rate: Share of create and query requests answered with a
+            5xx (500, 502, 503, 504 or 524) in CometAPI's envelope.
+        ghost_share: Share of those create 5xx that create the prediction first
+            and then reply 502.
+        reset_rate: Share of create and query requests whose connection is
+            reset without a reply (for creates, half after creating).
+        malformed_rate: Share answered with an HTML 502 page or truncated JSON
+            (creates are created first).
+        slow_rate: Share answered normally after *slow_delay* seconds.
+        slow_delay: See *slow_rate*.
+        creates_per_minute: Accepted creates per *rate_window*; more get 429
+            with ``Retry-After``. ``None``: unlimited.
+        rate_window: Length of the sliding window, seconds.
+        seed: Seed of the random faults, latencies and outcomes.
+        host: Interface to listen on.
+        port: API port (0: any free port).
+    """
+
+    api_key: str = "test-key"
+    latency: Mapping[str, Latency] | Latency = attrs.field(factory=dict)
+    default_latency: Latency = DEFAULT_LATENCY
+    failure_rate: float = attrs.field(default=0.0, validator=check_probability)
+    abort_rate: float = attrs.field(default=0.0, validator=check_probability)
+    server_error_rate: float = 0.0
+    ghost_share: float = 0.0
+    reset_rate: float = 0.0
+    malformed_rate: float = 0.0
+    slow_rate: float = 0.0
+    slow_delay: float = 1.0
+    creates_per_minute: int | None = None
+    rate_window: float = 60.0
+    seed: int | None = None
+    host: str = "127.0.0.1"
+    port: int = 0
+    stats: FakeStats = attrs.field(factory=FakeStats, init=False, repr=False)
+    _rates: FaultRates = attrs.field(init=False, repr=False)
+    _limiter: RateLimiter | None = attrs.field(init=False, repr=False)
+    _rng: random.Random = attrs.field(init=False, repr=False)
+    _scripts: dict[str, deque[Fault]] = attrs.field(init=False, repr=False)
+    # The only attributes that change after construction: which ports are open.
+    _runners: list[web.AppRunner] = attrs.field(
+        factory=list, init=False, repr=False, on_setattr=attrs.setters.NO_OP
+    )
+    _base_url: str | None = attrs.field(
+        default=None, init=False, on_setattr=attrs.setters.NO_OP
+    )
+    _files_base_url: str | None = attrs.field(
+        default=None, init=False, repr=False, on_setattr=attrs.setters.NO_OP
+    )
+
+    @_rates.default
+    def _make_rates(self) -> FaultRates:
+        return FaultRates(
+            server_error_rate=self.server_error_rate,
+            ghost_share=self.ghost_share,
+            reset_rate=self.reset_rate,
+            malformed_rate=self.malformed_rate,
+            slow_rate=self.slow_rate,
+            slow_delay=self.slow_delay,
+        )
+
+    @_limiter.default
+    def _make_limiter(self) -> RateLimiter | None:
+        if self.creates_per_minute is None:
+            return None
+        return RateLimiter(self.creates_per_minute, self.rate_window)
+
+    @_rng.default
+    def _make_rng(self) -> random.Random:
+        return random.Random(self.seed)
+
+    @_scripts.default
+    def _make_scripts(self) -> dict[str, deque[Fault]]:
+        return {"create": deque(), "query": deque(), "file": deque()}
+
+    def __attrs_post_init__(self) -> None:
+        if self.failure_rate + self.abort_rate > 1.0:
+            msg = "failure_rate + abort_rate > 1"
+            raise ValueError(msg)
+
+    # -- lifecycle ----------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Start listening on the API and files ports.
+
+        Raises:
+            RuntimeError: Already started.
+        """
+        if self._runners:
+            msg = "FakeCometAPI is already started"
+            raise RuntimeError(msg)
+        try:
+            api_port = await self._serve(self._api_app(), self.port)
+            self._base_url = f"http://{self.host}:{api_port}"
+            files_port = await self._serve(self._files_app(), 0)
+            self._files_base_url = f"http://{self.host}:{files_port}"
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Stop listening; in-flight handlers are cancelled. Idempotent."""
+        runners, self._runners = self._runners, []
+        for runner in runners:
+            await runner.cleanup()
+
+    async def _serve(self, app: web.Application, port: int) -> int:
+        # A slow or delayed handler must not hold close() up for long, and a
+        # client that gave up should not keep its handler sleeping.
+        runner = web.AppRunner(
+            app, access_log=None, handler_cancellation=True, shutdown_timeout=0.5
+        )
+        await runner.setup()
+        self._runners.append(runner)
+        site = web.TCPSite(runner, self.host, port)
+        await site.start()
+        # One site per runner, so its only address tells which port was picked.
+        return int(runner.addresses[0][1])
+
+    # -- public state -------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT``, the API root to give the client."""
+        if self._base_url is None:
+            msg = "FakeCometAPI is not started"
+            raise RuntimeError(msg)
+        return self._base_url
+
+    @property
+    def files_base_url(self) -> str:
+        """Origin of the output files (stands in for ``replicate.delivery``)."""
+        if self._files_base_url is None:
+            msg = "FakeCometAPI is not started"
+            raise RuntimeError(msg)
+        return self._files_base_url
+
+    @property
+    def predictions(self) -> Mapping[str, PredictionRecord]:
+        """Read-only view of every prediction created, by id."""
+        return MappingProxyType(self.stats.predictions)
+
+    def script(self, route: ScriptedRoute, *faults: Fault) -> None:
+        """Queue *faults* for the next requests to *route*, one per request.
+
+        Scripted faults take priority over random faults and throttling; a
+        request that fails authentication or validation still uses one up.
+        """
+        self._scripts[route].extend(faults)
+
+    def reset(self) -> None:
+        """Forget predictions, statistics, scripts and the throttle window."""
+        self.stats.clear()
+        for queue in self._scripts.values():
+            queue.clear()
+        if self._limiter is not None:
+            self._limiter.clear()
+
+    # -- applications -------------------------------------------------------
+
+    def _api_app(self) -> web.Application:
+        app = web.Application(middlewares=[self._record])
+        app.router.add_post(
+            "/replicate/v1/models/{owner}/{name}/predictions",
+            self._create,
+            name="create",
+        )
+        app.router.add_get("/replicate/v1/predictions/{id}", self._query, name="query")
+        app.router.add_get("/_fake/stats", self._stats, name="control")
+        app.router.add_post("/_fake/reset", self._reset, name="control-reset")
+        app.router.add_route("*", "/moved/{tail:.*}", self._moved, name="other")
+        return app
+
+    def _files_app(self) -> web.Application:
+        app = web.Application(middlewares=[self._record])
+        app.router.add_get("/xezq/{id}/{file}", self._file, name="file")
+        app.router.add_route("*", "/moved/{tail:.*}", self._moved, name="other")
+        return app
+
+    @web.middleware
+    async def _record(
+        self, request: web.Request, handler: Handler
+    ) -> web.StreamResponse:
+        """Log every request, whatever happens to it."""
+        monotonic, wall = time.monotonic(), time.time()
+        status = 0  # stays 0 if the handler is cancelled (client went away)
+        try:
+            response = await handler(request)
+            status = 0 if isinstance(response, _Dropped) else response.status
+            return response
+        except web.HTTPException as exc:  # unknown path or method
+            status = exc.status
+            raise
+        finally:
+            name = request.match_info.route.name or "other"
+            self.stats.record_request(
+                RequestRecord(
+                    route=name.partition("-")[0],
+                    method=request.method,
+                    path=request.path,
+                    status=status,
+                    headers=dict(request.headers),
+                    monotonic=monotonic,
+                    wall=wall,
+                    prediction_id=request.get(_PREDICTION_ID),
+                )
+            )
+
+    # -- handlers -----------------------------------------------------------
+
+    async def _create(self, request: web.Request) -> web.StreamResponse:
+        request_id = new_request_id()
+        fault = self._next_scripted("create")
+        if not self._authorized(request):
+            return self._send(request, _invalid_token(request_id), request_id)
+        model = f"{request.match_info['owner']}/{request.match_info['name']}"
+        input_or_error = await _read_input(request, request_id)
+        if isinstance(input_or_error, Reply):
+            return self._send(request, input_or_error, request_id)
+        if fault is None:
+            fault = self._throttle() or self._rates.draw("create", self._rng)
+        wait = _prefer_wait(request.headers.get("Prefer", ""))
+
+        async def create() -> Reply:
+            prediction = self._new_prediction(model, input_or_error)
+            request[_PREDICTION_ID] = prediction.id
+            if wait:
+                remaining = prediction.terminal_monotonic - time.monotonic()
+                await asyncio.sleep(max(0.0, min(remaining, wait)))
+            body = prediction.to_json(time.monotonic())
+            return json_reply(201, body, prediction_id=prediction.id)
+
+        reply = await apply_fault(
+            fault, create, request_id=request_id, moved_url=_moved_url(request)
+        )
+        return self._send(request, reply, request_id)
+
+    async def _query(self, request: web.Request) -> web.StreamResponse:
+        request_id = new_request_id()
+        fault = self._next_scripted("query")
+        if not self._authorized(request):
+            return self._send(request, _invalid_token(request_id), request_id)
+        prediction_id = request.match_info["id"]
+        request[_PREDICTION_ID] = prediction_id
+        if fault is None:
+            fault = self._rates.draw("query", self._rng)
+
+        async def query() -> Reply:
+            prediction = self.stats.predictions.get(prediction_id)
+            if prediction is None:
+                return comet_error(404, "prediction not found", request_id, code="")
+            return json_reply(200, prediction.to_json(time.monotonic()))
+
+        reply = await apply_fault(
+            fault, query, request_id=request_id, moved_url=_moved_url(request)
+        )
+        return self._send(request, reply, request_id)
+
+    async def _file(self, request: web.Request) -> web.StreamResponse:
+        request_id = new_request_id()
+        fault = self._next_scripted("file") or Fault.ok()
+        prediction_id = request.match_info["id"]
+        request[_PREDICTION_ID] = prediction_id
+
+        async def download() -> Reply:
+            index = self._output_index(prediction_id, request.match_info["file"])
+            if index is None:
+                return Reply(404, b"Not Found", "text/plain")
+            prompt = str(self.stats.predictions[prediction_id].input["prompt"])
+            return Reply(200, image_for(prompt, index), "image/png")
+
+        reply = await apply_fault(
+            fault, download, request_id=request_id, moved_url=_moved_url(request)
+        )
+        return self._send(request, reply, request_id)
+
+    async def _stats(self, request: web.Request) -> web.StreamResponse:
+        include_log = request.query.get("log", "") not in {"", "0", "false"}
+        return web.json_response(self.stats.to_json(include_log=include_log))
+
+    async def _reset(self, request: web.Request) -> web.StreamResponse:
+        self.reset()
+        return web.json_response({"reset": True})
+
+    async def _moved(self, request: web.Request) -> web.StreamResponse:
+        # Where a followed redirect lands: a 200 that is not a prediction.
+        return web.json_response({"moved": True, "path": request.path})
+
+    # -- helpers ------------------------------------------------------------
+
+    def _next_scripted(self, route: ScriptedRoute) -> Fault | None:
+        queue = self._scripts[route]
+        fault = queue.popleft() if queue else None
+        # Fault.ok() means "as if nothing were scripted": random faults and
+        # throttling still apply.
+        return None if fault is None or fault.kind == "ok" else fault
+
+    def _authorized(self, request: web.Request) -> bool:
+        return request.headers.get("Authorization") == f"Bearer {self.api_key}"
+
+    def _throttle(self) -> Fault | None:
+        if self._limiter is None:
+            return None
+        wait = self._limiter.admit(time.monotonic())
+        return None if wait is None else Fault.rate_limited(str(wait))
+
+    def _new_prediction(self, model: str, input: Mapping[str, Any]) -> PredictionRecord:
+        roll = self._rng.random()
+        outcome: FinalStatus = "succeeded"
+        if roll < self.failure_rate:
+            outcome = "failed"
+        elif roll < self.failure_rate + self.abort_rate:
+            outcome = "aborted"
+        prediction = new_prediction(
+            model=model,
+            input=input,
+            latency=self._latency_for(model).draw(self._rng),
+            final_status=outcome,
+            files_base_url=self.files_base_url,
+            rng=self._rng,
+        )
+        self.stats.record_prediction(prediction)
+        return prediction
+
+    def _latency_for(self, model: str) -> Latency:
+        if isinstance(self.latency, Latency):
+            return self.latency
+        bare_name = model.rpartition("/")[2]
+        return (
+            self.latency.get(model)
+            or self.latency.get(bare_name)
+            or self.default_latency
+        )
+
+    def _output_index(self, prediction_id: str, file_name: str) -> int | None:
+        """The output number *file_name* names, if that file exists now."""
+        prediction = self.stats.predictions.get(prediction_id)
+        match = _FILE_NAME.fullmatch(file_name)
+        if prediction is None or match is None:
+            return None
+        if prediction.status_at(time.monotonic()) != "succeeded":
+            return None
+        outputs = prediction.output
+        urls = outputs if isinstance(outputs, tuple) else (outputs,)
+        index = int(match[1])
+        if index >= len(urls) or not str(urls[index]).endswith("/" + file_name):
+            return None
+        return index
+
+    def _send(
+        self, request: web.Request, reply: Reply, request_id: str
+    ) -> web.StreamResponse:
+        if reply.drop:
+            _reset_connection(request)
+            return _Dropped()
+        response = web.Response(
+            status=reply.status, body=reply.body, content_type=reply.content_type
+        )
+        response.headers.update(reply.headers)
+        response.headers["X-Request-Id"] = request_id
+        return response
+
+
+async def _read_input(request: web.Request, request_id: str) -> dict[str, Any] | Reply:
+    """The ``input`` object of a create body, or the 400 reply explaining why not."""
+    try:
+        body = json.loads(await request.read())
+    except ValueError:
+        return comet_error(400, "request body is not valid JSON", request_id)
+    if not isinstance(body, dict) or not isinstance(body.get("input"), dict):
+        return comet_error(400, "input is required and must be an object", request_id)
+    prompt = body["input"].get("prompt")
+    if not isinstance(prompt, str) or not prompt:
+        return comet_error(400, "input.prompt is required", request_id)
+    input: dict[str, Any] = body["input"]
+    return input
+
+
+def _invalid_token(request_id: str) -> Reply:
+    return comet_error(401, "invalid token", request_id, code="")
+
+
+def _prefer_wait(prefer: str) -> int:
+    """Seconds a ``Prefer: wait[=N]`` header asks to hold the reply (0: none)."""
+    match = _PREFER_WAIT.search(prefer)
+    if match is None:
+        return 0
+    return min(max(int(match[1] or 60), 1), 60)
+
+
+def _moved_url(request: web.Request) -> str:
+    return f"{request.url.origin()}/moved{request.path}"
+
+
+def _reset_connection(request: web.Request) -> None:
+    """Close the connection with a TCP RST, the way a crashing proxy does."""
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        # Linger 0 turns close() into a RST instead of an orderly FIN.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()

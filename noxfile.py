@@ -1,0 +1,47 @@
+"""Task runner. `nox` runs tests, lint and typing; `nox -s bench` and `nox -s docs` on demand."""
+
+from __future__ import annotations
+
+import pathlib
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typing"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_external_run = True
+nox.needs_version = ">=2025.5.1"
+
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+HERE = pathlib.Path(__file__).parent
+
+
+def _install(session: nox.Session, *groups: str, extras: str = "") -> None:
+    dependencies = [
+        requirement
+        for group in groups
+        for requirement in nox.project.dependency_groups(PYPROJECT, group)
+    ]
+    # Not editable: tests run against the installed package, as users get it.
+    session.install(f".{extras}", *dependencies)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The test suite, warnings as errors."""
+    _install(session, "tests", extras="[cli]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typing(session: nox.Session) -> None:
+    """mypy --strict on the package and on tests/typing."""
+    _install(session, "typing", extras="[cli]")
+    session.run("mypy", "--strict", "comet_replicate_async", "tests/typing")

@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from comet_replicate_async import Metrics, Prediction, Status
+from comet_replicate_async._converters import structure_prediction
+
+CREATE_REPLY: dict[str, Any] = {
+    "id": "q4chw5rey9rmt0cww76t4h3ma4",
+    "model": "black-forest-labs/flux-schnell",
+    "version": "hidden",
+    "input": {"aspect_ratio": "1:1", "prompt": "a paper boat"},
+    "logs": "",
+    "output": None,
+    "data_removed": False,
+    "error": None,
+    "source": "api",
+    "status": "starting",
+    "created_at": "2026-03-12T11:27:18.258Z",
+    "urls": {
+        "cancel": "https://api.replicate.com/v1/predictions/q4chw5rey9rmt0cww76t4h3ma4/cancel",
+        "get": "https://api.replicate.com/v1/predictions/q4chw5rey9rmt0cww76t4h3ma4",
+        "web": "https://replicate.com/p/q4chw5rey9rmt0cww76t4h3ma4",
+    },
+}
+
+
+def test_create_reply_from_the_docs_reads_whole() -> None:
+    pred = structure_prediction(CREATE_REPLY)
+
+    assert pred.id == "q4chw5rey9rmt0cww76t4h3ma4"
+    assert pred.status is Status.STARTING
+    assert not pred.done
+    assert pred.input["prompt"] == "a paper boat"
+    assert pred.created_at == datetime(2026, 3, 12, 11, 27, 18, 258000, tzinfo=UTC)
+    assert pred.urls["web"].startswith("https://replicate.com/p/")
+    assert pred.output_urls == ()
+
+
+@pytest.mark.parametrize(
+    ("stamp", "microsecond"),
+    [
+        ("2025-02-26T15:02:03.355Z", 355000),
+        ("2025-02-26T15:02:03.355487Z", 355487),
+        ("2025-02-26T15:02:03.35548709Z", 355487),
+        ("2025-02-26T15:02:03.355487099Z", 355487),
+        ("2025-02-26T15:02:03.355487+00:00", 355487),
+    ],
+)
+def test_timestamps_with_3_to_9_fraction_digits_parse(
+    stamp: str, microsecond: int
+) -> None:
+    pred = structure_prediction({"id": "a", "status": "succeeded", "started_at": stamp})
+
+    assert pred.started_at is not None
+    assert pred.started_at.microsecond == microsecond
+    assert pred.started_at.utcoffset() is not None
+
+
+@pytest.mark.parametrize(
+    ("output", "urls"),
+    [
+        ("https://x/a.webp", ("https://x/a.webp",)),
+        (
+            ["https://x/a.webp", "https://x/b.webp"],
+            ("https://x/a.webp", "https://x/b.webp"),
+        ),
+        (None, ()),
+        ([], ()),
+    ],
+)
+def test_output_urls_normalises_string_list_and_null(
+    output: object, urls: tuple[str, ...]
+) -> None:
+    pred = structure_prediction({"id": "a", "status": "succeeded", "output": output})
+
+    assert pred.output_urls == urls
+
+
+def test_unknown_fields_are_ignored_and_metrics_read() -> None:
+    pred = structure_prediction(
+        {
+            "id": "a",
+            "status": "succeeded",
+            "brand_new_field": {"x": 1},
+            "metrics": {"predict_time": 3.2756, "image_count": 1, "gpu": "h100"},
+        }
+    )
+
+    assert pred.metrics == Metrics(predict_time=3.2756, image_count=1)
+
+
+def test_nulls_where_strings_or_objects_are_expected_read_as_empty() -> None:
+    pred = structure_prediction(
+        {
+            "id": "a",
+            "status": "failed",
+            "input": None,
+            "urls": None,
+            "logs": None,
+            "data_removed": None,
+            "error": {"message": "nsfw"},
+        }
+    )
+
+    assert pred.input == {}
+    assert pred.urls == {}
+    assert pred.data_removed is False
+    assert pred.error == '{"message": "nsfw"}'
+
+
+@pytest.mark.parametrize("status", ["succeeded", "failed", "canceled", "aborted"])
+def test_terminal_statuses(status: str) -> None:
+    assert Status(status).terminal
+
+
+@pytest.mark.parametrize("status", ["starting", "processing"])
+def test_running_statuses_are_not_terminal(status: str) -> None:
+    assert not Status(status).terminal
+
+
+def test_unknown_status_is_not_terminal_and_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="comet_replicate_async")
+    first = structure_prediction({"id": "a", "status": "queued-for-gpu"})
+    second = structure_prediction({"id": "b", "status": "queued-for-gpu"})
+
+    assert first.status == "queued-for-gpu"
+    assert not first.status.terminal
+    assert not first.status.known
+    assert second.status == first.status
+    assert len([r for r in caplog.records if "queued-for-gpu" in r.getMessage()]) == 1
+
+
+def test_prediction_is_frozen() -> None:
+    pred = Prediction(id="a", status=Status.STARTING)
+
+    with pytest.raises(AttributeError):
+        pred.id = "b"  # type: ignore[misc]

@@ -1,0 +1,357 @@
+"""run, wait, submit and the batch calls through the one background poller."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import aclosing
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import pytest
+from helpers import PRO, SCHNELL, eventually, session_for
+
+from comet_replicate_async import (
+    BadRequestError,
+    BatchItem,
+    Event,
+    PredictionCanceled,
+    PredictionFailed,
+    PredictionFuture,
+    PredictionTimeout,
+    Status,
+)
+from comet_replicate_async.testing import FakeCometAPI, Fault, Latency
+
+pytestmark = pytest.mark.anyio
+
+QUICK = Latency.uniform(0.02, 0.08)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeCometAPI]:
+    async with FakeCometAPI(default_latency=QUICK) as server:
+        yield server
+
+
+def session_tasks() -> list[asyncio.Task[Any]]:
+    """Tasks running this package's client code (the fake server's excluded)."""
+    return [task for task in asyncio.all_tasks() if _runs_client_code(task.get_coro())]
+
+
+def _runs_client_code(coroutine: Any) -> bool:
+    # Follow the chain of awaited coroutines: anyio wraps each task's own.
+    while coroutine is not None:
+        code = getattr(coroutine, "cr_code", None)
+        filename = code.co_filename if code else ""
+        if "comet_replicate_async" in filename and "testing" not in filename:
+            return True
+        coroutine = getattr(coroutine, "cr_await", None)
+    return False
+
+
+async def test_run_returns_the_succeeded_prediction(fake: FakeCometAPI) -> None:
+    async with session_for(fake) as session:
+        schnell = await session.run(SCHNELL, {"prompt": "a boat", "num_outputs": 2})
+        pro = await session.run(PRO, {"prompt": "a boat"})
+
+    assert schnell.status is Status.SUCCEEDED
+    assert len(schnell.output_urls) == 2
+    assert len(pro.output_urls) == 1
+    assert isinstance(pro.output, str)
+    assert session.stats.succeeded == 2
+    assert session.stats.in_flight == 0
+
+
+async def test_failed_and_aborted_predictions_raise_their_errors() -> None:
+    async with FakeCometAPI(default_latency=QUICK, failure_rate=1.0) as failing:
+        async with session_for(failing) as session:
+            with pytest.raises(PredictionFailed) as failed:
+                await session.run(SCHNELL, {"prompt": "x"})
+    async with FakeCometAPI(default_latency=QUICK, abort_rate=1.0) as aborting:
+        async with session_for(aborting) as session:
+            with pytest.raises(PredictionCanceled) as aborted:
+                await session.run(SCHNELL, {"prompt": "x"})
+
+    assert failed.value.prediction is not None
+    assert "NSFW" in (failed.value.prediction.error or "")
+    assert aborted.value.prediction is not None
+    assert aborted.value.prediction.status is Status.ABORTED
+
+
+async def test_gather_keeps_order_under_the_concurrency_limit(
+    fake: FakeCometAPI,
+) -> None:
+    inputs = [{"prompt": f"prompt {i}"} for i in range(300)]
+
+    async with session_for(fake, max_concurrency=20) as session:
+        items = await session.gather(SCHNELL, inputs)
+
+    assert [item.index for item in items] == list(range(300))
+    assert [item.input for item in items] == inputs
+    assert all(item.ok for item in items)
+    assert [item.prediction.input["prompt"] for item in items if item.prediction] == [
+        i["prompt"] for i in inputs
+    ]
+    assert fake.stats.peak_in_flight <= 20
+    assert fake.stats.created == 300
+    assert fake.stats.duplicates == 0
+
+
+async def test_one_poller_owns_every_query(fake: FakeCometAPI) -> None:
+    async with session_for(fake, max_concurrency=50) as session:
+        await session.gather(SCHNELL, [{"prompt": f"p{i}"} for i in range(100)])
+        # One session task group: the poller, its workers, nothing per prediction.
+        tasks_while_idle = len(session_tasks())
+
+    assert tasks_while_idle == 1 + session.poll.max_concurrent_queries
+    assert session.stats.queries == fake.stats.count("query")
+
+
+async def test_inputs_are_pulled_lazily(fake: FakeCometAPI) -> None:
+    pulled = 0
+
+    def endless() -> Iterator[dict[str, str]]:
+        nonlocal pulled
+        while True:
+            pulled += 1
+            yield {"prompt": f"p{pulled}"}
+
+    async with session_for(fake, max_concurrency=5) as session:
+        seen = 0
+        async with aclosing(session.as_completed(SCHNELL, endless())) as items:
+            async for item in items:
+                assert item.ok
+                seen += 1
+                # Never more than the window plus the one waiting for a slot.
+                assert pulled <= seen + 5 + 1
+                if seen == 20:
+                    break
+
+    assert seen == 20
+    assert fake.stats.created <= 20 + 5
+
+
+async def test_async_iterable_inputs(fake: FakeCometAPI) -> None:
+    async def prompts() -> AsyncIterator[dict[str, str]]:
+        for i in range(10):
+            await anyio.lowlevel.checkpoint()
+            yield {"prompt": f"p{i}"}
+
+    async with session_for(fake, max_concurrency=3) as session:
+        items = await session.gather(SCHNELL, prompts())
+
+    assert [item.index for item in items] == list(range(10))
+    assert all(item.ok for item in items)
+
+
+async def test_one_failed_item_does_not_hurt_its_siblings(fake: FakeCometAPI) -> None:
+    inputs: list[dict[str, Any]] = [
+        {"prompt": "ok 1"},
+        {"no_prompt": True},
+        {"prompt": "ok 2"},
+    ]
+
+    async with session_for(fake) as session:
+        items = await session.gather(SCHNELL, inputs)
+
+    assert [item.ok for item in items] == [True, False, True]
+    assert isinstance(items[1].error, BadRequestError)
+    assert session.stats.failed == 1
+    assert session.stats.succeeded == 2
+
+
+async def test_deadline_raises_timeout_with_id_and_status_and_drops_the_entry() -> None:
+    async with FakeCometAPI(default_latency=Latency.constant(30)) as slow:
+        async with session_for(slow) as session:
+            with pytest.raises(PredictionTimeout) as caught:
+                await session.run(PRO, {"prompt": "slow"}, timeout=0.3)
+            assert session.stats.watched == 0
+
+    error = caught.value
+    assert error.prediction_id in slow.predictions
+    assert error.last_status in (Status.STARTING, Status.PROCESSING)
+    assert "billed" in str(error)
+
+
+async def test_session_default_timeout_applies_to_batches() -> None:
+    async with (
+        FakeCometAPI(
+            latency={"flux-pro": Latency.constant(30)}, default_latency=QUICK
+        ) as fake,
+        session_for(fake, timeout=1.0) as session,
+    ):
+        items = await session.gather(SCHNELL, [{"prompt": "a"}]) + await session.gather(
+            PRO, [{"prompt": "b"}]
+        )
+
+    assert items[0].ok
+    assert isinstance(items[1].error, PredictionTimeout)
+    assert items[1].prediction is not None
+
+
+async def test_cancelling_one_waiter_removes_only_its_entry() -> None:
+    async with (
+        FakeCometAPI(
+            latency={"flux-pro": Latency.constant(30)},
+            default_latency=Latency.constant(0.3),
+        ) as fake,
+        session_for(fake) as session,
+    ):
+        long_one = await session.create(PRO, {"prompt": "long"})
+        short_one = await session.create(SCHNELL, {"prompt": "short"})
+        results: list[Any] = []
+
+        doomed = anyio.CancelScope()
+
+        async def wait_long() -> None:
+            with doomed:
+                await session.wait(long_one)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(wait_long)
+            group.start_soon(_collect, session.wait(short_one), results)
+            await eventually(lambda: session.stats.watched == 2)
+            doomed.cancel()
+            await eventually(lambda: session.stats.watched == 1)
+            # Only the cancelled waiter's entry left; the other is still watched.
+            assert session.stats.watched == 1
+
+        assert session.stats.watched == 0
+
+    assert results[0].status is Status.SUCCEEDED
+
+
+async def _collect(awaitable: Any, into: list[Any]) -> None:
+    into.append(await awaitable)
+
+
+async def test_normal_close_waits_for_submitted_predictions(fake: FakeCometAPI) -> None:
+    async with session_for(fake) as session:
+        futures = [session.submit(SCHNELL, {"prompt": f"p{i}"}) for i in range(5)]
+        assert all(future.id is None for future in futures)
+
+    assert all(future.done() for future in futures)
+    assert [future.status for future in futures] == [Status.SUCCEEDED] * 5
+    assert all(future.id in fake.predictions for future in futures)
+    assert not session_tasks()
+
+
+async def test_close_on_an_error_abandons_logs_ids_and_reraises_unwrapped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    futures: list[PredictionFuture] = []
+
+    async def fail_inside_the_session(slow: FakeCometAPI) -> None:
+        async with session_for(slow) as session:
+            futures.append(session.submit(PRO, {"prompt": "x"}))
+            await eventually(lambda: futures[0].id is not None)
+            raise KeyError("user bug")
+
+    async with FakeCometAPI(default_latency=Latency.constant(30)) as slow:
+        with pytest.raises(KeyError, match="user bug"):
+            await fail_inside_the_session(slow)
+    future = futures[0]
+
+    assert future.done()
+    assert future.id is not None
+    assert future.id in caplog.text
+    assert not session_tasks()
+
+
+async def test_future_cancel_stops_local_tracking(fake: FakeCometAPI) -> None:
+    async with FakeCometAPI(default_latency=Latency.constant(30)) as slow:
+        async with session_for(slow) as session:
+            future = session.submit(PRO, {"prompt": "x"})
+            await eventually(lambda: future.id is not None)
+            assert future.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await future
+            assert future.cancelled()
+            assert session.stats.watched == 0
+
+
+async def test_wait_by_id(fake: FakeCometAPI) -> None:
+    async with session_for(fake) as session:
+        created = await session.create(SCHNELL, {"prompt": "x"})
+        done = await session.wait(created.id)
+
+    assert done.id == created.id
+    assert done.status is Status.SUCCEEDED
+
+
+async def test_use_from_another_event_loop_is_refused(fake: FakeCometAPI) -> None:
+    errors: list[BaseException] = []
+
+    async with session_for(fake) as session:
+
+        def other_loop() -> None:
+            try:
+                asyncio.run(session.get("abc"))
+            except BaseException as error:
+                errors.append(error)
+
+        thread = threading.Thread(target=other_loop)
+        thread.start()
+        await anyio.to_thread.run_sync(thread.join)
+
+    assert len(errors) == 1
+    assert isinstance(errors[0], RuntimeError)
+    assert "another event loop" in str(errors[0])
+
+
+async def test_a_429_on_a_query_pauses_the_whole_session(fake: FakeCometAPI) -> None:
+    fake.script("query", Fault.rate_limited("0.5"))
+
+    async with session_for(fake, max_concurrency=10) as session:
+        items = await session.gather(SCHNELL, [{"prompt": f"p{i}"} for i in range(10)])
+
+    assert all(item.ok for item in items)
+    throttled = [r for r in fake.stats.requests_log if r.status == 429]
+    assert len(throttled) == 1
+    paused_at = throttled[0].monotonic
+    # Requests already on the wire land just after the 429; then nothing at all
+    # arrives for the rest of the half second the server asked for.
+    during_pause = [
+        r
+        for r in fake.stats.requests_log
+        if paused_at + 0.05 < r.monotonic < paused_at + 0.45
+    ]
+    assert during_pause == []
+    assert session.stats.rate_limited == 1
+
+
+async def test_on_event_sees_creates_status_changes_and_finishes(
+    fake: FakeCometAPI,
+) -> None:
+    events: list[Event] = []
+
+    async with session_for(fake, on_event=events.append) as session:
+        await session.run(SCHNELL, {"prompt": "x"})
+
+    kinds = [event.kind for event in events]
+    assert kinds[0] == "created"
+    assert kinds[-1] == "finished"
+    assert events[-1].prediction is not None
+    assert events[-1].prediction.status is Status.SUCCEEDED
+
+
+async def test_a_failing_on_event_handler_is_logged_not_fatal(
+    fake: FakeCometAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(event: Event) -> None:
+        raise ValueError("handler bug")
+
+    caplog.set_level(logging.ERROR)
+    async with session_for(fake, on_event=broken) as session:
+        prediction = await session.run(SCHNELL, {"prompt": "x"})
+
+    assert prediction.status is Status.SUCCEEDED
+    assert "handler bug" in caplog.text
+
+
+def test_batch_item_ok() -> None:
+    assert not BatchItem(0, {}).ok
