@@ -108,8 +108,10 @@ class Prediction:
 class BatchItem:
     """The outcome of one input of a batch: a prediction or an error, never both.
 
-    `index` is the input's position; `prediction` is set when it succeeded (or, for a
-    `PredictionError`, also on the error).
+    `index` is the input's position. `prediction` is the succeeded prediction, or,
+    for an item that failed after its create answered, the last state known (so
+    its id is never lost); None when no prediction was created, or when the create
+    is ambiguous (`AmbiguousSubmitError`).
     """
 
     index: int

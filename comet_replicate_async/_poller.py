@@ -119,10 +119,19 @@ class Poller:
 
     def _on_failure(self, entry: Entry, error: CometReplicateError) -> None:
         entry.failures += 1
-        delay = self._retry.delay("query", error, entry.failures, self._rng)
-        if delay is None:
+        if (
+            not self._retry.is_retryable("query", error)
+            or entry.failures >= self.policy.max_consecutive_failures
+        ):
             self._give_up(entry, error)
             return
+        # More patient than a single call: the prediction surely exists and is
+        # billed, so an outage of minutes is waited out rather than given up on.
+        requested = getattr(error, "retry_after", None)
+        if requested is not None:
+            delay = min(requested, self._retry.max_retry_after)
+        else:
+            delay = self._retry.backoff(entry.failures, self._rng)
         logger.debug("poll of %s failed (%s); next in %.2f s", entry.id, error, delay)
         self._reschedule(entry, time.monotonic() + max(delay, self.policy.interval))
 

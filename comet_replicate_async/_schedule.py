@@ -37,6 +37,8 @@ class PollPolicy:
             opens, as a fraction of that time; shrinks as more are seen.
         history: durations remembered per model.
         max_concurrent_queries: queries in flight at once, for the whole session.
+        max_consecutive_failures: polls of one prediction that may fail in a row
+            (each retryable, with backoff) before its waiters get the error.
     """
 
     interval: float = attrs.field(default=0.4, validator=attrs.validators.gt(0))
@@ -51,6 +53,9 @@ class PollPolicy:
     history: int = attrs.field(default=256, validator=attrs.validators.ge(1))
     max_concurrent_queries: int = attrs.field(
         default=64, validator=attrs.validators.ge(1)
+    )
+    max_consecutive_failures: int = attrs.field(
+        default=20, validator=attrs.validators.ge(1)
     )
 
 

@@ -7,6 +7,7 @@ import contextlib
 import enum
 import logging
 import math
+import os
 import random
 import time
 from collections.abc import (
@@ -17,8 +18,10 @@ from collections.abc import (
     Iterable,
     Mapping,
 )
+from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 import aiohttp
 import anyio
@@ -35,7 +38,7 @@ from ._exceptions import (
     RateLimitError,
 )
 from ._futures import PredictionFuture
-from ._limits import ConcurrencyWindow, Throttle
+from ._limits import ConcurrencyWindow, CreatePacer, Throttle
 from ._models import BatchItem, Prediction, Status
 from ._poller import Poller
 from ._registry import Registry
@@ -45,6 +48,7 @@ from ._sansio import (
     build_create_request,
     build_query_request,
     decipher_response,
+    error_from_response,
     validate_model_id,
 )
 from ._schedule import PollPolicy
@@ -79,6 +83,11 @@ class Session:
         base_url: the API root.
         max_concurrency: predictions in flight at once (from create until they
             finish) through `run`, `submit` and the batch calls.
+        creates_per_minute: pace creates evenly to at most this many a minute,
+            shared by every caller of the session (None: no pacing).
+        adaptive_concurrency: halve the concurrency window while 429s keep coming
+            and grow it back by one slot at a time when they stop; `stats`
+            shows the current size.
         retry: how failed calls are retried; see `RetryPolicy`.
         poll: how the poller spaces its queries; see `PollPolicy`.
         timeout: the default per-prediction deadline in seconds (None: no deadline).
@@ -89,6 +98,7 @@ class Session:
             it is never closed by the session.
         on_event: called with an `Event` for creates, status changes, retries
             and 429s. Keep it quick: it runs on the event loop.
+        download_concurrency: output files downloaded at once by `download`.
     """
 
     def __init__(
@@ -97,6 +107,8 @@ class Session:
         *,
         base_url: str | None = None,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        creates_per_minute: float | None = None,
+        adaptive_concurrency: bool = False,
         retry: RetryPolicy | None = None,
         poll: PollPolicy | None = None,
         timeout: float | None = None,
@@ -104,6 +116,7 @@ class Session:
         prefer_wait: int | None = None,
         http_session: aiohttp.ClientSession | None = None,
         on_event: EventHandler | None = None,
+        download_concurrency: int = 8,
     ) -> None:
         if prefer_wait is not None and not 1 <= prefer_wait <= 60:
             raise ValueError(f"prefer_wait must be 1 to 60 seconds, got {prefer_wait}")
@@ -116,7 +129,10 @@ class Session:
         self.timeout = timeout
         self.request_timeout = request_timeout or RequestTimeout()
         self.prefer_wait = prefer_wait
-        self._window = ConcurrencyWindow(max_concurrency)
+        self._window = ConcurrencyWindow(max_concurrency, adaptive=adaptive_concurrency)
+        self._pacer = (
+            None if creates_per_minute is None else CreatePacer(creates_per_minute)
+        )
         self._transport = AiohttpTransport(
             self.base_url,
             self._api_key,
@@ -127,6 +143,7 @@ class Session:
             ),
         )
         self._on_event = on_event
+        self._downloads = anyio.CapacityLimiter(download_concurrency)
         self._counters = StatsCounter()
         self._throttle = Throttle()
         self._registry = Registry()
@@ -252,6 +269,8 @@ class Session:
         attempt = 0
         while True:
             attempt += 1
+            if self._pacer is not None:
+                await self._pacer.wait_turn()
             try:
                 prediction = await self._send(spec, read_timeout=read_timeout)
             except CometReplicateError as error:
@@ -262,6 +281,7 @@ class Session:
                         raise AmbiguousSubmitError(model, input, error) from error
                     raise
             else:
+                self._window.on_success()
                 self._emit(Event("created", prediction=prediction))
                 return prediction
             await anyio.sleep(delay)
@@ -413,6 +433,52 @@ class Session:
             self._futures.discard(future)
             self._job_done()
 
+    async def download(
+        self,
+        prediction: Prediction,
+        directory: str | os.PathLike[str],
+        *,
+        stem: str | None = None,
+    ) -> list[Path]:
+        """Save every output file of a prediction into `directory`.
+
+        Files are named `{stem}-{n}{ext}` (`stem` defaults to the prediction id),
+        streamed to disk and renamed only once whole. Output files live on other
+        hosts: they are fetched by a client that never sends the API key.
+        Transient failures are retried like queries. Output URLs expire (about an
+        hour on Replicate's CDN), so download soon after the prediction finishes.
+        """
+        self._check_usable()
+        folder = Path(directory)
+        await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
+        stem = stem or prediction.id
+        paths = [
+            folder / f"{stem}-{n}{_suffix(url)}"
+            for n, url in enumerate(prediction.output_urls)
+        ]
+        async with anyio.create_task_group() as group:
+            for url, path in zip(prediction.output_urls, paths, strict=True):
+                group.start_soon(self._download_one, url, path)
+        return paths
+
+    async def _download_one(self, url: str, path: Path) -> None:
+        attempt = 0
+        async with self._downloads:
+            while True:
+                attempt += 1
+                try:
+                    failed = await self._transport.download(url, path)
+                    if failed is None:
+                        return
+                    raise error_from_response(failed)
+                except CometReplicateError as error:
+                    delay = self._retry_delay("query", error, attempt)
+                    if delay is None:
+                        with contextlib.suppress(OSError):
+                            path.with_name(path.name + ".part").unlink(missing_ok=True)
+                        raise
+                await anyio.sleep(delay)
+
     # Batches
 
     def as_completed(
@@ -501,11 +567,17 @@ class Session:
         timeout: float | None,
         send: MemoryObjectSendStream[BatchItem],
     ) -> None:
+        created: list[Prediction] = []
         async with send:
             try:
-                result = await self._run_in_slot(model, input, self._deadline(timeout))
+                result = await self._run_in_slot(
+                    model, input, self._deadline(timeout), on_created=created.append
+                )
             except Exception as error:
+                # Keep the last state known, so a created prediction's id is never lost.
                 prediction = getattr(error, "prediction", None)
+                if prediction is None and created:
+                    prediction = created[-1]
                 item = BatchItem(index, input, prediction=prediction, error=error)
             else:
                 item = BatchItem(index, input, prediction=result)
@@ -547,6 +619,7 @@ class Session:
             if pause is None:
                 pause = self.retry.backoff(1, self._rng)
             self._throttle.pause(min(pause, self.retry.max_retry_after))
+            self._window.on_throttled(cooldown=max(pause, 1.0))
             self._emit(Event("rate_limited", error=error, delay=pause))
             raise
 
@@ -594,6 +667,14 @@ def _outcome(prediction: Prediction) -> Prediction:
             prediction,
         )
     raise PredictionCanceled(f"prediction {prediction.id} was {status}", prediction)
+
+
+def _suffix(url: str) -> str:
+    suffix = PurePosixPath(urlsplit(url).path).suffix.lower()
+    return suffix if suffix in _FILE_SUFFIXES else ".bin"
+
+
+_FILE_SUFFIXES = frozenset({".webp", ".png", ".jpg", ".jpeg", ".gif", ".mp4"})
 
 
 async def _aiter(

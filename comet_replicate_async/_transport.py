@@ -13,8 +13,10 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import aiohttp
+import anyio
 
 from ._config import ApiKey, RequestTimeout
 from ._exceptions import APIConnectionError, APITimeoutError
@@ -25,14 +27,19 @@ __all__ = ["AiohttpTransport", "map_aiohttp_exceptions"]
 logger = logging.getLogger("comet_replicate_async")
 
 
+def _without_query(url: str) -> str:
+    # Signed CDN links carry tokens in the query: keep them out of messages.
+    return url.split("?", 1)[0]
+
+
 @contextmanager
-def map_aiohttp_exceptions(spec: RequestSpec) -> Iterator[None]:
+def map_aiohttp_exceptions(where: str) -> Iterator[None]:
     """Translate aiohttp's exceptions into ours, keeping whether anything was sent.
 
+    `where` names the request in messages (a method and a path: never headers).
     `request_sent=False` only where aiohttp failed to connect: then the server
     provably saw nothing, which is what makes a create safe to retry.
     """
-    where = f"{spec.method} {spec.path}"
     try:
         yield
     except aiohttp.ConnectionTimeoutError as exc:
@@ -86,6 +93,9 @@ class AiohttpTransport:
         self._borrowed = http_session
         self._owned: aiohttp.ClientSession | None = None
         self._connection_limit = connection_limit
+        # Output files live on other hosts: a separate pool that never carries
+        # the key, whatever the borrowed session's defaults are.
+        self._files: aiohttp.ClientSession | None = None
 
     def open(self) -> None:
         """Create the owned `ClientSession`; call from inside the event loop."""
@@ -97,10 +107,42 @@ class AiohttpTransport:
             )
 
     async def aclose(self) -> None:
-        """Close the owned session (a borrowed one is left to its owner)."""
-        if self._owned is not None:
-            owned, self._owned = self._owned, None
-            await owned.close()
+        """Close the owned sessions (a borrowed one is left to its owner)."""
+        owned, self._owned = self._owned, None
+        files, self._files = self._files, None
+        for session in (owned, files):
+            if session is not None:
+                await session.close()
+
+    async def download(self, url: str, destination: Path) -> RawResponse | None:
+        """Stream `url` into `destination` (through a `.part` file, renamed when whole).
+
+        Sends no Authorization header. Returns None on success, or the error reply
+        (status, headers, a short body) for the caller to turn into an error.
+        """
+        if self._files is None:
+            self._files = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(
+                    total=None,
+                    sock_connect=self._timeout.connect,
+                    sock_read=self._timeout.query_read,
+                )
+            )
+        partial = destination.with_name(destination.name + ".part")
+        with map_aiohttp_exceptions(f"GET {_without_query(url)}"):
+            async with self._files.get(url) as response:
+                if response.status >= 400:
+                    body = await response.content.read(4096)
+                    headers = {k.lower(): v for k, v in response.headers.items()}
+                    return RawResponse(
+                        status=response.status, headers=headers, body=body
+                    )
+                async with await anyio.open_file(partial, "wb") as file:
+                    async for chunk in response.content.iter_chunked(1 << 16):
+                        await file.write(chunk)
+        await anyio.Path(partial).replace(destination)
+        logger.debug("downloaded %s", destination.name)
+        return None
 
     async def send(
         self, spec: RequestSpec, *, read_timeout: float | None = None
@@ -125,7 +167,7 @@ class AiohttpTransport:
         headers["Authorization"] = f"Bearer {self._api_key.reveal()}"
         data = None if spec.json_body is None else json.dumps(spec.json_body).encode()
         started = time.monotonic()
-        with map_aiohttp_exceptions(spec):
+        with map_aiohttp_exceptions(f"{spec.method} {spec.path}"):
             async with session.request(
                 spec.method,
                 self._base_url + spec.path,

@@ -10,7 +10,6 @@ from email.utils import format_datetime
 
 import aiohttp
 import pytest
-from helpers import PRO, SCHNELL, session_for
 
 from comet_replicate_async import (
     AmbiguousSubmitError,
@@ -30,6 +29,8 @@ from comet_replicate_async import (
     UnexpectedResponseError,
 )
 from comet_replicate_async.testing import FakeCometAPI, Fault
+
+from helpers import PRO, SCHNELL, session_for
 
 pytestmark = pytest.mark.anyio
 

@@ -12,7 +12,6 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
-from helpers import PRO, SCHNELL, eventually, session_for
 
 from comet_replicate_async import (
     BadRequestError,
@@ -25,6 +24,8 @@ from comet_replicate_async import (
     Status,
 )
 from comet_replicate_async.testing import FakeCometAPI, Fault, Latency
+
+from helpers import PRO, SCHNELL, eventually, session_for
 
 pytestmark = pytest.mark.anyio
 
