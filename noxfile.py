@@ -45,3 +45,13 @@ def typing(session: nox.Session) -> None:
     """mypy --strict on the package and on tests/typing."""
     _install(session, "typing", extras="[cli]")
     session.run("mypy", "--strict", "comet_replicate_async", "tests/typing")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks against the fake server; writes docs/benchmarks.md and its chart.
+
+    Arguments go to benchmarks/run.py, e.g. `nox -s bench -- --scale-factor 0.05`.
+    """
+    _install(session, "bench")
+    session.run("python", "benchmarks/run.py", *session.posargs)

@@ -36,7 +36,17 @@ from ._exceptions import (
     ServerError,
     UnexpectedResponseError,
 )
+from ._flux import (
+    Flux11Pro,
+    Flux11ProUltra,
+    FluxDev,
+    FluxKontextMax,
+    FluxKontextPro,
+    FluxPro,
+    FluxSchnell,
+)
 from ._futures import PredictionFuture
+from ._inputs import FluxInput
 from ._models import BatchItem, Metrics, Prediction, Status
 from ._retry import RetryPolicy
 from ._schedule import PollPolicy
@@ -54,6 +64,14 @@ __all__ = [
     "CometReplicateError",
     "ConfigurationError",
     "Event",
+    "Flux11Pro",
+    "Flux11ProUltra",
+    "FluxDev",
+    "FluxInput",
+    "FluxKontextMax",
+    "FluxKontextPro",
+    "FluxPro",
+    "FluxSchnell",
     "InputValidationError",
     "Metrics",
     "NotFoundError",
@@ -76,12 +94,12 @@ __all__ = [
 ]
 
 # Public names report this package as their home, not the private module. Type
-# hints of attrs classes are resolved first, in their own module's namespace.
+# hints of attrs classes are resolved first, while every module is still theirs.
 for _name in __all__:
-    _obj = globals()[_name]
-    if attrs.has(_obj):
+    if attrs.has(_obj := globals()[_name]):
         attrs.resolve_types(_obj)
-    _obj.__module__ = __name__
+for _name in __all__:
+    globals()[_name].__module__ = __name__
 del _name, _obj
 
 

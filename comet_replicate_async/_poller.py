@@ -10,6 +10,7 @@ prediction is retried on the schedule or handed to its waiters as an error.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -52,13 +53,15 @@ class Poller:
         self.timings = TimingBook(policy)
         self._rng = random.Random()
         self._wake = anyio.Event()
+        # When the dispatcher will look again unless woken (inf: not until woken).
+        self._sleeping_until = 0.0
 
     def watch(self, prediction: Prediction) -> Entry:
         """Register a prediction (or find its entry) and schedule its first poll."""
         now = time.monotonic()
         first = now + self.timings.next_delay(prediction.model, 0.0, 0, self._rng)
         entry = self._registry.add(prediction, now=now, first_poll_at=first)
-        self._wake.set()
+        self._wake_if_sooner(entry.next_poll_at)
         return entry
 
     async def run(
@@ -79,8 +82,10 @@ class Poller:
                     continue
                 due_at = self._registry.next_due_at()
                 self._wake = anyio.Event()
-                with anyio.move_on_after(_seconds_until(due_at, now)):
+                self._sleeping_until = math.inf if due_at is None else due_at
+                with anyio.move_on_after(self._sleeping_until - now):
                     await self._wake.wait()
+                self._sleeping_until = 0.0
 
     async def _worker(self, receive: MemoryObjectReceiveStream[Entry]) -> None:
         async with receive:
@@ -143,6 +148,13 @@ class Poller:
     def _reschedule(self, entry: Entry, at: float) -> None:
         if self._registry.get(entry.id) is entry:
             self._registry.schedule(entry, at)
+            self._wake_if_sooner(at)
+
+    def _wake_if_sooner(self, at: float) -> None:
+        # The dispatcher sleeps until the soonest poll it knew of; a sooner one (or
+        # any, when it knew of none) must wake it. Later ones it will find anyway.
+        if at < self._sleeping_until:
+            self._wake.set()
 
     def _learn(self, prediction: Prediction, entry: Entry) -> None:
         duration = _server_duration(prediction.created_at, prediction.completed_at)
@@ -158,8 +170,3 @@ def _server_duration(
     if created is None or completed is None:
         return None
     return (completed - created).total_seconds()
-
-
-def _seconds_until(due_at: float | None, now: float) -> float:
-    # Nothing watched: sleep until a new entry wakes the dispatcher.
-    return float("inf") if due_at is None else max(0.0, due_at - now)

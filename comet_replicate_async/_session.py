@@ -32,12 +32,14 @@ from ._config import RequestTimeout, resolve_api_key, resolve_base_url
 from ._exceptions import (
     AmbiguousSubmitError,
     CometReplicateError,
+    InputValidationError,
     PredictionCanceled,
     PredictionFailed,
     PredictionTimeout,
     RateLimitError,
 )
 from ._futures import PredictionFuture
+from ._inputs import FluxInput, InputArg, ModelArg, resolve_call
 from ._limits import ConcurrencyWindow, CreatePacer, Throttle
 from ._models import BatchItem, Prediction, Status
 from ._poller import Poller
@@ -60,6 +62,8 @@ __all__ = ["Session"]
 logger = logging.getLogger("comet_replicate_async")
 
 DEFAULT_MAX_CONCURRENCY = 32
+
+BatchInput = Mapping[str, Any] | FluxInput
 
 
 class _State(enum.Enum):
@@ -255,14 +259,20 @@ class Session:
 
     # Single calls
 
-    async def create(self, model: str, input: Mapping[str, Any]) -> Prediction:
+    async def create(self, model: ModelArg, input: InputArg = None) -> Prediction:
         """Start one prediction: a single create call, at most once.
 
-        A 429 or a connection that failed before sending is retried; a failure after
-        the request was sent raises `AmbiguousSubmitError` (unless the retry policy
-        opts into `retry_ambiguous_creates`, which may pay twice).
+        `model` is `"owner/name"` with a dict or typed `input`, or a typed input
+        alone (`FluxSchnell(prompt=...)`); bad ones raise `InputValidationError`
+        before any request. A 429 or a connection that failed before sending is
+        retried; a failure after the request was sent raises `AmbiguousSubmitError`
+        (unless the retry policy opts into `retry_ambiguous_creates`, which may pay
+        twice).
         """
         self._check_usable()
+        return await self._create(*resolve_call(model, input))
+
+    async def _create(self, model: str, input: dict[str, Any]) -> Prediction:
         spec = build_create_request(model, input, prefer_wait=self.prefer_wait)
         read_timeout = None if self.prefer_wait is None else self.prefer_wait + 5.0
         may_exist = False
@@ -342,8 +352,8 @@ class Session:
 
     async def run(
         self,
-        model: str,
-        input: Mapping[str, Any],
+        model: ModelArg,
+        input: InputArg = None,
         *,
         timeout: float | None = None,
     ) -> Prediction:
@@ -354,16 +364,16 @@ class Session:
         passed meanwhile raises `PredictionTimeout` with that id.
         """
         self._check_usable()
-        validate_model_id(model)
+        model_id, body = resolve_call(model, input)
         deadline = self._deadline(timeout)
         self._counters.submitted += 1
         await self._window.acquire()
-        return await self._run_in_slot(model, input, deadline)
+        return await self._run_in_slot(model_id, body, deadline)
 
     async def _run_in_slot(
         self,
         model: str,
-        input: Mapping[str, Any],
+        input: dict[str, Any],
         deadline: float,
         on_created: Callable[[Prediction], None] | None = None,
     ) -> Prediction:
@@ -371,7 +381,7 @@ class Session:
         self._counters.in_flight += 1
         succeeded = False
         try:
-            created = await self.create(model, input)
+            created = await self._create(model, input)
             if on_created is not None:
                 on_created(created)
             if time.monotonic() >= deadline and not created.done:
@@ -393,15 +403,14 @@ class Session:
 
     def submit(
         self,
-        model: str,
-        input: Mapping[str, Any],
+        model: ModelArg,
+        input: InputArg = None,
         *,
         timeout: float | None = None,
     ) -> PredictionFuture:
         """Start `run(model, input)` in the background and return its future at once."""
         self._check_usable()
-        validate_model_id(model)
-        future = PredictionFuture(model, input)
+        future = PredictionFuture(*resolve_call(model, input))
         self._counters.submitted += 1
         self._job_started()
         self._futures.add(future)
@@ -483,8 +492,8 @@ class Session:
 
     def as_completed(
         self,
-        model: str,
-        inputs: Iterable[Mapping[str, Any]] | AsyncIterable[Mapping[str, Any]],
+        model: str | type[FluxInput],
+        inputs: Iterable[BatchInput] | AsyncIterable[BatchInput],
         *,
         timeout: float | None = None,
     ) -> AsyncGenerator[BatchItem, None]:
@@ -494,15 +503,22 @@ class Session:
         so a huge (or endless) input never sits in memory. A failed item is a
         `BatchItem` with `error` set; its siblings carry on. Stop early with
         `contextlib.aclosing(...)` and `break`: unfinished items are abandoned.
+
+        `model` is `"owner/name"` or a typed input class such as `FluxSchnell`;
+        each input is a dict or a typed input, validated when its turn comes (an
+        invalid one becomes an item with `InputValidationError`, and costs nothing).
         """
         self._check_usable()
-        validate_model_id(model)
+        if isinstance(model, str):
+            validate_model_id(model)
+        elif not (isinstance(model, type) and issubclass(model, FluxInput)):
+            resolve_call(model, None)  # raises the usual, clear error
         return self._batch(model, inputs, timeout)
 
     async def gather(
         self,
-        model: str,
-        inputs: Iterable[Mapping[str, Any]] | AsyncIterable[Mapping[str, Any]],
+        model: str | type[FluxInput],
+        inputs: Iterable[BatchInput] | AsyncIterable[BatchInput],
         *,
         timeout: float | None = None,
     ) -> list[BatchItem]:
@@ -515,8 +531,8 @@ class Session:
 
     async def _batch(
         self,
-        model: str,
-        inputs: Iterable[Mapping[str, Any]] | AsyncIterable[Mapping[str, Any]],
+        model: str | type[FluxInput],
+        inputs: Iterable[BatchInput] | AsyncIterable[BatchInput],
         timeout: float | None,
     ) -> AsyncGenerator[BatchItem, None]:
         send, receive = anyio.create_memory_object_stream[BatchItem](math.inf)
@@ -535,8 +551,8 @@ class Session:
 
     async def _feed_batch(
         self,
-        model: str,
-        inputs: Iterable[Mapping[str, Any]] | AsyncIterable[Mapping[str, Any]],
+        model: str | type[FluxInput],
+        inputs: Iterable[BatchInput] | AsyncIterable[BatchInput],
         timeout: float | None,
         send: MemoryObjectSendStream[BatchItem],
         scope: anyio.CancelScope,
@@ -562,16 +578,22 @@ class Session:
     async def _batch_item(
         self,
         index: int,
-        model: str,
-        input: Mapping[str, Any],
+        model: str | type[FluxInput],
+        input: BatchInput,
         timeout: float | None,
         send: MemoryObjectSendStream[BatchItem],
     ) -> None:
         created: list[Prediction] = []
         async with send:
             try:
+                try:
+                    model_id, body = resolve_call(model, input)
+                except InputValidationError:
+                    self._counters.failed += 1
+                    self._window.release()
+                    raise
                 result = await self._run_in_slot(
-                    model, input, self._deadline(timeout), on_created=created.append
+                    model_id, body, self._deadline(timeout), on_created=created.append
                 )
             except Exception as error:
                 # Keep the last state known, so a created prediction's id is never lost.
@@ -678,8 +700,8 @@ _FILE_SUFFIXES = frozenset({".webp", ".png", ".jpg", ".jpeg", ".gif", ".mp4"})
 
 
 async def _aiter(
-    inputs: Iterable[Mapping[str, Any]] | AsyncIterable[Mapping[str, Any]],
-) -> AsyncIterator[Mapping[str, Any]]:
+    inputs: Iterable[BatchInput] | AsyncIterable[BatchInput],
+) -> AsyncIterator[BatchInput]:
     if isinstance(inputs, AsyncIterable):
         async for input in inputs:
             yield input

@@ -67,6 +67,17 @@ async def test_run_returns_the_succeeded_prediction(fake: FakeCometAPI) -> None:
     assert session.stats.in_flight == 0
 
 
+async def test_a_lone_prediction_is_polled_again_until_it_finishes() -> None:
+    # Regression: a reschedule with nothing else due must wake the idle dispatcher.
+    async with FakeCometAPI(default_latency=Latency.constant(1.0)) as slow:
+        async with session_for(slow) as session:
+            with anyio.fail_after(5):
+                prediction = await session.run(PRO, {"prompt": "alone"})
+
+    assert prediction.status is Status.SUCCEEDED
+    assert slow.stats.count("query") >= 2
+
+
 async def test_failed_and_aborted_predictions_raise_their_errors() -> None:
     async with FakeCometAPI(default_latency=QUICK, failure_rate=1.0) as failing:
         async with session_for(failing) as session:

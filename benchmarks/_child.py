@@ -1,0 +1,121 @@
+"""What every client script shares: its command line, its meter, its result file.
+
+A client script is one child process. It parses the common arguments, sets its
+client up, calls `Meter.start()` right before the first prediction and
+`Meter.stop()` right after the last result, and leaves the rest to `main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ChildArgs", "ItemResult", "Meter", "main"]
+
+TERMINAL_STATUSES = frozenset({"succeeded", "failed", "canceled", "aborted"})
+
+
+@dataclass(frozen=True)
+class ChildArgs:
+    """The command line every client script takes."""
+
+    base_url: str
+    api_key: str
+    items: list[dict[str, Any]]
+    concurrency: int
+    result_file: Path
+
+
+@dataclass
+class ItemResult:
+    """The outcome of one workload input, as the client saw it."""
+
+    index: int
+    prediction_id: str | None = None
+    resolved_wall: float | None = None
+    error: str | None = None
+
+
+def _rss_bytes() -> int:
+    """Resident set size now: resident pages (2nd field of statm) times page size."""
+    with open("/proc/self/statm", encoding="ascii") as statm:
+        resident_pages = int(statm.read().split()[1])
+    return resident_pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class Meter:
+    """CPU, memory and wall time of the workload alone (not imports or setup)."""
+
+    _cpu_start: float = 0.0
+    _wall_start: float = 0.0
+    rss_before: int = 0
+    readings: dict[str, float] = field(default_factory=dict)
+
+    def start(self) -> None:
+        """Take the baseline; call right before the first prediction starts."""
+        self.rss_before = _rss_bytes()
+        self._cpu_start = _cpu_seconds()
+        self._wall_start = time.perf_counter()
+
+    def stop(self) -> None:
+        """Take the final readings; call right after the last result."""
+        wall = time.perf_counter() - self._wall_start
+        cpu = _cpu_seconds() - self._cpu_start
+        # ru_maxrss is in KiB on Linux: the process's peak since it started.
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        self.readings = {"cpu_seconds": cpu, "wall_seconds": wall, "peak_rss": peak}
+
+
+Workload = Callable[[ChildArgs, Meter], Coroutine[Any, Any, list[ItemResult]]]
+
+
+def _parse(argv: list[str] | None) -> ChildArgs:
+    parser = argparse.ArgumentParser(description="Run one benchmark workload.")
+    parser.add_argument("--base-url", required=True)
+    parser.add_argument("--api-key", required=True)
+    parser.add_argument("--workload-file", type=Path, required=True)
+    parser.add_argument("--concurrency", type=int, required=True)
+    parser.add_argument("--result-file", type=Path, required=True)
+    args = parser.parse_args(argv)
+    return ChildArgs(
+        base_url=args.base_url.rstrip("/"),
+        api_key=args.api_key,
+        items=json.loads(args.workload_file.read_text(encoding="utf-8")),
+        concurrency=args.concurrency,
+        result_file=args.result_file,
+    )
+
+
+def describe(error: BaseException) -> str:
+    """A one-line description of *error* for the result file."""
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def main(workload: Workload, argv: list[str] | None = None) -> None:
+    """Parse the command line, run *workload*, write the result file."""
+    args = _parse(argv)
+    meter = Meter()
+    results = asyncio.run(workload(args, meter))
+    if not meter.readings:
+        raise RuntimeError("the client never called Meter.stop()")
+    document = {
+        "items": [asdict(result) for result in results],
+        "rss_before": meter.rss_before,
+        **meter.readings,
+    }
+    args.result_file.write_text(json.dumps(document), encoding="utf-8")

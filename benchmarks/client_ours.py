@@ -1,0 +1,66 @@
+"""Benchmark child: comet_replicate_async's `Session.as_completed` at its defaults."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from typing import Any
+
+from _child import ChildArgs, ItemResult, Meter, describe, main
+
+from comet_replicate_async import Session
+
+
+def _group_by_model(items: list[dict[str, Any]]) -> dict[str, list[int]]:
+    """Indices of the workload per model, in input order."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for index, item in enumerate(items):
+        groups[item["model"]].append(index)
+    return groups
+
+
+async def _run_model(
+    session: Session,
+    model: str,
+    indices: list[int],
+    items: list[dict[str, Any]],
+    results: list[ItemResult],
+) -> None:
+    """One `as_completed` over one model's inputs; records each item as it resolves."""
+    inputs = (items[index]["input"] for index in indices)
+    async for item in session.as_completed(model, inputs):
+        resolved = time.time()
+        # BatchItem.index is the position within this model's inputs.
+        result = results[indices[item.index]]
+        if item.prediction is not None:
+            result.prediction_id = item.prediction.id
+        if item.error is None:
+            result.resolved_wall = resolved
+        else:
+            result.error = describe(item.error)
+
+
+async def run(args: ChildArgs, meter: Meter) -> list[ItemResult]:
+    """Run the workload through one session, one `as_completed` per model.
+
+    as_completed takes one model, so the mixed workload runs one per model at
+    the same time; all of them draw from the session's one concurrency window.
+    """
+    results = [ItemResult(index) for index in range(len(args.items))]
+    groups = _group_by_model(args.items)
+    async with Session(
+        args.api_key, base_url=args.base_url, max_concurrency=args.concurrency
+    ) as session:
+        meter.start()
+        async with asyncio.TaskGroup() as group:
+            for model, indices in groups.items():
+                group.create_task(
+                    _run_model(session, model, indices, args.items, results)
+                )
+        meter.stop()
+    return results
+
+
+if __name__ == "__main__":
+    main(run)

@@ -1,0 +1,74 @@
+"""Benchmark child: the least a hand-written aiohttp loop does.
+
+Under an `asyncio.Semaphore`: POST the create, then GET the prediction every
+0.25 s until it is terminal. No retries, no backoff, no validation beyond status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import aiohttp
+from _child import TERMINAL_STATUSES, ChildArgs, ItemResult, Meter, describe, main
+
+POLL_INTERVAL = 0.25
+
+
+async def _predict(
+    http: aiohttp.ClientSession, base_url: str, item: dict[str, Any]
+) -> dict[str, Any]:
+    """Create one prediction and poll it until terminal; return its last JSON."""
+    create_url = f"{base_url}/replicate/v1/models/{item['model']}/predictions"
+    async with http.post(create_url, json={"input": item["input"]}) as response:
+        response.raise_for_status()
+        prediction: dict[str, Any] = await response.json()
+    query_url = f"{base_url}/replicate/v1/predictions/{prediction['id']}"
+    while prediction["status"] not in TERMINAL_STATUSES:
+        await asyncio.sleep(POLL_INTERVAL)
+        async with http.get(query_url) as response:
+            response.raise_for_status()
+            prediction = await response.json()
+    return prediction
+
+
+async def _one(
+    http: aiohttp.ClientSession,
+    sem: asyncio.Semaphore,
+    base_url: str,
+    item: dict[str, Any],
+    result: ItemResult,
+) -> None:
+    """Run one item; errors land in *result*."""
+    try:
+        async with sem:
+            prediction = await _predict(http, base_url, item)
+        resolved = time.time()
+    except Exception as error:  # recorded, never fatal: one item is one data point
+        result.error = describe(error)
+        return
+    result.prediction_id = prediction["id"]
+    if prediction["status"] == "succeeded":
+        result.resolved_wall = resolved
+    else:
+        result.error = f"prediction ended {prediction['status']}"
+
+
+async def run(args: ChildArgs, meter: Meter) -> list[ItemResult]:
+    """Run the workload, one task per input, at most `concurrency` in flight."""
+    results = [ItemResult(index) for index in range(len(args.items))]
+    headers = {"Authorization": f"Bearer {args.api_key}"}
+    # aiohttp's default pool (100 connections): what a minimal loop gets.
+    async with aiohttp.ClientSession(headers=headers) as http:
+        sem = asyncio.Semaphore(args.concurrency)
+        meter.start()
+        async with asyncio.TaskGroup() as group:
+            for item, result in zip(args.items, results, strict=True):
+                group.create_task(_one(http, sem, args.base_url, item, result))
+        meter.stop()
+    return results
+
+
+if __name__ == "__main__":
+    main(run)

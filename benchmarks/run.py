@@ -1,0 +1,220 @@
+"""Benchmark comet_replicate_async against the official client and a raw loop.
+
+Usage (from the repository root)::
+
+    python benchmarks/run.py [--workload mixed|scale|all] [--scale-factor F]
+                             [--out docs/benchmarks.md]
+
+For each workload: one fake server process; each client in its own child process,
+one after another on the same workload, with the fake's stats reset before each.
+Writes the report (and, for the mixed workload, its chart) from what was measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from _fake import API_KEY, CpuSampler, FakeServer, process_cpu_seconds
+from _metrics import ClientRun, compute
+from _report import CLIENTS, Context, WorkloadResult, plot_requests_vs_lag, render
+from _workloads import WORKLOADS, Workload, build_items
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+#: Scratch space for workload and result files (git-ignored).
+OUT = HERE / ".out"
+SCRIPTS = {key: HERE / f"client_{key}.py" for key in CLIENTS}
+SCRIPTS["official"] = HERE / "client_replicate.py"
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--workload", choices=[*WORKLOADS, "all"], default="all", help="default: all"
+    )
+    parser.add_argument(
+        "--scale-factor",
+        type=float,
+        default=1.0,
+        help="multiply prediction counts and concurrency (0.05 for a smoke run)",
+    )
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    return parser.parse_args(argv)
+
+
+def _child_env() -> dict[str, str]:
+    """The environment of the children: the package importable, no stray config."""
+    env = dict(os.environ)
+    # Run from a checkout without installing: let the children find the package.
+    if importlib.util.find_spec("comet_replicate_async") is None:
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(ROOT), env.get("PYTHONPATH")])
+        )
+    for name in ("COMETAPI_KEY", "COMETAPI_BASE_URL", "REPLICATE_API_TOKEN",
+                 "REPLICATE_BASE_URL", "REPLICATE_POLL_INTERVAL"):  # fmt: skip
+        env.pop(name, None)  # every client must use what the benchmark passes
+    return env
+
+
+def _timeout(workload: Workload) -> float:
+    """Seconds a client may take before it is killed: generous, but finite."""
+    slowest = max(m.high for m in workload.mix)
+    ideal = workload.total * slowest / workload.concurrency + slowest
+    return 10 * ideal + 120
+
+
+def _run_client(
+    key: str,
+    workload: Workload,
+    fake: FakeServer,
+    items_file: Path,
+    env: dict[str, str],
+) -> ClientRun:
+    """Run one client on the workload in its own process; collect what it did."""
+    result_file = OUT / f"{workload.name}-{key}.json"
+    result_file.unlink(missing_ok=True)
+    fake.reset()
+    fake_cpu_before = process_cpu_seconds(fake.pid)
+    sampler = CpuSampler(fake.pid)
+    sampler.start()
+    command = [
+        sys.executable, str(SCRIPTS[key]),
+        "--base-url", fake.base_url, "--api-key", API_KEY,
+        "--workload-file", str(items_file),
+        "--concurrency", str(workload.concurrency),
+        "--result-file", str(result_file),
+    ]  # fmt: skip
+    try:
+        exit_code = subprocess.run(
+            command, env=env, timeout=_timeout(workload), check=False
+        ).returncode
+    except subprocess.TimeoutExpired:
+        exit_code = -1
+    finally:
+        sampler.stop()
+    fake_cpu = process_cpu_seconds(fake.pid) - fake_cpu_before
+    return ClientRun(
+        client=key,
+        concurrency=workload.concurrency,
+        result=_load_result(result_file, workload.total, exit_code),
+        fake_stats=fake.stats(),
+        fake_cpu_seconds=fake_cpu,
+        fake_busiest=sampler.busiest,
+        exit_code=exit_code,
+    )
+
+
+def _load_result(path: Path, total: int, exit_code: int) -> dict[str, Any]:
+    """The child's result file, or one that says every item was lost."""
+    if exit_code == 0 and path.exists():
+        result: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return result
+    error = f"ChildFailed: exit code {exit_code}"
+    nan = float("nan")
+    return {
+        "items": [
+            {"index": i, "prediction_id": None, "resolved_wall": None, "error": error}
+            for i in range(total)
+        ],
+        "cpu_seconds": nan,
+        "wall_seconds": nan,
+        "rss_before": nan,
+        "peak_rss": nan,
+    }
+
+
+def _run_workload(workload: Workload, env: dict[str, str]) -> WorkloadResult:
+    """Every client on *workload*, against one fake server."""
+    items_file = OUT / f"{workload.name}-items.json"
+    items_file.write_text(json.dumps(build_items(workload)), encoding="utf-8")
+    latency = [mix.latency_arg for mix in workload.mix]
+    metrics = {}
+    with FakeServer(latency, OUT / f"{workload.name}-fake.log", env) as fake:
+        for key in CLIENTS:
+            print(f"[{workload.name}] {key} ...", flush=True)
+            started = time.monotonic()
+            metrics[key] = compute(_run_client(key, workload, fake, items_file, env))
+            m = metrics[key]
+            print(
+                f"[{workload.name}] {key}: {time.monotonic() - started:.0f} s, "
+                f"{m.requests_per_prediction:.2f} req/pred, "
+                f"{m.cpu_us_per_prediction:.0f} µs CPU/pred, "
+                f"lag p50 {m.lag_p50:.3f} s p99 {m.lag_p99:.3f} s, lost {m.lost}",
+                flush=True,
+            )
+        fake_command = shlex.join(["python", *fake.command[1:]])
+    return WorkloadResult(workload, metrics, fake_command)
+
+
+def _versions() -> dict[str, str]:
+    versions = {"comet_replicate_async": _our_version()}
+    for name in ("replicate", "httpx", "aiohttp", "anyio", "attrs", "cattrs"):
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def _our_version() -> str:
+    """The installed version, or the checkout's commit when run from source."""
+    try:
+        return importlib.metadata.version("comet-replicate-async")
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    describe = subprocess.run(
+        ["git", "describe", "--always", "--dirty"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return f"source checkout {describe.stdout.strip() or 'unknown'}"
+
+
+def _context(argv: list[str]) -> Context:
+    return Context(
+        command=shlex.join(["python", "benchmarks/run.py", *argv]),
+        date=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        machine=(
+            f"{os.cpu_count()} CPUs ({platform.machine()}, {platform.system()} "
+            f"{platform.release()}), Python {platform.python_version()}"
+        ),
+        versions=_versions(),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the chosen workloads and write the report."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parse(argv)
+    OUT.mkdir(exist_ok=True)
+    env = _child_env()
+    names = list(WORKLOADS) if args.workload == "all" else [args.workload]
+    workloads = [WORKLOADS[name].scaled(args.scale_factor) for name in names]
+    results = [_run_workload(workload, env) for workload in workloads]
+    out: Path = args.out
+    chart_path = out.with_name(f"{out.stem}-requests-vs-lag.png")
+    mixed = [result for result in results if result.workload.name == "mixed"]
+    if mixed:
+        plot_requests_vs_lag(mixed[0], chart_path)
+    report = render(results, _context(argv), chart_path.name if mixed else None)
+    out.write_text(report, encoding="utf-8")
+    print(f"wrote {out}" + (f" and {chart_path}" if mixed else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
