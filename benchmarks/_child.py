@@ -1,8 +1,9 @@
 """What every client script shares: its command line, its meter, its result file.
 
-A client script is one child process. It parses the common arguments, sets its
+A client script is one child process. Its `run(args, meter, results)` sets its
 client up, calls `Meter.start()` right before the first prediction and
-`Meter.stop()` right after the last result, and leaves the rest to `main`.
+`Meter.stop()` right after the last result, filling `results` as items resolve;
+`main` does the rest.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import asyncio
 import json
 import os
 import resource
+import signal
+import sys
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass, field
@@ -80,7 +83,8 @@ class Meter:
         self.readings = {"cpu_seconds": cpu, "wall_seconds": wall, "peak_rss": peak}
 
 
-Workload = Callable[[ChildArgs, Meter], Coroutine[Any, Any, list[ItemResult]]]
+#: A client's run: fills the results in place (one per input, by index).
+Workload = Callable[[ChildArgs, Meter, list[ItemResult]], Coroutine[Any, Any, None]]
 
 
 def _parse(argv: list[str] | None) -> ChildArgs:
@@ -106,16 +110,50 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
+def _dump_tasks() -> None:
+    """Print every asyncio task's stack to stderr: where a stuck run is stuck."""
+    tasks = asyncio.all_tasks()
+    print(f"--- interrupted: {len(tasks)} asyncio tasks ---", file=sys.stderr)
+    for task in tasks:
+        task.print_stack(limit=12, file=sys.stderr)
+
+
+async def _supervise(
+    workload: Workload, args: ChildArgs, meter: Meter, results: list[ItemResult]
+) -> bool:
+    """Run *workload*; on SIGTERM dump the tasks and stop it. True if it finished."""
+    task = asyncio.create_task(workload(args, meter, results))
+
+    def interrupt() -> None:
+        _dump_tasks()
+        task.cancel()
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, interrupt)
+    try:
+        await task
+    except asyncio.CancelledError:
+        return False
+    return True
+
+
 def main(workload: Workload, argv: list[str] | None = None) -> None:
-    """Parse the command line, run *workload*, write the result file."""
+    """Parse the command line, run *workload*, write the result file.
+
+    A run stopped by SIGTERM (the orchestrator's timeout) still writes what it
+    resolved so far, marked ``interrupted``, and exits with status 3.
+    """
     args = _parse(argv)
     meter = Meter()
-    results = asyncio.run(workload(args, meter))
+    results = [ItemResult(index) for index in range(len(args.items))]
+    finished = asyncio.run(_supervise(workload, args, meter, results))
     if not meter.readings:
-        raise RuntimeError("the client never called Meter.stop()")
+        meter.stop()  # interrupted before the client stopped it
     document = {
         "items": [asdict(result) for result in results],
         "rss_before": meter.rss_before,
+        "interrupted": not finished,
         **meter.readings,
     }
     args.result_file.write_text(json.dumps(document), encoding="utf-8")
+    if not finished:
+        sys.exit(3)

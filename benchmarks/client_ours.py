@@ -41,13 +41,12 @@ async def _run_model(
             result.error = describe(item.error)
 
 
-async def run(args: ChildArgs, meter: Meter) -> list[ItemResult]:
+async def run(args: ChildArgs, meter: Meter, results: list[ItemResult]) -> None:
     """Run the workload through one session, one `as_completed` per model.
 
     as_completed takes one model, so the mixed workload runs one per model at
     the same time; all of them draw from the session's one concurrency window.
     """
-    results = [ItemResult(index) for index in range(len(args.items))]
     groups = _group_by_model(args.items)
     async with Session(
         args.api_key, base_url=args.base_url, max_concurrency=args.concurrency
@@ -59,7 +58,6 @@ async def run(args: ChildArgs, meter: Meter) -> list[ItemResult]:
                     _run_model(session, model, indices, args.items, results)
                 )
         meter.stop()
-    return results
 
 
 if __name__ == "__main__":

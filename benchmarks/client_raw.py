@@ -55,9 +55,8 @@ async def _one(
         result.error = f"prediction ended {prediction['status']}"
 
 
-async def run(args: ChildArgs, meter: Meter) -> list[ItemResult]:
+async def run(args: ChildArgs, meter: Meter, results: list[ItemResult]) -> None:
     """Run the workload, one task per input, at most `concurrency` in flight."""
-    results = [ItemResult(index) for index in range(len(args.items))]
     headers = {"Authorization": f"Bearer {args.api_key}"}
     # aiohttp's default pool (100 connections): what a minimal loop gets.
     async with aiohttp.ClientSession(headers=headers) as http:
@@ -67,7 +66,6 @@ async def run(args: ChildArgs, meter: Meter) -> list[ItemResult]:
             for item, result in zip(args.items, results, strict=True):
                 group.create_task(_one(http, sem, args.base_url, item, result))
         meter.stop()
-    return results
 
 
 if __name__ == "__main__":

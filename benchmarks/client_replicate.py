@@ -38,20 +38,18 @@ async def _one(
         result.error = f"prediction ended {prediction.status}: {prediction.error}"
 
 
-async def run(args: ChildArgs, meter: Meter) -> list[ItemResult]:
+async def run(args: ChildArgs, meter: Meter, results: list[ItemResult]) -> None:
     """Run the workload, one task per input, at most `concurrency` in flight."""
     # The client joins "/v1/..." onto the base URL's path, so the fake's
     # "/replicate/v1/..." routes need "/replicate" here; it sends "Bearer <token>".
     client = Client(api_token=args.api_key, base_url=f"{args.base_url}/replicate")
     sem = asyncio.Semaphore(args.concurrency)
-    results = [ItemResult(index) for index in range(len(args.items))]
     meter.start()
     async with asyncio.TaskGroup() as group:
         for item, result in zip(args.items, results, strict=True):
             group.create_task(_one(client, sem, item, result))
     meter.stop()
     await client._async_client.aclose()  # the client offers no public close
-    return results
 
 
 if __name__ == "__main__":

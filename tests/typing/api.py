@@ -9,6 +9,9 @@ from comet_replicate_async import (
     AmbiguousSubmitError,
     BatchItem,
     Event,
+    FluxKontextPro,
+    FluxSchnell,
+    InputValidationError,
     PollPolicy,
     Prediction,
     PredictionFuture,
@@ -76,3 +79,17 @@ async def fake() -> int:
         async with Session(server.api_key, base_url=server.base_url) as session:
             await session.run("black-forest-labs/flux-schnell", {"prompt": "x"})
         return server.stats.duplicates + server.stats.peak_in_flight
+
+
+async def typed(image: bytes) -> list[BatchItem]:
+    async with Session() as session:
+        one: Prediction = await session.run(FluxSchnell("a boat", num_outputs=2))
+        print(one.output_urls)
+        edit = FluxKontextPro("make it blue", input_image=image, safety_tolerance=2)
+        await session.run("black-forest-labs/flux-kontext-pro", edit)
+        try:
+            FluxSchnell("x", num_outputs=9)
+        except InputValidationError as error:
+            problems: tuple[str, ...] = error.problems
+            print(problems)
+        return await session.gather(FluxSchnell, [{"prompt": "a"}, FluxSchnell("b")])
