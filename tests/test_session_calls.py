@@ -252,7 +252,7 @@ async def test_connection_refused_is_retried_then_raised_as_not_sent() -> None:
 
 async def test_queries_survive_injected_5xx_and_resets() -> None:
     async with FakeCometAPI(server_error_rate=0.05, reset_rate=0.05, seed=7) as fake:
-        fake.script("create", Fault.ok())
+        fake.script("create", Fault.delay(0))  # scripted: spared the random faults
         async with session_for(fake) as session:
             created = await session.create(PRO, {"prompt": "x"})
             for _ in range(200):

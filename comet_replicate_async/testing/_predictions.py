@@ -127,11 +127,13 @@ class PredictionRecord:
 
     def status_at(self, now: float) -> str:
         """The status at monotonic time *now*."""
-        elapsed = now - self.created_monotonic
-        if elapsed >= self.latency:
+        # Compare against absolute instants, never "now - created": the latter
+        # rounds differently from terminal_monotonic and flips at the boundary.
+        if now >= self.terminal_monotonic:
             return self.final_status
+        started = self.created_monotonic + self.latency * STARTING_SHARE
         # An aborted prediction never started running (Replicate's definition).
-        if elapsed >= self.latency * STARTING_SHARE and self.final_status != "aborted":
+        if now >= started and self.final_status != "aborted":
             return "processing"
         return "starting"
 
