@@ -1,0 +1,376 @@
+"""The `comet-replicate` command line (the `cli` extra: click and rich).
+
+Exit codes: 0 everything succeeded; 1 some predictions failed or are ambiguous;
+2 a usage or input error (nothing was sent); 130 interrupted (rerun to resume).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import signal
+import sys
+import tempfile
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+import attrs
+import click
+
+from ._bulk import BulkOptions, BulkSummary, InputChanged, run_bulk
+from ._exceptions import CometReplicateError, ConfigurationError, InputValidationError
+from ._inputs import resolve_call
+from ._models import Prediction
+from ._progress import ProgressView
+from ._prompts import (
+    PromptFile,
+    PromptFileError,
+    PromptItem,
+    coerce_parameter,
+    model_class,
+    read_prompts,
+)
+from ._session import Session
+
+__all__ = ["cli", "main"]
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class _UsageError(Exception):
+    """A problem with what the user asked for: exit code 2, nothing sent."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    try:
+        code = cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        return EXIT_INTERRUPTED
+    except click.ClickException as error:
+        error.show()
+        return EXIT_USAGE
+    except click.exceptions.Exit as done:
+        return done.exit_code
+    except (
+        _UsageError,
+        PromptFileError,
+        InputValidationError,
+        ConfigurationError,
+    ) as error:
+        click.echo(f"error: {error}", err=True)
+        return EXIT_USAGE
+    # Without standalone mode, click returns the code of `Exit` instead of raising.
+    return code if isinstance(code, int) else 0
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--api-key", envvar="COMETAPI_KEY", help="CometAPI key [env: COMETAPI_KEY]."
+)
+@click.option(
+    "--base-url", envvar="COMETAPI_BASE_URL", help="API root [env: COMETAPI_BASE_URL]."
+)
+@click.pass_context
+def cli(ctx: click.Context, api_key: str | None, base_url: str | None) -> None:
+    """Create FLUX images through CometAPI's Replicate-format API."""
+    ctx.obj = {"api_key": api_key, "base_url": base_url}
+
+
+def _parameters(model: str, pairs: Sequence[str]) -> dict[str, Any]:
+    parameters: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise _UsageError(f"-i takes key=value, got {pair!r}")
+        parameters[name.strip()] = coerce_parameter(model, name.strip(), value)
+    return parameters
+
+
+def _session(ctx: click.Context, **options: Any) -> Session:
+    return Session(ctx.obj["api_key"], base_url=ctx.obj["base_url"], **options)
+
+
+@cli.command()
+@click.argument("model")
+@click.option(
+    "-i",
+    "--input",
+    "pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An input parameter (repeatable).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Save the output files here.",
+)
+@click.option("--timeout", type=float, help="Give up waiting after this many seconds.")
+@click.option("--json", "as_json", is_flag=True, help="Print the prediction as JSON.")
+@click.pass_context
+def run(
+    ctx: click.Context,
+    model: str,
+    pairs: tuple[str, ...],
+    out: Path | None,
+    timeout: float | None,
+    as_json: bool,
+) -> None:
+    """Run one prediction and print its output URLs."""
+    model_id, body = resolve_call(
+        model_class(model) or model, _parameters(model, pairs)
+    )
+
+    async def go() -> tuple[Prediction, list[Path]]:
+        async with _session(ctx) as session:
+            prediction = await session.run(model_id, body, timeout=timeout)
+            files = await session.download(prediction, out) if out else []
+            return prediction, files
+
+    try:
+        prediction, files = anyio.run(go)
+    except CometReplicateError as error:
+        click.echo(f"error: {error}", err=True)
+        raise click.exceptions.Exit(EXIT_FAILED) from None
+    if as_json:
+        click.echo(json.dumps(_prediction_json(prediction), indent=2))
+        return
+    for url in prediction.output_urls:
+        click.echo(url)
+    for path in files:
+        click.echo(f"saved {path}", err=True)
+
+
+@cli.command()
+@click.argument("prediction_id")
+@click.pass_context
+def get(ctx: click.Context, prediction_id: str) -> None:
+    """Print one prediction as JSON."""
+
+    async def go() -> Prediction:
+        async with _session(ctx) as session:
+            return await session.get(prediction_id)
+
+    try:
+        prediction = anyio.run(go)
+    except CometReplicateError as error:
+        click.echo(f"error: {error}", err=True)
+        raise click.exceptions.Exit(EXIT_FAILED) from None
+    click.echo(json.dumps(_prediction_json(prediction), indent=2))
+
+
+@cli.command()
+@click.argument("prompts", metavar="PROMPTS")
+@click.option(
+    "--model",
+    "-m",
+    required=True,
+    help="Model id, e.g. black-forest-labs/flux-schnell.",
+)
+@click.option(
+    "--out",
+    "-o",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for images, journal and manifest.",
+)
+@click.option(
+    "--concurrency",
+    "-c",
+    default=16,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="Predictions in flight at once.",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    help="At most this many creates a minute.",
+)
+@click.option(
+    "-i",
+    "--input",
+    "pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A parameter for every prompt (repeatable).",
+)
+@click.option(
+    "--resubmit-ambiguous",
+    is_flag=True,
+    help="Send ambiguous creates again. May pay twice.",
+)
+@click.option("--force", is_flag=True, help="Go on although the prompt file changed.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print a machine-readable summary."
+)
+@click.pass_context
+def batch(
+    ctx: click.Context,
+    prompts: str,
+    model: str,
+    out: Path,
+    concurrency: int,
+    rate: float | None,
+    pairs: tuple[str, ...],
+    resubmit_ambiguous: bool,
+    force: bool,
+    as_json: bool,
+) -> None:
+    """Run one prediction per line of PROMPTS (.txt, .jsonl or .csv; - for stdin).
+
+    Resumable: a journal in the --out folder records every create, so running the
+    same command again skips finished items and polls created ones instead of
+    paying for them twice.
+    """
+    prompt_file = read_prompts(prompts, model, defaults=_parameters(model, pairs))
+    session = _session(ctx, max_concurrency=concurrency, creates_per_minute=rate)
+    options = BulkOptions(
+        model=model, out_dir=out, concurrency=concurrency,
+        resubmit_ambiguous=resubmit_ambiguous, force=force,
+    )  # fmt: skip
+    summary = _run_batch(session, prompt_file, options, as_json=as_json)
+    raise click.exceptions.Exit(summary.exit_code)
+
+
+@cli.command()
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the results (default: a new temporary folder).",
+)
+@click.option(
+    "--count",
+    default=50,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="How many prompts.",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print a machine-readable summary."
+)
+def demo(out: Path | None, count: int, as_json: bool) -> None:
+    """Run a batch against the built-in fake server: no key, no network."""
+    from .testing import FakeCometAPI, Latency
+
+    out = out or Path(tempfile.mkdtemp(prefix="comet-replicate-demo-"))
+    model = "black-forest-labs/flux-schnell"
+    subjects = ["a paper boat", "a red fox", "a lighthouse", "an owl", "a teapot"]
+    items = tuple(
+        PromptItem(
+            index=n,
+            key=str(n),
+            line=n + 1,
+            input={"prompt": f"{subjects[n % 5]}, study {n}"},
+        )
+        for n in range(count)
+    )
+    prompt_file = PromptFile(name="demo prompts", digest=f"demo-{count}", items=items)
+    fake = FakeCometAPI(
+        latency={"flux-schnell": Latency.uniform(0.3, 1.2)}, failure_rate=0.04
+    )
+    # The fake runs in the same event loop as the batch (see _run_batch).
+    options = BulkOptions(model=model, out_dir=out, concurrency=16, force=True)
+    summary = _run_batch(None, prompt_file, options, as_json=as_json, fake=fake)
+    if not as_json:
+        click.echo(f"Open {summary.gallery_path} in a browser to see the images.")
+    # The fake fails a few predictions on purpose; the demo worked unless stopped.
+    raise click.exceptions.Exit(EXIT_INTERRUPTED if summary.interrupted else 0)
+
+
+@cli.command(
+    "fake-server",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+)
+@click.option(
+    "--port", default=0, show_default=True, type=int, help="Port; 0 picks a free one."
+)
+@click.pass_context
+def fake_server(ctx: click.Context, port: int) -> None:
+    """Serve the fake CometAPI for your own tests (see --help of the fake below).
+
+    Extra options go to the fake server: `--latency flux-schnell=uniform:1:3`,
+    `--failure-rate 0.05`, `--creates-per-minute 300` and so on.
+    """
+    from .testing.__main__ import main as serve
+
+    raise click.exceptions.Exit(serve(["--port", str(port), *ctx.args]))
+
+
+def _run_batch(
+    session: Session | None,
+    prompt_file: PromptFile,
+    options: BulkOptions,
+    *,
+    as_json: bool,
+    fake: Any = None,
+) -> BulkSummary:
+    view = ProgressView(total=len(prompt_file.items), quiet=as_json)
+
+    async def go() -> BulkSummary:
+        stop = anyio.Event()
+        async with anyio.create_task_group() as group:
+            group.start_soon(_stop_on_signal, stop, view)
+            if fake is not None:
+                await fake.start()
+            try:
+                client = session or Session(
+                    fake.api_key,
+                    base_url=fake.base_url,
+                    max_concurrency=options.concurrency,
+                )
+                async with client:
+                    with view:
+                        summary = await run_bulk(
+                            client,
+                            prompt_file,
+                            options,
+                            on_progress=view.update,
+                            stop=stop,
+                        )
+            finally:
+                if fake is not None:
+                    await fake.close()
+            group.cancel_scope.cancel()
+        return summary
+
+    try:
+        summary = anyio.run(go)
+    except InputChanged as error:
+        raise _UsageError(str(error)) from None
+    view.print_summary(summary, as_json=as_json)
+    if summary.interrupted:
+        click.echo(
+            "Interrupted: the journal is consistent. Resume with:\n  "
+            + shlex.join(["comet-replicate", *sys.argv[1:]]),
+            err=True,
+        )
+    return summary
+
+
+async def _stop_on_signal(stop: anyio.Event, view: ProgressView) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            if stop.is_set():
+                continue
+            stop.set()
+            view.note("Stopping: no new creates; creates in flight are being recorded…")
+
+
+def _prediction_json(prediction: Prediction) -> dict[str, Any]:
+    def value(_: Any, __: Any, item: Any) -> Any:
+        if isinstance(item, datetime):
+            return item.isoformat()
+        return item
+
+    data = attrs.asdict(prediction, value_serializer=value)
+    data["output_urls"] = list(prediction.output_urls)
+    return data

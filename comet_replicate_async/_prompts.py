@@ -1,0 +1,236 @@
+"""Prompt files for bulk batches: `.txt`, `.jsonl` and `.csv`, read and checked whole.
+
+Every line is read and validated before the first request, so a typo on line
+9,000 costs nothing and names its file and line. The file's hash lets a rerun
+notice that its input changed.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ._exceptions import InputValidationError
+from ._flux import FLUX_INPUTS
+from ._inputs import FluxInput, resolve_call
+
+__all__ = [
+    "PromptFile",
+    "PromptFileError",
+    "PromptItem",
+    "coerce_parameter",
+    "model_class",
+    "read_prompts",
+]
+
+
+class PromptFileError(Exception):
+    """A prompt file that cannot be used; the message names the file and line."""
+
+
+@attrs.frozen
+class PromptItem:
+    """One input of a batch.
+
+    Attributes:
+        index: position in the file, from 0.
+        key: stable identity across reruns: the JSONL `id`, else the index.
+        line: where it stands in the file (1-based), for messages.
+        input: the `input` object to send.
+    """
+
+    index: int
+    key: str
+    line: int
+    input: Mapping[str, Any]
+
+
+@attrs.frozen
+class PromptFile:
+    """A whole prompt file, read and checked."""
+
+    name: str
+    digest: str
+    items: tuple[PromptItem, ...]
+
+
+def model_class(model: str) -> type[FluxInput] | None:
+    """The typed input class of a model id, if it is one of the seven."""
+    return next((cls for cls in FLUX_INPUTS if cls.model == model), None)
+
+
+def coerce_parameter(model: str, name: str, text: str) -> Any:
+    """A `key=value` text as the type the model's field wants.
+
+    Known fields of the seven models get their own type (`"4"` is 4 for
+    `num_outputs`, but stays `"0.25"` for `megapixels`); other keys are read as
+    JSON when they parse (`true`, `3`, `[1, 2]`), else kept as text.
+    """
+    cls = model_class(model)
+    field = attrs.fields_dict(cls).get(name) if cls is not None else None
+    check = field.metadata.get("check") if field is not None else None
+    kind = check.kind if check is not None else None
+    if name == "prompt" or kind in ("choice", "image"):
+        return text
+    if kind == "switch":
+        lowered = text.strip().lower()
+        if lowered in ("true", "1", "yes"):
+            return True
+        if lowered in ("false", "0", "no"):
+            return False
+        return text  # validation names it
+    if kind in ("integer", "number"):
+        try:
+            return int(text) if kind == "integer" else float(text)
+        except ValueError:
+            return text  # validation names it
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def read_prompts(
+    source: str | Path,
+    model: str,
+    *,
+    defaults: Mapping[str, Any] | None = None,
+) -> PromptFile:
+    """Read, merge with `defaults` (from `-i key=value`) and validate every item.
+
+    `source` is a `.txt`, `.jsonl` or `.csv` path, or `-` for standard input (read
+    as JSONL when its first line starts with `{`, else as text).
+
+    Raises:
+        PromptFileError: a missing, empty, unreadable or malformed file, a bad
+            model, or an invalid item; the message names the file and line.
+    """
+    name = "<stdin>" if str(source) == "-" else str(source)
+    raw = _read_bytes(source, name)
+    text = _decode(raw, name)
+    kind = _kind(source, text)
+    if kind == "csv":
+        rows = _csv_rows(text, name, model)
+    elif kind == "jsonl":
+        rows = _jsonl_rows(text, name)
+    else:
+        rows = [
+            (number, {"prompt": line.strip()})
+            for number, line in enumerate(text.splitlines(), start=1)
+            if line.strip() and not line.lstrip().startswith("#")
+        ]
+    if not rows:
+        raise PromptFileError(f"{name}: no prompts in the file")
+    items = []
+    seen: dict[str, int] = {}
+    for index, (line, row) in enumerate(rows):
+        explicit = row.pop("id", None) if kind == "jsonl" else None
+        key = str(explicit) if explicit is not None else str(index)
+        if key in seen:
+            raise PromptFileError(
+                f"{name}:{line}: id {key!r} already used on line {seen[key]}"
+            )
+        seen[key] = line
+        merged = {**(defaults or {}), **row}
+        try:
+            _, body = resolve_call(model_class(model) or model, merged)
+        except InputValidationError as error:
+            raise PromptFileError(f"{name}:{line}: {error}") from None
+        items.append(PromptItem(index=index, key=key, line=line, input=body))
+    return PromptFile(
+        name=name, digest=hashlib.sha256(raw).hexdigest(), items=tuple(items)
+    )
+
+
+def _read_bytes(source: str | Path, name: str) -> bytes:
+    if str(source) == "-":
+        return sys.stdin.buffer.read()
+    path = Path(source)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise PromptFileError(f"{name}: no such file") from None
+    except OSError as error:
+        raise PromptFileError(f"{name}: cannot read it ({error.strerror})") from None
+
+
+def _decode(raw: bytes, name: str) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise PromptFileError(f"{name}:{line}: not UTF-8 text") from None
+
+
+def _kind(source: str | Path, text: str) -> str:
+    suffix = Path(str(source)).suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    if suffix == ".csv":
+        return "csv"
+    if str(source) == "-" and text.lstrip().startswith("{"):
+        return "jsonl"
+    return "txt"
+
+
+def _jsonl_rows(text: str, name: str) -> list[tuple[int, dict[str, Any]]]:
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise PromptFileError(
+                f"{name}:{number}: not valid JSON ({error.msg})"
+            ) from None
+        if not isinstance(value, dict):
+            raise PromptFileError(f"{name}:{number}: each line must be a JSON object")
+        rows.append((number, value))
+    return rows
+
+
+def _csv_rows(text: str, name: str, model: str) -> list[tuple[int, dict[str, Any]]]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise PromptFileError(f"{name}: no prompts in the file") from None
+    except csv.Error as error:
+        raise PromptFileError(f"{name}:1: malformed CSV ({error})") from None
+    columns = [column.strip() for column in header]
+    if "prompt" not in columns:
+        raise PromptFileError(f"{name}:1: the header needs a 'prompt' column")
+    rows = []
+    try:
+        for cells in reader:
+            number = reader.line_num
+            if not any(cell.strip() for cell in cells):
+                continue
+            if len(cells) != len(columns):
+                raise PromptFileError(
+                    f"{name}:{number}: {len(cells)} cells, the header has {len(columns)}"
+                )
+            rows.append(
+                (
+                    number,
+                    {
+                        column: coerce_parameter(model, column, cell)
+                        for column, cell in zip(columns, cells, strict=True)
+                        if cell != ""
+                    },
+                )
+            )
+    except csv.Error as error:
+        raise PromptFileError(
+            f"{name}:{reader.line_num}: malformed CSV ({error})"
+        ) from None
+    return rows
