@@ -49,7 +49,9 @@ class _UsageError(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     try:
-        code = cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+        code = cli.main(
+            args=list(argv) if argv is not None else None, standalone_mode=False
+        )
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         return EXIT_INTERRUPTED
@@ -315,37 +317,24 @@ def _run_batch(
 ) -> BulkSummary:
     view = ProgressView(total=len(prompt_file.items), quiet=as_json)
 
-    async def go() -> BulkSummary:
+    async def go() -> BulkSummary | InputChanged:
         stop = anyio.Event()
+        outcome: BulkSummary | InputChanged
         async with anyio.create_task_group() as group:
             group.start_soon(_stop_on_signal, stop, view)
-            if fake is not None:
-                await fake.start()
             try:
-                client = session or Session(
-                    fake.api_key,
-                    base_url=fake.base_url,
-                    max_concurrency=options.concurrency,
+                outcome = await _batch_in_loop(
+                    session, prompt_file, options, view, stop, fake
                 )
-                async with client:
-                    with view:
-                        summary = await run_bulk(
-                            client,
-                            prompt_file,
-                            options,
-                            on_progress=view.update,
-                            stop=stop,
-                        )
-            finally:
-                if fake is not None:
-                    await fake.close()
+            except InputChanged as refused:
+                # Kept, not raised: the task group would wrap it in a group.
+                outcome = refused
             group.cancel_scope.cancel()
-        return summary
+        return outcome
 
-    try:
-        summary = anyio.run(go)
-    except InputChanged as error:
-        raise _UsageError(str(error)) from None
+    summary = anyio.run(go)
+    if isinstance(summary, InputChanged):
+        raise _UsageError(str(summary))
     view.print_summary(summary, as_json=as_json)
     if summary.interrupted:
         click.echo(
@@ -354,6 +343,30 @@ def _run_batch(
             err=True,
         )
     return summary
+
+
+async def _batch_in_loop(
+    session: Session | None,
+    prompt_file: PromptFile,
+    options: BulkOptions,
+    view: ProgressView,
+    stop: anyio.Event,
+    fake: Any,
+) -> BulkSummary:
+    if fake is not None:
+        await fake.start()
+    try:
+        client = session or Session(
+            fake.api_key, base_url=fake.base_url, max_concurrency=options.concurrency
+        )
+        async with client:
+            with view:
+                return await run_bulk(
+                    client, prompt_file, options, on_progress=view.update, stop=stop
+                )
+    finally:
+        if fake is not None:
+            await fake.close()
 
 
 async def _stop_on_signal(stop: anyio.Event, view: ProgressView) -> None:
