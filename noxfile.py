@@ -55,3 +55,10 @@ def bench(session: nox.Session) -> None:
     """
     _install(session, "bench")
     session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site, built into site/; any warning fails the build."""
+    _install(session, "docs")
+    session.run("mkdocs", "build", "--strict", *session.posargs)

@@ -3,26 +3,41 @@ fails CI. It uses the API the way the README and docs do."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
+from pathlib import Path
+from typing import Any
 
 from comet_replicate_async import (
     AmbiguousSubmitError,
+    APIConnectionError,
+    APIError,
     BatchItem,
     Event,
+    Flux11ProUltra,
     FluxKontextPro,
     FluxSchnell,
     InputValidationError,
     PollPolicy,
     Prediction,
+    PredictionCanceled,
+    PredictionFailed,
     PredictionFuture,
     PredictionTimeout,
+    RateLimitError,
     RequestTimeout,
     RetryPolicy,
     Session,
     SessionStats,
     Status,
 )
-from comet_replicate_async.testing import FakeCometAPI, Fault, Latency
+from comet_replicate_async.testing import (
+    FakeCometAPI,
+    FakeStats,
+    Fault,
+    Latency,
+    RequestRecord,
+)
 
 
 def on_event(event: Event) -> None:
@@ -93,3 +108,111 @@ async def typed(image: bytes) -> list[BatchItem]:
             problems: tuple[str, ...] = error.problems
             print(problems)
         return await session.gather(FluxSchnell, [{"prompt": "a"}, FluxSchnell("b")])
+
+
+async def prompts() -> AsyncIterator[dict[str, str]]:
+    yield {"prompt": "a paper boat"}
+
+
+async def docs_batches_and_downloads() -> list[Path]:
+    async with Session(
+        max_concurrency=4,
+        adaptive_concurrency=True,
+        creates_per_minute=120,
+        prefer_wait=10,
+        download_concurrency=4,
+    ) as session:
+        paths: list[Path] = []
+        batch = session.as_completed("black-forest-labs/flux-schnell", prompts())
+        async with aclosing(batch) as items:
+            async for item in items:
+                if item.ok and item.prediction is not None:
+                    paths += await session.download(item.prediction, "out", stem="x")
+        typed = [FluxSchnell("a fox", output_format="png")]
+        async for item in session.as_completed(FluxSchnell, typed, timeout=60):
+            index: int = item.index
+            error: BaseException | None = item.error
+            print(index, error, session.stats.concurrency_limit)
+        return paths
+
+
+async def docs_deadlines() -> Prediction:
+    async with Session() as session:
+        try:
+            return await session.run(Flux11ProUltra("a lighthouse"), timeout=1)
+        except PredictionTimeout as error:
+            if error.prediction_id is None:
+                raise
+            last: Status | None = error.last_status
+            print(last, error.prediction)
+            owl = session.submit(FluxSchnell("an owl"))
+            if not owl.done() and owl.cancel():
+                seen: Prediction | None = owl.prediction
+                print(seen, owl.cancelled())
+            return await session.wait(error.prediction_id, timeout=300)
+
+
+def docs_error_fields(error: Exception) -> tuple[int, str]:
+    if isinstance(error, InputValidationError):
+        return 422, "; ".join(error.problems)
+    if isinstance(error, RateLimitError):
+        return 503, str(error.retry_after or 10)
+    if isinstance(error, PredictionFailed | PredictionCanceled):
+        failed: Prediction | None = error.prediction
+        reason: str | None = failed.error if failed is not None else None
+        return 502, reason or ""
+    if isinstance(error, APIError):
+        request_id: str | None = error.request_id
+        return 502, f"{error.status_code} {error.message} {request_id} {error.code}"
+    if isinstance(error, APIConnectionError):
+        return 502, str(error.request_sent)
+    return 500, ""
+
+
+async def docs_testing() -> None:
+    fake = FakeCometAPI(
+        latency=Latency.uniform(0.05, 0.2),
+        default_latency=Latency.parse("0.05"),
+        failure_rate=0.1,
+        abort_rate=0.0,
+        server_error_rate=0.05,
+        ghost_share=0.5,
+        reset_rate=0.01,
+        malformed_rate=0.01,
+        slow_rate=0.01,
+        slow_delay=0.5,
+        creates_per_minute=600,
+        rate_window=60.0,
+        seed=7,
+    )
+    async with fake:
+        fake.script(
+            "create",
+            Fault.ok(),
+            Fault.status(500, message="boom"),
+            Fault.rate_limited(retry_after=None),
+            Fault.ghost(),
+            Fault.reset(after_create=True),
+            Fault.delay(0.5),
+            Fault.html(502),
+            Fault.truncated(),
+            Fault.redirect(),
+        )
+        fake.script("query", Fault.status(503))
+        fake.script("file", Fault.status(404))
+        stats: FakeStats = fake.stats
+        counts: list[int] = [
+            stats.count("create"),
+            stats.count("create", 429),
+            stats.created,
+            stats.duplicates,
+            stats.peak_in_flight,
+            stats.in_flight_now,
+        ]
+        records: list[RequestRecord] = list(stats.requests_log)
+        keyless = all(
+            "Authorization" not in r.headers for r in records if r.route == "file"
+        )
+        sent: list[Mapping[str, Any]] = [p.input for p in fake.predictions.values()]
+        print(counts, keyless, sent, fake.files_base_url)
+        fake.reset()

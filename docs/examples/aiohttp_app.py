@@ -1,0 +1,106 @@
+"""An aiohttp.web service that makes images through one shared `Session`.
+
+    COMETAPI_KEY=... python docs/examples/aiohttp_app.py
+
+The same two routes as `fastapi_app.py`: `POST /images` runs one prediction and
+answers with its output URLs; `POST /batches` streams one NDJSON line per
+prediction as each finishes.
+
+The session is opened by a `cleanup_ctx` generator when the app starts, closed
+when it stops, and stored under an `AppKey`, so handlers get it typed.
+`image_service.py`, beside this file, holds what does not depend on aiohttp.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from image_service import (
+    batch_job_from_json,
+    error_reply,
+    image_job_from_json,
+    item_json,
+    prediction_json,
+)
+
+from comet_replicate_async import CometReplicateError, InputValidationError, Session
+
+SessionFactory = Callable[[], Session]
+
+SESSION = web.AppKey("session", Session)
+
+
+def create_app(session_factory: SessionFactory = Session) -> web.Application:
+    """The app, with its session built by `session_factory` when it starts.
+
+    The default reads `COMETAPI_KEY` and `COMETAPI_BASE_URL`. Pass e.g.
+    `functools.partial(Session, max_concurrency=8)` to tune it, or a factory
+    pointed at `FakeCometAPI` in tests.
+    """
+
+    async def session_context(app: web.Application) -> AsyncIterator[None]:
+        # Runs to the `yield` on startup and on from it at cleanup, both in the
+        # task that starts and stops the app, as the session's task group needs.
+        async with session_factory() as session:
+            app[SESSION] = session
+            yield
+
+    app = web.Application(middlewares=[map_errors])
+    app.cleanup_ctx.append(session_context)
+    app.router.add_post("/images", make_image)
+    app.router.add_post("/batches", make_batch)
+    return app
+
+
+async def make_image(request: web.Request) -> web.Response:
+    """Run one prediction and answer with its output URLs."""
+    job = image_job_from_json(await _read_json(request))
+    session = request.app[SESSION]
+    prediction = await session.run(job.model, job.input, timeout=job.timeout)
+    return web.json_response(prediction_json(prediction))
+
+
+async def make_batch(request: web.Request) -> web.StreamResponse:
+    """Run one prediction per item; stream each outcome as it finishes."""
+    job = batch_job_from_json(await _read_json(request))
+    session = request.app[SESSION]
+    # Called before the reply starts, so a bad model id is still a plain 422.
+    batch = session.as_completed(job.model, job.inputs, timeout=job.timeout)
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    async with aclosing(batch) as items:
+        await response.prepare(request)
+        try:
+            async for item in items:
+                await response.write(json.dumps(item_json(item)).encode() + b"\n")
+        except ConnectionResetError:
+            # The client hung up. Leaving `aclosing` abandons the unfinished
+            # items instead of running them on for nobody.
+            return response
+    await response.write_eof()
+    return response
+
+
+@web.middleware
+async def map_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer this client's errors with the statuses `error_reply` gives them."""
+    try:
+        return await handler(request)
+    except CometReplicateError as error:
+        reply = error_reply(error)
+        return web.json_response(reply.body, status=reply.status, headers=reply.headers)
+
+
+async def _read_json(request: web.Request) -> object:
+    try:
+        data: object = await request.json()
+    except ValueError:
+        raise InputValidationError("the body is not valid JSON") from None
+    return data
+
+
+if __name__ == "__main__":
+    web.run_app(create_app(), host="127.0.0.1", port=8080)
