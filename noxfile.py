@@ -1,4 +1,4 @@
-"""Task runner. `nox` runs tests, lint and typing; `nox -s bench` and `nox -s docs` on demand."""
+"""Task runner. `nox` runs tests, lint, typing and docs; `nox -s bench` on demand."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pathlib
 
 import nox
 
-nox.options.sessions = ["tests", "lint", "typing"]
+nox.options.sessions = ["tests", "lint", "typing", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_external_run = True
 nox.needs_version = ">=2025.5.1"
@@ -42,9 +42,13 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typing(session: nox.Session) -> None:
-    """mypy --strict on the package and on tests/typing."""
+    """mypy --strict on the package, tests/typing and the docs' example apps."""
     _install(session, "typing", extras="[cli]")
     session.run("mypy", "--strict", "comet_replicate_async", "tests/typing")
+    # The examples import each other as top-level modules: check them from there.
+    examples = sorted(path.name for path in (HERE / "docs" / "examples").glob("*.py"))
+    with session.chdir(HERE / "docs" / "examples"):
+        session.run("mypy", "--strict", *examples)
 
 
 @nox.session

@@ -44,6 +44,7 @@ from ._flux import (
     FluxKontextPro,
     FluxPro,
     FluxSchnell,
+    typed_input_class,
 )
 from ._futures import PredictionFuture
 from ._inputs import FluxInput
@@ -91,6 +92,7 @@ __all__ = [
     "SessionStats",
     "Status",
     "UnexpectedResponseError",
+    "typed_input_class",
 ]
 
 # Public names report this package as their home, not the private module. Type

@@ -22,6 +22,7 @@ import click
 
 from ._bulk import BulkOptions, BulkSummary, InputChanged, run_bulk
 from ._exceptions import CometReplicateError, ConfigurationError, InputValidationError
+from ._flux import typed_input_class
 from ._inputs import resolve_call
 from ._models import Prediction
 from ._progress import ProgressView
@@ -30,7 +31,6 @@ from ._prompts import (
     PromptFileError,
     PromptItem,
     coerce_parameter,
-    model_class,
     read_prompts,
 )
 from ._session import Session
@@ -127,7 +127,7 @@ def run(
 ) -> None:
     """Run one prediction and print its output URLs."""
     model_id, body = resolve_call(
-        model_class(model) or model, _parameters(model, pairs)
+        typed_input_class(model) or model, _parameters(model, pairs)
     )
 
     async def go() -> tuple[Prediction, list[Path]]:

@@ -31,6 +31,7 @@ __all__ = [
     "FluxKontextPro",
     "FluxPro",
     "FluxSchnell",
+    "typed_input_class",
 ]
 
 _OUTPUT_FORMATS = ("webp", "jpg", "png")
@@ -325,3 +326,9 @@ FLUX_INPUTS: tuple[type[FluxInput], ...] = (
     FluxKontextPro,
     FluxKontextMax,
 )
+
+
+def typed_input_class(model: str) -> type[FluxInput] | None:
+    """The typed input class of a model id (`"black-forest-labs/flux-dev"` →
+    `FluxDev`), or None for a model outside the seven."""
+    return next((cls for cls in FLUX_INPUTS if cls.model == model), None)

@@ -60,12 +60,8 @@ class PredictionFuture:
         return self._finished.is_set()
 
     def cancelled(self) -> bool:
-        """True when `cancel()` stopped it before it finished."""
-        return (
-            self._cancel_requested
-            and self._error is not None
-            and isinstance(self._error, asyncio.CancelledError)
-        )
+        """True once `cancel()` stopped it (at once, as for `asyncio.Future`)."""
+        return self._cancel_requested
 
     def exception(self) -> BaseException | None:
         """The error it ended with, or None (raises if not done yet)."""
@@ -104,7 +100,12 @@ class PredictionFuture:
     def _finish(
         self, prediction: Prediction | None, error: BaseException | None
     ) -> None:
+        if self._finished.is_set():
+            return
         if prediction is not None:
             self._prediction = prediction
+        if self._cancel_requested:
+            # cancel() said so: a result that raced it in is not handed out.
+            error = asyncio.CancelledError("canceled by PredictionFuture.cancel()")
         self._error = error
         self._finished.set()

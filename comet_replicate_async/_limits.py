@@ -85,7 +85,8 @@ class ConcurrencyWindow:
             if waiter.done() and not waiter.cancelled():
                 # The slot was handed over just as we were cancelled: pass it on.
                 self.release()
-            else:
+            elif waiter in self._waiters:
+                # Not there when a release already passed over it as cancelled.
                 self._waiters.remove(waiter)
             raise
 

@@ -19,15 +19,14 @@ from typing import Any
 import attrs
 
 from ._exceptions import InputValidationError
-from ._flux import FLUX_INPUTS
-from ._inputs import FluxInput, resolve_call
+from ._flux import typed_input_class
+from ._inputs import resolve_call
 
 __all__ = [
     "PromptFile",
     "PromptFileError",
     "PromptItem",
     "coerce_parameter",
-    "model_class",
     "read_prompts",
 ]
 
@@ -62,11 +61,6 @@ class PromptFile:
     items: tuple[PromptItem, ...]
 
 
-def model_class(model: str) -> type[FluxInput] | None:
-    """The typed input class of a model id, if it is one of the seven."""
-    return next((cls for cls in FLUX_INPUTS if cls.model == model), None)
-
-
 def coerce_parameter(model: str, name: str, text: str) -> Any:
     """A `key=value` text as the type the model's field wants.
 
@@ -74,7 +68,7 @@ def coerce_parameter(model: str, name: str, text: str) -> Any:
     `num_outputs`, but stays `"0.25"` for `megapixels`); other keys are read as
     JSON when they parse (`true`, `3`, `[1, 2]`), else kept as text.
     """
-    cls = model_class(model)
+    cls = typed_input_class(model)
     field = attrs.fields_dict(cls).get(name) if cls is not None else None
     check = field.metadata.get("check") if field is not None else None
     kind = check.kind if check is not None else None
@@ -141,7 +135,7 @@ def read_prompts(
         seen[key] = line
         merged = {**(defaults or {}), **row}
         try:
-            _, body = resolve_call(model_class(model) or model, merged)
+            _, body = resolve_call(typed_input_class(model) or model, merged)
         except InputValidationError as error:
             raise PromptFileError(f"{name}:{line}: {error}") from None
         items.append(PromptItem(index=index, key=key, line=line, input=body))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import itertools
 import logging
 import math
 import os
@@ -61,8 +62,6 @@ __all__ = ["Session"]
 
 logger = logging.getLogger("comet_replicate_async")
 
-DEFAULT_MAX_CONCURRENCY = 32
-
 BatchInput = Mapping[str, Any] | FluxInput
 
 
@@ -110,7 +109,7 @@ class Session:
         api_key: str | None = None,
         *,
         base_url: str | None = None,
-        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        max_concurrency: int = 32,
         creates_per_minute: float | None = None,
         adaptive_concurrency: bool = False,
         retry: RetryPolicy | None = None,
@@ -282,7 +281,9 @@ class Session:
             if self._pacer is not None:
                 await self._pacer.wait_turn()
             try:
-                prediction = await self._send(spec, read_timeout=read_timeout)
+                # Never interrupted once sent: a cancel must not lose a paid-for id.
+                with anyio.CancelScope(shield=True):
+                    prediction = await self._send(spec, read_timeout=read_timeout)
             except CometReplicateError as error:
                 may_exist = may_exist or create_may_have_happened(error)
                 delay = self._retry_delay("create", error, attempt)
@@ -293,6 +294,11 @@ class Session:
             else:
                 self._window.on_success()
                 self._emit(Event("created", prediction=prediction))
+                try:
+                    await anyio.lowlevel.checkpoint_if_cancelled()
+                except anyio.get_cancelled_exc_class():
+                    _log_abandoned(prediction, "cancelled as its create answered")
+                    raise
                 return prediction
             await anyio.sleep(delay)
 
@@ -367,8 +373,19 @@ class Session:
         model_id, body = resolve_call(model, input)
         deadline = self._deadline(timeout)
         self._counters.submitted += 1
-        await self._window.acquire()
+        await self._acquire_slot(deadline)
         return await self._run_in_slot(model_id, body, deadline)
+
+    async def _acquire_slot(self, deadline: float) -> None:
+        """Wait for a concurrency slot, but not past the deadline."""
+        with anyio.move_on_after(deadline - time.monotonic()):
+            await self._window.acquire()
+            return
+        self._counters.failed += 1
+        raise PredictionTimeout(
+            "the deadline passed while waiting for a free slot; nothing was created",
+            None,
+        )
 
     async def _run_in_slot(
         self,
@@ -380,7 +397,12 @@ class Session:
         """Create and wait, holding a window slot taken by the caller; frees it."""
         self._counters.in_flight += 1
         succeeded = False
+        created: Prediction | None = None
         try:
+            if time.monotonic() >= deadline:
+                raise PredictionTimeout(
+                    "the deadline passed before the create; nothing was created", None
+                )
             created = await self._create(model, input)
             if on_created is not None:
                 on_created(created)
@@ -393,6 +415,10 @@ class Session:
             result = await self._wait_until(created, deadline)
             succeeded = True
             return result
+        except anyio.get_cancelled_exc_class():
+            if created is not None and not created.done:
+                _log_abandoned(created, "stopped waiting (cancelled)")
+            raise
         finally:
             self._counters.in_flight -= 1
             if succeeded:
@@ -426,7 +452,7 @@ class Session:
                 future._cancel_scope = scope
                 if future._cancel_requested:
                     scope.cancel()
-                await self._window.acquire()
+                await self._acquire_slot(deadline)
                 prediction = await self._run_in_slot(
                     future.model, future.input, deadline, on_created=future._update
                 )
@@ -537,10 +563,11 @@ class Session:
     ) -> AsyncGenerator[BatchItem, None]:
         send, receive = anyio.create_memory_object_stream[BatchItem](math.inf)
         feeder_scope = anyio.CancelScope()
+        input_errors: list[Exception] = []
         assert self._task_group is not None
         self._job_started()
         self._task_group.start_soon(
-            self._feed_batch, model, inputs, timeout, send, feeder_scope
+            self._feed_batch, model, inputs, timeout, send, feeder_scope, input_errors
         )
         try:
             async with receive:
@@ -548,6 +575,9 @@ class Session:
                     yield item
         finally:
             feeder_scope.cancel()
+        if input_errors:
+            # Every item started before the failure has been yielded by now.
+            raise input_errors[0]
 
     async def _feed_batch(
         self,
@@ -556,22 +586,30 @@ class Session:
         timeout: float | None,
         send: MemoryObjectSendStream[BatchItem],
         scope: anyio.CancelScope,
+        input_errors: list[Exception],
     ) -> None:
         try:
             with scope:
                 async with send, anyio.create_task_group() as items:
-                    index = 0
-                    async for input in _aiter(inputs):
+                    inputs_left = _aiter(inputs)
+                    for index in itertools.count():
                         # Take the slot before pulling the next input: backpressure.
                         await self._window.acquire()
+                        try:
+                            input = await anext(inputs_left)
+                        except StopAsyncIteration:
+                            self._window.release()
+                            break
+                        except Exception as error:
+                            # The user's iterable failed: started items finish, then
+                            # the consumer gets the error.
+                            self._window.release()
+                            input_errors.append(error)
+                            break
                         self._counters.submitted += 1
                         items.start_soon(
                             self._batch_item, index, model, input, timeout, send.clone()
                         )
-                        index += 1
-        except Exception:
-            # The input iterable itself failed; the consumer sees the stream end.
-            logger.exception("batch stopped: its input iterable raised")
         finally:
             self._job_done()
 
@@ -689,6 +727,17 @@ def _outcome(prediction: Prediction) -> Prediction:
             prediction,
         )
     raise PredictionCanceled(f"prediction {prediction.id} was {status}", prediction)
+
+
+def _log_abandoned(prediction: Prediction, why: str) -> None:
+    # Said at WARNING: the prediction is billed, and this line is how to find it.
+    logger.warning(
+        "%s: prediction %s keeps running and is billed; "
+        "session.wait(%r) picks it up again",
+        why,
+        prediction.id,
+        prediction.id,
+    )
 
 
 def _suffix(url: str) -> str:

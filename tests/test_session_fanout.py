@@ -21,6 +21,7 @@ from comet_replicate_async import (
     PredictionFailed,
     PredictionFuture,
     PredictionTimeout,
+    Session,
     Status,
 )
 from comet_replicate_async.testing import FakeCometAPI, Fault, Latency
@@ -367,3 +368,101 @@ async def test_a_failing_on_event_handler_is_logged_not_fatal(
 
 def test_batch_item_ok() -> None:
     assert not BatchItem(0, {}).ok
+
+
+async def test_a_deadline_that_passes_waiting_for_a_slot_creates_nothing() -> None:
+    async with FakeCometAPI(default_latency=Latency.constant(1.0)) as slow:
+        async with session_for(slow, max_concurrency=1) as session:
+            outcomes: list[BaseException] = []
+
+            async def run_one(n: int) -> None:
+                try:
+                    await session.run(PRO, {"prompt": f"p{n}"}, timeout=0.3)
+                except PredictionTimeout as error:
+                    outcomes.append(error)
+
+            async with anyio.create_task_group() as group:
+                for n in range(3):
+                    group.start_soon(run_one, n)
+
+    assert slow.stats.created == 1
+    ids = sorted(
+        error.prediction_id or ""
+        for error in outcomes
+        if isinstance(error, PredictionTimeout)
+    )
+    assert len(ids) == 3
+    assert ids[:2] == ["", ""]  # two never started: nothing created, nothing billed
+
+
+async def test_cancelling_during_a_create_keeps_and_logs_the_id(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with FakeCometAPI(default_latency=Latency.constant(5)) as slow:
+        slow.script("create", Fault.delay(0.3))
+        async with session_for(slow) as session:
+            with anyio.move_on_after(0.05):
+                await session.run(PRO, {"prompt": "x"})
+            assert session.stats.watched == 0
+        created = list(slow.predictions)
+
+    assert len(created) == 1
+    assert created[0] in caplog.text
+    assert "billed" in caplog.text
+
+
+async def test_stopping_a_batch_early_logs_the_abandoned_ids(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with FakeCometAPI(default_latency=Latency.constant(30)) as slow:
+        async with session_for(slow, max_concurrency=3) as session:
+            stream = session.as_completed(
+                PRO, [{"prompt": f"slow {i}"} for i in range(2)]
+            )
+
+            async def consume() -> None:
+                async with aclosing(stream):
+                    async for _ in stream:
+                        pass
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(consume)
+                await eventually(lambda: session.stats.watched == 2)
+                group.cancel_scope.cancel()  # the consumer stops reading
+            await eventually(lambda: session.stats.watched == 0)
+        slow_ids = list(slow.predictions)
+
+    assert len(slow_ids) == 2
+    assert all(prediction_id in caplog.text for prediction_id in slow_ids)
+
+
+async def test_a_failing_input_iterable_finishes_started_items_then_raises(
+    fake: FakeCometAPI,
+) -> None:
+    def five_then_broken() -> Iterator[dict[str, str]]:
+        for n in range(5):
+            yield {"prompt": f"p{n}"}
+        raise ValueError("the prompt source broke")
+
+    seen: list[BatchItem] = []
+
+    async def collect(session: Session) -> None:
+        async for item in session.as_completed(SCHNELL, five_then_broken()):
+            seen.append(item)  # noqa: PERF401 - kept even when the loop raises
+
+    async with session_for(fake, max_concurrency=2) as session:
+        with pytest.raises(ValueError, match="prompt source broke"):
+            await collect(session)
+
+    assert sorted(item.index for item in seen) == [0, 1, 2, 3, 4]
+    assert all(item.ok for item in seen)
+    assert fake.stats.created == 5
+
+
+async def test_cancelled_is_true_as_soon_as_cancel_returns(fake: FakeCometAPI) -> None:
+    async with session_for(fake) as session:
+        future = session.submit(SCHNELL, {"prompt": "x"})
+        assert future.cancel()
+        assert future.cancelled()
+        with pytest.raises(asyncio.CancelledError):
+            await future

@@ -1,10 +1,10 @@
 """Test utilities: a fake CometAPI server speaking the Replicate routes.
 
-``FakeCometAPI`` runs a real aiohttp server on loopback that creates and
+`FakeCometAPI` runs a real aiohttp server on loopback that creates and
 serves FLUX predictions through their whole lifecycle, injects faults (random
-or scripted with ``Fault``), throttles creates, serves output images, and
-records every request in ``FakeStats``. The pytest plugin offers it as the
-``fake_comet`` fixture; ``python -m comet_replicate_async.testing`` runs it as
+or scripted with `Fault`), throttles creates, serves output images, and
+records every request in `FakeStats`. The pytest plugin offers it as the
+`fake_comet` fixture; `python -m comet_replicate_async.testing` runs it as
 a separate process.
 """
 

@@ -1,11 +1,13 @@
 """Run the fake CometAPI as its own process (for benchmarks and demos).
 
-Usage::
+Usage:
 
-    python -m comet_replicate_async.testing --port 0 --latency flux-dev=uniform:1:3
+```bash
+python -m comet_replicate_async.testing --port 0 --latency flux-dev=uniform:1:3
+```
 
-Prints ``listening on http://HOST:PORT`` once ready and serves until SIGINT or
-SIGTERM. Control routes: ``GET /_fake/stats`` and ``POST /_fake/reset``.
+Prints `listening on http://HOST:PORT` once ready and serves until SIGINT or
+SIGTERM. Control routes: `GET /_fake/stats` and `POST /_fake/reset`.
 """
 
 from __future__ import annotations

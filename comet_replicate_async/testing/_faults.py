@@ -39,19 +39,19 @@ class Fault:
     """One scripted misbehaviour, applied to one request.
 
     Build faults with the class methods and queue them with
-    ``FakeCometAPI.script(route, *faults)``. Faults marked *after_create* let
+    `FakeCometAPI.script(route, *faults)`. Faults marked *after_create* let
     a create go through (the prediction exists) before the reply goes wrong,
     which is what makes a blind client retry pay twice.
 
     Attributes:
         kind: Which misbehaviour.
         status_code: HTTP status of the reply, when the fault sets one.
-        body: Reply body: JSON-able values are encoded, ``str``/``bytes`` sent as is.
+        body: Reply body: JSON-able values are encoded, `str`/`bytes` sent as is.
         headers: Extra reply headers.
         message: Message of the CometAPI error envelope.
         after_create: Whether the normal work happens before the fault.
         seconds: Delay before replying.
-        location: Redirect target (``None``: ``/moved`` + the request path).
+        location: Redirect target (`None`: `/moved` + the request path).
     """
 
     kind: FaultKind
@@ -87,9 +87,9 @@ class Fault:
         """Reply 429 with Replicate's throttle body; create nothing.
 
         Args:
-            retry_after: ``Retry-After`` value sent verbatim (seconds such as
-                ``"1.5"``, or an HTTP date); ``None`` sends no header.
-            body: Replaces the default ``{"detail": "Request was throttled..."}``.
+            retry_after: `Retry-After` value sent verbatim (seconds such as
+                `"1.5"`, or an HTTP date); `None` sends no header.
+            body: Replaces the default `{"detail": "Request was throttled..."}`.
         """
         headers = {} if retry_after is None else {"Retry-After": retry_after}
         return cls("rate_limited", 429, body, headers)
@@ -147,7 +147,7 @@ class FaultRates:
             raise ValueError(msg)
 
     def draw(self, route: Literal["create", "query"], rng: random.Random) -> Fault:
-        """The fault for one request (``Fault.ok()`` for most of them)."""
+        """The fault for one request (`Fault.ok()` for most of them)."""
         roll = rng.random()
         if roll < self.server_error_rate:
             if route == "create" and rng.random() < self.ghost_share:
@@ -184,8 +184,8 @@ class RateLimiter:
         """Take a slot at monotonic time *now*.
 
         Returns:
-            ``None`` when admitted, else the whole seconds (at least 1) until
-            the oldest slot frees, for ``Retry-After``.
+            `None` when admitted, else the whole seconds (at least 1) until
+            the oldest slot frees, for `Retry-After`.
         """
         while self._accepted and self._accepted[0] <= now - self.window:
             self._accepted.popleft()

@@ -20,7 +20,7 @@ __all__ = ["FinalStatus", "Latency", "PredictionRecord", "new_prediction"]
 
 FinalStatus = Literal["succeeded", "failed", "aborted"]
 
-#: Share of the latency spent in ``starting`` before ``processing`` begins.
+#: Share of the latency spent in `starting` before `processing` begins.
 STARTING_SHARE: Final = 0.1
 #: The real NSFW failure text of cog-flux; clients may match on it.
 NSFW_ERROR: Final = (
@@ -40,7 +40,7 @@ _ID_LENGTH: Final = 26
 class Latency:
     """A distribution of prediction run times, in seconds.
 
-    Build one with :meth:`constant`, :meth:`uniform` or :meth:`parse`.
+    Build one with `constant`, `uniform` or `parse`.
 
     Attributes:
         low: Shortest run time.
@@ -63,12 +63,12 @@ class Latency:
 
     @classmethod
     def uniform(cls, low: float, high: float) -> Latency:
-        """Run times drawn uniformly from ``[low, high]``."""
+        """Run times drawn uniformly from `[low, high]`."""
         return cls(low, high)
 
     @classmethod
     def parse(cls, spec: str) -> Latency:
-        """Read a command-line spec: ``"0.5"`` or ``"uniform:1:3"``.
+        """Read a command-line spec: `"0.5"` or `"uniform:1:3"`.
 
         Raises:
             ValueError: The spec is neither form.
@@ -93,14 +93,14 @@ class PredictionRecord:
 
     Attributes:
         id: The prediction id (26 lowercase letters and digits).
-        model: ``owner/name`` from the create path.
-        input: The ``input`` object as it was sent.
+        model: `owner/name` from the create path.
+        input: The `input` object as it was sent.
         final_status: The status it ends in.
         error: The error text of a failed prediction.
-        output: Final output: a list of URLs, one URL, or ``None``.
+        output: Final output: a list of URLs, one URL, or `None`.
         latency: Seconds from creation to the terminal status.
-        created_monotonic: ``time.monotonic()`` at creation (drives the status).
-        created_wall: ``time.time()`` at creation.
+        created_monotonic: `time.monotonic()` at creation (drives the status).
+        created_wall: `time.time()` at creation.
         seed: The seed reported in the logs.
     """
 
@@ -117,12 +117,12 @@ class PredictionRecord:
 
     @property
     def terminal_monotonic(self) -> float:
-        """``time.monotonic()`` at which the prediction becomes terminal."""
+        """`time.monotonic()` at which the prediction becomes terminal."""
         return self.created_monotonic + self.latency
 
     @property
     def terminal_wall(self) -> float:
-        """``time.time()`` at which the prediction becomes terminal."""
+        """`time.time()` at which the prediction becomes terminal."""
         return self.created_wall + self.latency
 
     def status_at(self, now: float) -> str:
@@ -248,13 +248,13 @@ def _replicate_urls(prediction_id: str) -> dict[str, str]:
 
 
 def _iso_millis(wall: float) -> str:
-    """``2026-03-12T11:27:18.258Z``, the shape of CometAPI's ``created_at``."""
+    """`2026-03-12T11:27:18.258Z`, the shape of CometAPI's `created_at`."""
     moment = datetime.fromtimestamp(wall, UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def _iso_nanos(wall: float) -> str:
-    """``2025-02-26T15:02:03.35548709Z``: Go-style, 6 to 9 fractional digits."""
+    """`2025-02-26T15:02:03.35548709Z`: Go-style, 6 to 9 fractional digits."""
     seconds = int(wall)
     nanos = min(round((wall - seconds) * 1e9), 999_999_999)
     digits = f"{nanos:09d}".rstrip("0").ljust(6, "0")

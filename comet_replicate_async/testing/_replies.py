@@ -33,7 +33,7 @@ class Reply:
     Attributes:
         status: HTTP status.
         body: Raw body.
-        content_type: ``Content-Type`` of the body.
+        content_type: `Content-Type` of the body.
         headers: Extra headers.
         drop: Close the connection abruptly instead of replying.
         prediction_id: The prediction this reply is about, for the request log.
@@ -62,8 +62,8 @@ def comet_error(
 ) -> Reply:
     """CometAPI's error envelope; *message* gets the request id appended.
 
-    ``code`` defaults to ``"invalid_request"`` for 400 and ``""`` otherwise: a
-    500 with ``invalid_request`` means "do not retry", which a random fault
+    `code` defaults to `"invalid_request"` for 400 and `""` otherwise: a
+    500 with `invalid_request` means "do not retry", which a random fault
     must never claim.
     """
     if code is None:
@@ -89,7 +89,7 @@ async def apply_fault(
     """Answer a request the way *fault* says.
 
     Args:
-        fault: The fault for this request (``Fault.ok()`` for none).
+        fault: The fault for this request (`Fault.ok()` for none).
         normal: Does the request's real work (e.g. creates the prediction) and
             returns the normal reply; called at most once.
         request_id: Request id for error envelopes.

@@ -1,4 +1,4 @@
-"""``FakeCometAPI``: CometAPI's Replicate routes on a real loopback server."""
+"""`FakeCometAPI`: CometAPI's Replicate routes on a real loopback server."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ __all__ = ["FakeCometAPI", "ScriptedRoute"]
 ScriptedRoute = Literal["create", "query", "file"]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-#: Replicate's ``Prefer: wait`` grammar; a bare ``wait`` means 60 s.
+#: Replicate's `Prefer: wait` grammar; a bare `wait` means 60 s.
 _PREFER_WAIT: Final = re.compile(r"\bwait(?:=(\d+))?\b")
 _FILE_NAME: Final = re.compile(r"out-(\d+)\.(\w+)")
 _PREDICTION_ID: Final = web.RequestKey("prediction_id", str)
@@ -46,22 +46,24 @@ class _Dropped(web.Response):
 class FakeCometAPI:
     """A fake CometAPI speaking the Replicate prediction routes over real HTTP.
 
-    Usage::
+    Usage:
 
-        async with FakeCometAPI(latency={"flux-schnell": Latency.constant(0.05)}) as fake:
-            ...  # point the client at fake.base_url with fake.api_key
+    ```python
+    async with FakeCometAPI(latency={"flux-schnell": Latency.constant(0.05)}) as fake:
+        ...  # point the client at fake.base_url with fake.api_key
+    ```
 
-    Output files are served from a second origin, :attr:`files_base_url`,
-    standing in for ``replicate.delivery``. Random faults are drawn from one
-    generator seeded with *seed*; scripted faults (:meth:`script`) come first.
+    Output files are served from a second origin, `files_base_url`,
+    standing in for `replicate.delivery`. Random faults are drawn from one
+    generator seeded with *seed*; scripted faults (`script`) come first.
 
     Args:
         api_key: The only accepted bearer token.
-        latency: Run-time distribution per model, keyed by ``owner/name`` or a
-            bare name such as ``"flux-schnell"``; or one distribution for all.
+        latency: Run-time distribution per model, keyed by `owner/name` or a
+            bare name such as `"flux-schnell"`; or one distribution for all.
         default_latency: For models *latency* does not name.
-        failure_rate: Share of predictions that end ``failed`` (NSFW error).
-        abort_rate: Share of predictions that end ``aborted``.
+        failure_rate: Share of predictions that end `failed` (NSFW error).
+        abort_rate: Share of predictions that end `aborted`.
         server_error_rate: Share of create and query requests answered with a
             5xx (500, 502, 503, 504 or 524) in CometAPI's envelope.
         ghost_share: Share of those create 5xx that create the prediction first
@@ -73,7 +75,7 @@ class FakeCometAPI:
         slow_rate: Share answered normally after *slow_delay* seconds.
         slow_delay: See *slow_rate*.
         creates_per_minute: Accepted creates per *rate_window*; more get 429
-            with ``Retry-After``. ``None``: unlimited.
+            with `Retry-After`. `None`: unlimited.
         rate_window: Length of the sliding window, seconds.
         seed: Seed of the random faults, latencies and outcomes.
         host: Interface to listen on.
@@ -197,7 +199,7 @@ class FakeCometAPI:
 
     @property
     def base_url(self) -> str:
-        """``http://127.0.0.1:PORT``, the API root to give the client."""
+        """`http://127.0.0.1:PORT`, the API root to give the client."""
         if self._base_url is None:
             msg = "FakeCometAPI is not started"
             raise RuntimeError(msg)
@@ -205,7 +207,7 @@ class FakeCometAPI:
 
     @property
     def files_base_url(self) -> str:
-        """Origin of the output files (stands in for ``replicate.delivery``)."""
+        """Origin of the output files (stands in for `replicate.delivery`)."""
         if self._files_base_url is None:
             msg = "FakeCometAPI is not started"
             raise RuntimeError(msg)
@@ -438,7 +440,7 @@ class FakeCometAPI:
 
 
 async def _read_input(request: web.Request, request_id: str) -> dict[str, Any] | Reply:
-    """The ``input`` object of a create body, or the 400 reply explaining why not."""
+    """The `input` object of a create body, or the 400 reply explaining why not."""
     try:
         body = json.loads(await request.read())
     except ValueError:
@@ -457,7 +459,7 @@ def _invalid_token(request_id: str) -> Reply:
 
 
 def _prefer_wait(prefer: str) -> int:
-    """Seconds a ``Prefer: wait[=N]`` header asks to hold the reply (0: none)."""
+    """Seconds a `Prefer: wait[=N]` header asks to hold the reply (0: none)."""
     match = _PREFER_WAIT.search(prefer)
     if match is None:
         return 0

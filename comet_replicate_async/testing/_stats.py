@@ -24,13 +24,13 @@ class RequestRecord:
     """One request as the server saw it.
 
     Attributes:
-        route: ``"create"``, ``"query"``, ``"file"``, ``"control"`` or ``"other"``.
+        route: `"create"`, `"query"`, `"file"`, `"control"` or `"other"`.
         method: HTTP method.
         path: Request path (no query string).
         status: Reply status; 0 when the connection was reset or abandoned.
         headers: Request headers (the last value wins for repeated names).
-        monotonic: ``time.monotonic()`` when the request arrived.
-        wall: ``time.time()`` when the request arrived.
+        monotonic: `time.monotonic()` when the request arrived.
+        wall: `time.time()` when the request arrived.
         prediction_id: The prediction created, queried or downloaded, if any.
     """
 
@@ -53,13 +53,13 @@ def canonical_input(model: str, input: Mapping[str, Any]) -> str:
 
 @attrs.define
 class FakeStats:
-    """Counters and records kept by ``FakeCometAPI``.
+    """Counters and records kept by `FakeCometAPI`.
 
     Attributes:
         requests_log: Every request, oldest first (bounded).
-        requests: Requests counted by ``(route, status)``.
+        requests: Requests counted by `(route, status)`.
         creates_by_input: Predictions actually created (ghosts included), keyed
-            by :func:`canonical_input` of model and input.
+            by `canonical_input` of model and input.
         predictions: Every prediction created, by id.
     """
 
@@ -111,7 +111,7 @@ class FakeStats:
 
     @property
     def peak_in_flight(self) -> int:
-        """Most predictions non-terminal at one moment, over ``[created, terminal)``."""
+        """Most predictions non-terminal at one moment, over `[created, terminal)`."""
         # Sweep the interval ends in time order; at equal times the -1 of an
         # ending interval sorts before the +1 of a starting one (half-open).
         events = sorted(
@@ -126,7 +126,7 @@ class FakeStats:
         return peak
 
     def to_json(self, *, include_log: bool = False) -> dict[str, Any]:
-        """A JSON-able summary (what ``GET /_fake/stats`` returns).
+        """A JSON-able summary (what `GET /_fake/stats` returns).
 
         Args:
             include_log: Also list every logged request (large).

@@ -19,13 +19,7 @@ from comet_replicate_async import (
     APIError,
     BatchItem,
     CometReplicateError,
-    Flux11Pro,
-    Flux11ProUltra,
-    FluxDev,
     FluxInput,
-    FluxKontextMax,
-    FluxKontextPro,
-    FluxPro,
     FluxSchnell,
     InputValidationError,
     Prediction,
@@ -33,6 +27,7 @@ from comet_replicate_async import (
     PredictionFailed,
     PredictionTimeout,
     RateLimitError,
+    typed_input_class,
 )
 
 DEFAULT_MODEL = FluxSchnell.model
@@ -41,21 +36,6 @@ MAX_TIMEOUT = 600.0
 # Sent when the upstream 429 named no wait: long enough for the session's own
 # pause to run out before the caller tries again.
 DEFAULT_RETRY_AFTER = 10
-
-# Inputs for these models are checked by their typed class before anything is
-# sent (and billed); any other "owner/name" passes through as a plain dict.
-TYPED_INPUTS: Mapping[str, type[FluxInput]] = {
-    cls.model: cls
-    for cls in (
-        FluxSchnell,
-        FluxDev,
-        FluxPro,
-        Flux11Pro,
-        Flux11ProUltra,
-        FluxKontextPro,
-        FluxKontextMax,
-    )
-}
 
 Model = str | type[FluxInput]
 
@@ -89,7 +69,9 @@ class ErrorReply:
 
 def model_for(model_id: str) -> Model:
     """The typed input class of a known FLUX model, else the id itself."""
-    return TYPED_INPUTS.get(model_id, model_id)
+    # The seven FLUX models are checked by their typed class before anything is
+    # sent (and billed); any other "owner/name" passes through as a plain dict.
+    return typed_input_class(model_id) or model_id
 
 
 def image_job(
