@@ -2,13 +2,22 @@
 
 A dispatcher takes due entries from the registry in time order and hands them to
 a fixed pool of query workers, so queries in flight never exceed
-`PollPolicy.max_concurrent_queries`. When nothing is due it sleeps until the next
-poll time, or until a new entry wakes it. It never raises: a failure to read a
-prediction is retried on the schedule or handed to its waiters as an error.
+`PollPolicy.max_concurrent_queries`. It wakes at most once per
+`PollPolicy.coalesce` seconds and takes everything due by then, so polls that fall
+close together share one wake-up of the event loop. When nothing is due it sleeps
+until the next poll time, or until a sooner one is scheduled. It never raises: a
+failure to read a prediction is retried on the schedule or handed to its waiters
+as an error.
+
+The task and its workers live in the session's anyio task group; the hand-off
+between them uses plain asyncio futures and a timer handle, because this path runs
+for every poll and anyio's cancel scopes and streams cost several times more.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import logging
 import math
 import random
@@ -18,10 +27,9 @@ from datetime import datetime
 
 import anyio
 from anyio.abc import TaskStatus
-from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ._exceptions import CometReplicateError
-from ._models import Prediction
+from ._models import Prediction, Status
 from ._registry import Entry, Registry
 from ._retry import RetryPolicy
 from ._schedule import PollPolicy, TimingBook
@@ -52,7 +60,13 @@ class Poller:
         self.policy = policy
         self.timings = TimingBook(policy)
         self._rng = random.Random()
-        self._wake = anyio.Event()
+        # Due entries waiting for a worker, and workers waiting for an entry.
+        self._ready: collections.deque[Entry] = collections.deque()
+        self._idle_workers: collections.deque[asyncio.Future[Entry]] = (
+            collections.deque()
+        )
+        # Resolved to wake the sleeping dispatcher; None while it is awake.
+        self._wakeup: asyncio.Future[None] | None = None
         # When the dispatcher will look again unless woken (inf: not until woken).
         self._sleeping_until = 0.0
 
@@ -68,29 +82,54 @@ class Poller:
         self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Dispatch due polls until cancelled."""
-        send, receive = anyio.create_memory_object_stream[Entry]()
-        async with anyio.create_task_group() as workers, send:
+        loop = asyncio.get_running_loop()
+        async with anyio.create_task_group() as workers:
             for _ in range(self.policy.max_concurrent_queries):
-                workers.start_soon(self._worker, receive.clone())
-            receive.close()
+                workers.start_soon(self._worker)
             task_status.started()
             while True:
                 now = time.monotonic()
-                entry = self._registry.pop_due(now)
-                if entry is not None:
-                    await send.send(entry)
-                    continue
+                horizon = now + self.policy.coalesce
+                while (entry := self._registry.pop_due(horizon)) is not None:
+                    self._hand_over(entry)
                 due_at = self._registry.next_due_at()
-                self._wake = anyio.Event()
-                self._sleeping_until = math.inf if due_at is None else due_at
-                with anyio.move_on_after(self._sleeping_until - now):
-                    await self._wake.wait()
-                self._sleeping_until = 0.0
+                # Sleep to the next due poll, but never less than `coalesce`: what
+                # falls due meanwhile is taken together on the next pass.
+                self._sleeping_until = (
+                    math.inf if due_at is None else max(due_at, horizon)
+                )
+                self._wakeup = wakeup = loop.create_future()
+                timer = (
+                    None
+                    if due_at is None
+                    else loop.call_at(self._sleeping_until, _resolve, wakeup)
+                )
+                try:
+                    await wakeup
+                finally:
+                    self._wakeup = None
+                    self._sleeping_until = 0.0
+                    if timer is not None:
+                        timer.cancel()
 
-    async def _worker(self, receive: MemoryObjectReceiveStream[Entry]) -> None:
-        async with receive:
-            async for entry in receive:
-                await self._poll(entry)
+    def _hand_over(self, entry: Entry) -> None:
+        while self._idle_workers:
+            worker = self._idle_workers.popleft()
+            if not worker.done():
+                worker.set_result(entry)
+                return
+        self._ready.append(entry)
+
+    async def _worker(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._ready:
+                entry = self._ready.popleft()
+            else:
+                waiting: asyncio.Future[Entry] = loop.create_future()
+                self._idle_workers.append(waiting)
+                entry = await waiting
+            await self._poll(entry)
 
     async def _poll(self, entry: Entry) -> None:
         try:
@@ -106,7 +145,7 @@ class Poller:
         previous, entry.prediction = entry.prediction, prediction
         self._on_update(previous, prediction)
         if prediction.done:
-            if prediction.status == "succeeded":
+            if prediction.status is Status.SUCCEEDED:
                 self._learn(prediction, entry)
             self._registry.remove(entry)
             if not entry.outcome.done():
@@ -118,7 +157,11 @@ class Poller:
             prediction.model or entry.model, age, entry.overdue_polls, self._rng
         )
         timings = self.timings.get(prediction.model or entry.model)
-        if timings is not None and age > timings.closes_at:
+        if (
+            timings is not None
+            and age > timings.closes_at
+            and timings.samples >= self.policy.trusted_samples
+        ):
             entry.overdue_polls += 1
         self._reschedule(entry, now + delay)
 
@@ -138,7 +181,7 @@ class Poller:
         else:
             delay = self._retry.backoff(entry.failures, self._rng)
         logger.debug("poll of %s failed (%s); next in %.2f s", entry.id, error, delay)
-        self._reschedule(entry, time.monotonic() + max(delay, self.policy.interval))
+        self._reschedule(entry, time.monotonic() + max(delay, self.policy.min_interval))
 
     def _give_up(self, entry: Entry, error: BaseException) -> None:
         self._registry.remove(entry)
@@ -153,8 +196,8 @@ class Poller:
     def _wake_if_sooner(self, at: float) -> None:
         # The dispatcher sleeps until the soonest poll it knew of; a sooner one (or
         # any, when it knew of none) must wake it. Later ones it will find anyway.
-        if at < self._sleeping_until:
-            self._wake.set()
+        if at < self._sleeping_until and self._wakeup is not None:
+            _resolve(self._wakeup)
 
     def _learn(self, prediction: Prediction, entry: Entry) -> None:
         duration = _server_duration(prediction.created_at, prediction.completed_at)
@@ -170,3 +213,8 @@ def _server_duration(
     if created is None or completed is None:
         return None
     return (completed - created).total_seconds()
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

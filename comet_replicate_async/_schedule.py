@@ -1,11 +1,14 @@
 """The poll schedule, as pure code: when to ask about a prediction next.
 
 The poller learns, per model, how long predictions take (from the server's own
-`created_at` and `completed_at`), and polls densely only inside the window where
-an answer is likely: not at all before it, every `interval` seconds inside it,
-and with a growing gap for stragglers after it. Until a model has been seen to
-finish, every prediction of it is polled every `interval` seconds, so the first
-wave of a batch is never answered late.
+`created_at` and `completed_at`), and polls only inside the window where an answer
+is likely: not at all before it, then at a steady interval, then with a growing gap
+for stragglers that run past it. The interval is a share of the model's typical
+duration (so a 2-second model is watched more closely than a 12-second one, and
+no result waits long relative to its own run time), kept between `min_interval`
+and `max_interval`. Until a model has been seen to finish, a prediction's own age
+stands in for the typical duration: a young prediction is polled often, an older
+one less, and none waits more than `max_interval`.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import random
 
 import attrs
 
-__all__ = ["ModelTimings", "PollPolicy", "TimingBook"]
+__all__ = ["ModelTimings", "PollPolicy", "TimingBook", "next_poll_delay"]
 
 
 @attrs.frozen
@@ -25,31 +28,46 @@ class PollPolicy:
     """How the background poller spaces its queries.
 
     Args:
-        interval: gap between polls while an answer is likely, in seconds. Half of
-            it is the typical delay between a prediction finishing and its result
-            being seen.
-        max_interval: the longest gap, reached by stragglers that run far past what
-            the model usually takes.
+        interval_share: the interval while an answer is likely, as a share of the
+            model's typical duration. Half the interval is the typical delay between
+            a prediction finishing and its result being seen.
+        min_interval: the shortest interval, in seconds.
+        max_interval: the longest interval while an answer is likely (or while the
+            model's durations are still unknown), in seconds.
+        straggler_max_interval: the longest gap, reached by stragglers that run far
+            past what the model usually takes.
         straggler_growth: how fast the gap grows for a straggler, per poll.
         jitter: each gap is stretched or shrunk by up to this fraction, so that
             predictions created together are not polled in bursts.
-        window_margin: how much earlier than the fastest prediction seen the window
-            opens, as a fraction of that time; shrinks as more are seen.
+        window_margin: how much earlier than the fastest prediction seen (and later
+            than the slowest) the window opens (closes), as a fraction of that
+            time; it shrinks as more predictions are seen.
+        trusted_samples: durations seen before a prediction that outlasts all of
+            them is treated as a straggler; until then the slowest seen may just be
+            the slowest finished so far.
+        coalesce: polls falling due within this many seconds of each other are
+            sent together, in one wake-up of the event loop.
         history: durations remembered per model.
         max_concurrent_queries: queries in flight at once, for the whole session.
         max_consecutive_failures: polls of one prediction that may fail in a row
             (each retryable, with backoff) before its waiters get the error.
     """
 
-    interval: float = attrs.field(default=0.4, validator=attrs.validators.gt(0))
-    max_interval: float = attrs.field(default=5.0, validator=attrs.validators.gt(0))
+    interval_share: float = attrs.field(default=0.15, validator=attrs.validators.gt(0))
+    min_interval: float = attrs.field(default=0.25, validator=attrs.validators.gt(0))
+    max_interval: float = attrs.field(default=0.8, validator=attrs.validators.gt(0))
+    straggler_max_interval: float = attrs.field(
+        default=5.0, validator=attrs.validators.gt(0)
+    )
     straggler_growth: float = attrs.field(default=1.5, validator=attrs.validators.ge(1))
     jitter: float = attrs.field(
         default=0.1, validator=[attrs.validators.ge(0), attrs.validators.lt(1)]
     )
     window_margin: float = attrs.field(
-        default=0.5, validator=[attrs.validators.ge(0), attrs.validators.le(1)]
+        default=0.25, validator=[attrs.validators.ge(0), attrs.validators.le(1)]
     )
+    trusted_samples: int = attrs.field(default=20, validator=attrs.validators.ge(1))
+    coalesce: float = attrs.field(default=0.02, validator=attrs.validators.ge(0))
     history: int = attrs.field(default=256, validator=attrs.validators.ge(1))
     max_concurrent_queries: int = attrs.field(
         default=64, validator=attrs.validators.ge(1)
@@ -57,6 +75,18 @@ class PollPolicy:
     max_consecutive_failures: int = attrs.field(
         default=20, validator=attrs.validators.ge(1)
     )
+
+    def __attrs_post_init__(self) -> None:
+        if self.min_interval > self.max_interval:
+            raise ValueError(
+                f"min_interval ({self.min_interval}) is above max_interval "
+                f"({self.max_interval})"
+            )
+
+    def interval_for(self, typical_duration: float) -> float:
+        """The interval for a model whose predictions typically take this long."""
+        share = self.interval_share * typical_duration
+        return min(self.max_interval, max(self.min_interval, share))
 
 
 @attrs.define
@@ -69,6 +99,7 @@ class ModelTimings:
     _sorted: list[float] = attrs.field(init=False, factory=list)
     opens_at: float = attrs.field(init=False, default=0.0)
     closes_at: float = attrs.field(init=False, default=math.inf)
+    typical: float = attrs.field(init=False, default=0.0)
 
     def __attrs_post_init__(self) -> None:
         self._recent = collections.deque(maxlen=self.history)
@@ -98,6 +129,7 @@ class ModelTimings:
         high = self._sorted[math.ceil(0.99 * (count - 1))]
         self.opens_at = low * (1.0 - margin)
         self.closes_at = high * (1.0 + margin)
+        self.typical = self._sorted[count // 2]
 
 
 @attrs.define
@@ -141,17 +173,26 @@ def next_poll_delay(
 ) -> float:
     """The pure rule behind `TimingBook.next_delay`."""
     if timings is None:
-        delay = policy.interval
-    elif age < timings.opens_at - policy.interval:
-        # Nothing is likely before the window opens: one poll as it does.
-        return timings.opens_at - age
-    elif age <= timings.closes_at:
-        delay = policy.interval
+        # Unknown model: something that has run `age` seconds is likely to run
+        # about as long again, so twice its age stands in for the typical duration.
+        delay = policy.interval_for(2.0 * age)
     else:
-        delay = min(
-            policy.max_interval,
-            policy.interval * policy.straggler_growth ** (overdue_polls + 1),
-        )
+        interval = policy.interval_for(timings.typical)
+        if age < timings.opens_at:
+            # Nothing finishes before the window opens, so a poll as it opens would
+            # find nothing: the first one comes an interval into it.
+            return timings.opens_at - age + _jittered(policy, interval, rng)
+        if age <= timings.closes_at or timings.samples < policy.trusted_samples:
+            delay = interval
+        else:
+            delay = min(
+                policy.straggler_max_interval,
+                interval * policy.straggler_growth ** (overdue_polls + 1),
+            )
+    return _jittered(policy, delay, rng)
+
+
+def _jittered(policy: PollPolicy, delay: float, rng: random.Random) -> float:
     if policy.jitter:
         delay *= 1.0 + rng.uniform(-policy.jitter, policy.jitter)
     return delay

@@ -141,9 +141,9 @@ class Session:
             self._api_key,
             self.request_timeout,
             http_session=http_session,
-            connection_limit=max(
-                100, self.poll.max_concurrent_queries + max_concurrency
-            ),
+            # Creates beyond this queue for a connection, which is cheap;
+            # every open connection holds buffers whether used or not.
+            connection_limit=self.poll.max_concurrent_queries + 36,
         )
         self._on_event = on_event
         self._downloads = anyio.CapacityLimiter(download_concurrency)
@@ -393,8 +393,14 @@ class Session:
         input: dict[str, Any],
         deadline: float,
         on_created: Callable[[Prediction], None] | None = None,
+        *,
+        release_slot: bool = True,
     ) -> Prediction:
-        """Create and wait, holding a window slot taken by the caller; frees it."""
+        """Create and wait, holding a window slot taken by the caller.
+
+        The slot is freed at the end unless `release_slot` is False (the caller
+        frees it later).
+        """
         self._counters.in_flight += 1
         succeeded = False
         created: Prediction | None = None
@@ -425,7 +431,8 @@ class Session:
                 self._counters.succeeded += 1
             else:
                 self._counters.failed += 1
-            self._window.release()
+            if release_slot:
+                self._window.release()
 
     def submit(
         self,
@@ -561,7 +568,7 @@ class Session:
         inputs: Iterable[BatchInput] | AsyncIterable[BatchInput],
         timeout: float | None,
     ) -> AsyncGenerator[BatchItem, None]:
-        send, receive = anyio.create_memory_object_stream[BatchItem](math.inf)
+        send, receive = anyio.create_memory_object_stream[BatchItem]()
         feeder_scope = anyio.CancelScope()
         input_errors: list[Exception] = []
         assert self._task_group is not None
@@ -628,10 +635,13 @@ class Session:
                     model_id, body = resolve_call(model, input)
                 except InputValidationError:
                     self._counters.failed += 1
-                    self._window.release()
                     raise
                 result = await self._run_in_slot(
-                    model_id, body, self._deadline(timeout), on_created=created.append
+                    model_id,
+                    body,
+                    self._deadline(timeout),
+                    on_created=created.append,
+                    release_slot=False,
                 )
             except Exception as error:
                 # Keep the last state known, so a created prediction's id is never lost.
@@ -641,8 +651,13 @@ class Session:
                 item = BatchItem(index, input, prediction=prediction, error=error)
             else:
                 item = BatchItem(index, input, prediction=result)
-            with contextlib.suppress(anyio.BrokenResourceError):
-                await send.send(item)  # broken: the consumer stopped reading
+            try:
+                with contextlib.suppress(anyio.BrokenResourceError):
+                    await send.send(item)  # broken: the consumer stopped reading
+            finally:
+                # Freed once the consumer took the item: a slow reader holds the
+                # batch back instead of letting results pile up.
+                self._window.release()
 
     # Plumbing
 
@@ -663,7 +678,8 @@ class Session:
     async def _send(
         self, spec: RequestSpec, *, read_timeout: float | None = None
     ) -> Prediction:
-        await self._throttle.wait()
+        if self._throttle.paused_for > 0:
+            await self._throttle.wait()
         self._counters.requests += 1
         if spec.kind == "create":
             self._counters.creates += 1

@@ -96,6 +96,14 @@ class AiohttpTransport:
         # Output files live on other hosts: a separate pool that never carries
         # the key, whatever the borrowed session's defaults are.
         self._files: aiohttp.ClientSession | None = None
+        # Built once: these go with every request.
+        self._create_timeout = self._client_timeout(timeout.create_read)
+        self._query_timeout = self._client_timeout(timeout.query_read)
+
+    def _client_timeout(self, read: float) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(
+            total=None, connect=None, sock_connect=self._timeout.connect, sock_read=read
+        )
 
     def open(self) -> None:
         """Create the owned `ClientSession`; call from inside the event loop."""
@@ -151,18 +159,12 @@ class AiohttpTransport:
         session = self._owned or self._borrowed
         if session is None:
             raise RuntimeError("transport is not open")
-        if read_timeout is None:
-            read_timeout = (
-                self._timeout.create_read
-                if spec.kind == "create"
-                else self._timeout.query_read
-            )
-        timeout = aiohttp.ClientTimeout(
-            total=None,
-            connect=None,
-            sock_connect=self._timeout.connect,
-            sock_read=read_timeout,
-        )
+        if read_timeout is not None:
+            timeout = self._client_timeout(read_timeout)
+        elif spec.kind == "create":
+            timeout = self._create_timeout
+        else:
+            timeout = self._query_timeout
         headers = dict(spec.headers)
         headers["Authorization"] = f"Bearer {self._api_key.reveal()}"
         data = None if spec.json_body is None else json.dumps(spec.json_body).encode()

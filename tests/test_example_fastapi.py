@@ -30,7 +30,7 @@ pytestmark = pytest.mark.anyio
 EXAMPLES = Path(__file__).resolve().parents[1] / "docs" / "examples"
 QUICK = Latency.constant(0.02)
 # Poll as often as the quick fake finishes: each request then takes milliseconds.
-QUICK_POLL = PollPolicy(interval=0.02)
+QUICK_POLL = PollPolicy(min_interval=0.02, max_interval=0.02)
 ULTRA = "black-forest-labs/flux-1.1-pro-ultra"
 
 

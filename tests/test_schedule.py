@@ -1,4 +1,4 @@
-"""The poll schedule and the registry, stepped without a clock or a network."""
+"""The poll schedule and its policy, stepped without a clock or a network."""
 
 from __future__ import annotations
 
@@ -8,12 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from comet_replicate_async._schedule import (
-    ModelTimings,
-    PollPolicy,
-    TimingBook,
-    next_poll_delay,
-)
+from comet_replicate_async import PollPolicy
+from comet_replicate_async._schedule import ModelTimings, TimingBook, next_poll_delay
 
 NO_JITTER = PollPolicy(jitter=0.0)
 RNG = random.Random(0)
@@ -26,28 +22,48 @@ def book_with(durations: list[float], policy: PollPolicy = NO_JITTER) -> TimingB
     return book
 
 
-def test_unknown_model_is_polled_every_interval() -> None:
+SLOW = [8.0 + i * 0.06 for i in range(100)]  # 8 to 14 s, typical 11 s
+FAST = [1.0 + i * 0.02 for i in range(100)]  # 1 to 3 s, typical 2 s
+
+
+def test_interval_is_a_share_of_the_typical_duration_within_bounds() -> None:
+    policy = PollPolicy(interval_share=0.15, min_interval=0.25, max_interval=0.8)
+
+    assert policy.interval_for(2.0) == pytest.approx(0.3)
+    assert policy.interval_for(0.1) == 0.25
+    assert policy.interval_for(60.0) == 0.8
+
+
+def test_unknown_model_polls_young_predictions_often_and_older_ones_less() -> None:
     book = TimingBook(NO_JITTER)
+    delays = [book.next_delay("m", age, 0, RNG) for age in (0.0, 1.0, 2.0, 30.0)]
 
-    assert book.next_delay("m", 0.0, 0, RNG) == NO_JITTER.interval
-    assert book.next_delay("m", 30.0, 0, RNG) == NO_JITTER.interval
+    assert delays == sorted(delays)
+    assert delays[0] == NO_JITTER.min_interval
+    assert delays[-1] == NO_JITTER.max_interval
 
 
-def test_no_poll_before_the_window_opens() -> None:
-    book = book_with([8.0 + i * 0.06 for i in range(100)])  # 8 to 14 s
+def test_no_poll_before_the_window_opens_and_none_as_it_opens() -> None:
+    book = book_with(SLOW)
     timings = book.get("m")
     assert timings is not None
+    interval = NO_JITTER.interval_for(timings.typical)
 
     first = book.next_delay("m", 0.0, 0, RNG)
 
     assert 7.0 < timings.opens_at <= 8.0
-    assert first == pytest.approx(timings.opens_at)
+    # Nothing can finish before the window opens: the first poll comes an
+    # interval into it, where it can find a result.
+    assert first == pytest.approx(timings.opens_at + interval)
 
 
-def test_dense_polls_inside_the_window() -> None:
-    book = book_with([8.0 + i * 0.06 for i in range(100)])
+def test_shorter_models_are_watched_more_closely_inside_their_window() -> None:
+    slow = book_with(SLOW).next_delay("m", 10.0, 0, RNG)
+    fast = book_with(FAST).next_delay("m", 2.0, 0, RNG)
 
-    assert book.next_delay("m", 10.0, 0, RNG) == NO_JITTER.interval
+    assert fast < slow
+    assert fast == pytest.approx(0.15 * 2.0, rel=0.01)
+    assert slow == NO_JITTER.max_interval
 
 
 def test_stragglers_back_off_up_to_the_cap() -> None:
@@ -55,8 +71,15 @@ def test_stragglers_back_off_up_to_the_cap() -> None:
     delays = [book.next_delay("m", 100.0, overdue, RNG) for overdue in range(20)]
 
     assert delays == sorted(delays)
-    assert delays[0] > NO_JITTER.interval
-    assert delays[-1] == NO_JITTER.max_interval
+    assert delays[0] > NO_JITTER.min_interval
+    assert delays[-1] == NO_JITTER.straggler_max_interval
+
+
+def test_no_straggler_backoff_until_enough_durations_are_known() -> None:
+    # The slowest of a few finished predictions says little about the rest.
+    few = book_with([1.0] * (NO_JITTER.trusted_samples - 1))
+
+    assert few.next_delay("m", 100.0, 5, RNG) == NO_JITTER.min_interval
 
 
 def test_window_tightens_as_evidence_grows() -> None:
@@ -77,6 +100,7 @@ def test_history_forgets_the_oldest() -> None:
     assert timings.samples == 3
     assert timings.opens_at == 100.0
     assert timings.closes_at == 102.0
+    assert timings.typical == 101.0
 
 
 def test_nonsense_durations_are_ignored() -> None:
@@ -103,15 +127,20 @@ def test_delay_is_always_positive_and_bounded(
 
     delay = book.next_delay("m", age, overdue, random.Random(seed))
 
-    assert delay >= 0
-    longest = max(policy.max_interval, max(durations) * 1.0) * (1 + policy.jitter)
-    assert delay <= longest
+    assert delay > 0
+    longest_wait = max(durations) + policy.straggler_max_interval
+    assert delay <= longest_wait * (1 + policy.jitter)
 
 
 @given(seed=st.integers())
 def test_jitter_stays_within_its_fraction(seed: int) -> None:
-    policy = PollPolicy(interval=1.0, jitter=0.2)
+    policy = PollPolicy(min_interval=1.0, max_interval=1.0, jitter=0.2)
 
     delay = next_poll_delay(policy, None, 0.0, 0, random.Random(seed))
 
     assert 0.8 <= delay <= 1.2
+
+
+def test_min_interval_above_max_is_refused() -> None:
+    with pytest.raises(ValueError, match="min_interval"):
+        PollPolicy(min_interval=2.0, max_interval=1.0)

@@ -49,7 +49,7 @@ def on_event(event: Event) -> None:
 async def single() -> tuple[str, ...]:
     async with Session(
         retry=RetryPolicy(max_attempts=3),
-        poll=PollPolicy(interval=0.5),
+        poll=PollPolicy(min_interval=0.5, interval_share=0.1),
         request_timeout=RequestTimeout(query_read=120),
         max_concurrency=8,
         timeout=600,
