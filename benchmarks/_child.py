@@ -65,6 +65,7 @@ class Meter:
 
     _cpu_start: float = 0.0
     _wall_start: float = 0.0
+    _started_wall: float = 0.0
     rss_before: int = 0
     readings: dict[str, float] = field(default_factory=dict)
 
@@ -73,6 +74,7 @@ class Meter:
         self.rss_before = _rss_bytes()
         self._cpu_start = _cpu_seconds()
         self._wall_start = time.perf_counter()
+        self._started_wall = time.time()
 
     def stop(self) -> None:
         """Take the final readings; call right after the last result."""
@@ -80,7 +82,14 @@ class Meter:
         cpu = _cpu_seconds() - self._cpu_start
         # ru_maxrss is in KiB on Linux: the process's peak since it started.
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        self.readings = {"cpu_seconds": cpu, "wall_seconds": wall, "peak_rss": peak}
+        self.readings = {
+            "cpu_seconds": cpu,
+            "wall_seconds": wall,
+            "peak_rss": peak,
+            # Wall clocks, so the orchestrator can tell the workload from setup.
+            "started_wall": self._started_wall,
+            "finished_wall": time.time(),
+        }
 
 
 #: A client's run: fills the results in place (one per input, by index).
@@ -110,12 +119,35 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
+def _await_chain(coro: Any) -> list[str]:
+    """Where a coroutine is suspended, outermost first, following what it awaits.
+
+    `Task.print_stack` stops at the first frame; tasks started by anyio would
+    then all show the same wrapper line, hiding where they wait.
+    """
+    lines = []
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+        frame = frame or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            code = frame.f_code
+            lines.append(f"  {code.co_filename}:{frame.f_lineno} in {code.co_name}")
+        coro = (
+            getattr(coro, "cr_await", None)
+            or getattr(coro, "ag_await", None)
+            or getattr(coro, "gi_yieldfrom", None)
+        )
+    return lines
+
+
 def _dump_tasks() -> None:
-    """Print every asyncio task's stack to stderr: where a stuck run is stuck."""
+    """Print where every asyncio task waits to stderr: where a stuck run is stuck."""
     tasks = asyncio.all_tasks()
     print(f"--- interrupted: {len(tasks)} asyncio tasks ---", file=sys.stderr)
     for task in tasks:
-        task.print_stack(limit=12, file=sys.stderr)
+        print(
+            task.get_name(), *_await_chain(task.get_coro()), sep="\n", file=sys.stderr
+        )
 
 
 async def _supervise(

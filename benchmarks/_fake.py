@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import resource
 import select
 import subprocess
 import sys
@@ -15,7 +17,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-__all__ = ["API_KEY", "CpuSampler", "FakeServer"]
+__all__ = [
+    "API_KEY",
+    "CpuSampler",
+    "FakeServer",
+    "children_cpu_seconds",
+    "machine_busy_seconds",
+    "process_cpu_seconds",
+]
 
 API_KEY = "bench-key"
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -133,29 +142,72 @@ def process_cpu_seconds(pid: int) -> float:
     return (utime + stime) / _CLOCK_TICKS
 
 
-class CpuSampler(threading.Thread):
-    """Samples one process's CPU every *interval* s, to spot a saturated core.
+def machine_busy_seconds() -> float:
+    """CPU time all cores spent busy so far (not idle, not waiting on I/O)."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal ...: guest time is already
+    # in user and nice, and steal is time the hypervisor gave to someone else.
+    user, nice, system, _idle, _iowait, irq, softirq = fields[:7]
+    return (user + nice + system + irq + softirq) / _CLOCK_TICKS
 
-    `busiest` is the highest share of one core it used over any one interval:
-    near 1.0 means the single-threaded server was the bottleneck at some point.
+
+def children_cpu_seconds() -> float:
+    """User + system CPU of this process's children that have been waited for."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+class CpuSampler(threading.Thread):
+    """Samples processes' CPU every *interval* s, to spot a saturated core.
+
+    A share near 1.0 in some interval means that single-threaded process was
+    the bottleneck then: what waited on it (requests, results) queued up.
     """
 
-    def __init__(self, pid: int, interval: float = 1.0) -> None:
+    def __init__(self, pids: dict[str, int], interval: float = 1.0) -> None:
         super().__init__(daemon=True)
-        self._pid = pid
+        self._pids = pids
         self._interval = interval
         self._stop_event = threading.Event()
-        self.busiest = 0.0
+        #: Per process: (wall clock at the interval's end, share of one core).
+        self.samples: dict[str, list[tuple[float, float]]] = {k: [] for k in pids}
+
+    def _read(self) -> dict[str, float]:
+        readings = {}
+        for name, pid in self._pids.items():
+            try:
+                readings[name] = process_cpu_seconds(pid)
+            except (OSError, ValueError):
+                continue  # it has exited
+        return readings
 
     def run(self) -> None:
         """Sample until `stop` is called."""
-        before, cpu_before = time.monotonic(), process_cpu_seconds(self._pid)
+        before, cpu_before = time.monotonic(), self._read()
         while not self._stop_event.wait(self._interval):
-            now, cpu = time.monotonic(), process_cpu_seconds(self._pid)
-            self.busiest = max(self.busiest, (cpu - cpu_before) / (now - before))
+            now, cpu = time.monotonic(), self._read()
+            for name in cpu.keys() & cpu_before.keys():
+                share = (cpu[name] - cpu_before[name]) / (now - before)
+                self.samples[name].append((time.time(), share))
             before, cpu_before = now, cpu
 
     def stop(self) -> None:
         """Stop sampling and wait for the thread."""
         self._stop_event.set()
         self.join()
+
+    def busiest(
+        self, name: str, start: float = -math.inf, end: float = math.inf
+    ) -> float:
+        """The highest share of a core *name* used in an interval within [start, end].
+
+        *start* and *end* are wall clocks; an interval counts if it ended in
+        that span and began after *start*.
+        """
+        shares = [
+            share
+            for at, share in self.samples[name]
+            if start + self._interval <= at <= end
+        ]
+        return max(shares, default=math.nan)

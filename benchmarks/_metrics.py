@@ -20,6 +20,8 @@ class ClientRun:
     fake_stats: dict[str, Any]  # GET /_fake/stats after the run
     fake_cpu_seconds: float  # the fake server's CPU during the run
     fake_busiest: float  # its busiest one-second share of a core
+    client_busiest: float  # the client's, while it ran the workload
+    other_cpu_cores: float  # cores used by other processes meanwhile, on average
     exit_code: int
 
 
@@ -54,6 +56,8 @@ class Metrics:
     fake_cpu_us_per_prediction: float
     fake_cpu_share: float
     fake_busiest: float
+    client_busiest: float
+    other_cpu_cores: float
     exit_code: int
 
     @property
@@ -149,5 +153,7 @@ def compute(run: ClientRun) -> Metrics:
         fake_cpu_us_per_prediction=run.fake_cpu_seconds / inputs * 1e6,
         fake_cpu_share=run.fake_cpu_seconds / wall,
         fake_busiest=run.fake_busiest,
+        client_busiest=run.client_busiest,
+        other_cpu_cores=run.other_cpu_cores,
         exit_code=run.exit_code,
     )

@@ -21,6 +21,10 @@ CLIENTS: dict[str, str] = {
 #: The fake server at or above this share of a core in its busiest second is
 #: treated as saturated: the figures of that run include its queueing.
 SATURATED = 0.9
+#: Other processes using more cores than this on average perturbed the run.
+BUSY_MACHINE = 0.15
+#: The exit code run.py records for a client stopped at its time limit.
+TIMED_OUT = -1
 # Typographic signs for the report, spelled by name so the source stays ASCII-clear.
 TIMES = "\N{MULTIPLICATION SIGN}"
 EN_DASH = "\N{EN DASH}"
@@ -58,6 +62,10 @@ def _ratio(numerator: float, denominator: float) -> str:
     return f"{numerator / denominator:.2f}{TIMES}"
 
 
+def _share(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.0%}"
+
+
 def _kinds(kinds: dict[str, int]) -> str:
     return ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items())) or "none"
 
@@ -67,7 +75,8 @@ ROWS: Sequence[Row] = (
     ("  creates + queries", lambda m: " + ".join(f"{n:,}" for n in m.requests_by_route.values())),
     ("  answered non-2xx", lambda m: f"{m.non_2xx:,}"),
     ("client CPU / prediction (µs)", lambda m: _num(m.cpu_us_per_prediction, 0)),
-    ("client CPU, share of one core", lambda m: f"{m.client_cpu_share:.0%}"),
+    ("client CPU, mean share of one core", lambda m: _share(m.client_cpu_share)),
+    ("client CPU, busiest second", lambda m: _share(m.client_busiest)),
     ("detection lag p50 (s)", lambda m: _num(m.lag_p50, 3)),
     ("detection lag p99 (s)", lambda m: _num(m.lag_p99, 3)),
     ("detection lag max (s)", lambda m: _num(m.lag_max, 3)),
@@ -83,8 +92,9 @@ ROWS: Sequence[Row] = (
     ("predictions created (fake)", lambda m: f"{m.created:,}"),
     ("peak in flight (fake)", lambda m: f"{m.peak_in_flight:,}"),
     ("fake server CPU / prediction (µs)", lambda m: _num(m.fake_cpu_us_per_prediction, 0)),
-    ("fake server CPU, mean share of one core", lambda m: f"{m.fake_cpu_share:.0%}"),
-    ("fake server CPU, busiest second", lambda m: f"{m.fake_busiest:.0%}"),
+    ("fake server CPU, mean share of one core", lambda m: _share(m.fake_cpu_share)),
+    ("fake server CPU, busiest second", lambda m: _share(m.fake_busiest)),
+    ("other processes' CPU meanwhile (cores)", lambda m: _num(m.other_cpu_cores)),
 )  # fmt: skip
 
 
@@ -107,11 +117,12 @@ def _ratio_rows(result: WorkloadResult) -> list[list[str]]:
         row = [result.workload.title, label]
         for other in ("official", "raw"):
             metric = result.metrics.get(other)
-            row.append(
-                "n/a"
-                if metric is None
-                else _ratio(getattr(ours, attr), getattr(metric, attr))
-            )
+            if metric is None:
+                row.append("n/a")
+            elif TIMED_OUT in (metric.exit_code, ours.exit_code):
+                row.append("did not finish")
+            else:
+                row.append(_ratio(getattr(ours, attr), getattr(metric, attr)))
         rows.append(row)
     return rows
 
@@ -179,7 +190,11 @@ def _targets(results: Sequence[WorkloadResult]) -> list[str]:
         if set(CLIENTS) - set(result.metrics):
             continue  # a partial run cannot be compared
         check = _mixed_targets if result.workload.name == "mixed" else _scale_targets
-        rows += [[result.workload.title, *row] for row in check(result)]
+        checked = check(result)
+        if result.metrics["ours"].exit_code == TIMED_OUT:
+            # Figures of a run cut short say nothing about the goals.
+            checked = [[*row[:2], "**missed** (did not finish)"] for row in checked]
+        rows += [[result.workload.title, *row] for row in checked]
     if not rows:
         return []
     return [
@@ -202,10 +217,23 @@ def _warnings(results: Sequence[WorkloadResult]) -> list[str]:
                     "in its busiest second, so it was saturated for a while: its "
                     "queueing inflates that run's lags and wall time."
                 )
-            if m.client_cpu_share >= SATURATED:
+            if m.client_busiest >= SATURATED:
                 notes.append(
-                    f"- {where}: the client used {m.client_cpu_share:.0%} of a core "
-                    "on average: it was CPU-bound, so its own lags include its queueing."
+                    f"- {where}: the client used {m.client_busiest:.0%} of a core in "
+                    f"its busiest second ({m.client_cpu_share:.0%} on average): it "
+                    "was CPU-bound for a while, so its lags include its own queueing."
+                )
+            if m.other_cpu_cores >= BUSY_MACHINE:
+                notes.append(
+                    f"- {where}: other processes used {m.other_cpu_cores:.2f} cores "
+                    "on average meanwhile, competing with the client and the fake."
+                )
+            if m.exit_code == TIMED_OUT:
+                notes.append(
+                    f"- {where}: did not finish within its time limit and was "
+                    f"stopped; {m.lost:,} predictions were still unresolved. Where "
+                    "its tasks waited is in "
+                    f"`benchmarks/.out/{result.workload.name}-{key}.log`."
                 )
             if m.non_2xx or m.errors or m.exit_code:
                 notes.append(
@@ -215,6 +243,12 @@ def _warnings(results: Sequence[WorkloadResult]) -> list[str]:
     if not notes:
         notes = ["- Neither the fake server nor any client was saturated."]
     return ["## Observations from this run", "", *notes, ""]
+
+
+def _header(m: Metrics) -> str:
+    """A client's column title, flagged when its run was cut short."""
+    label = CLIENTS[m.client]
+    return f"{label} (stopped at its time limit)" if m.exit_code == TIMED_OUT else label
 
 
 def _workload_section(result: WorkloadResult, chart: str | None) -> list[str]:
@@ -232,7 +266,7 @@ def _workload_section(result: WorkloadResult, chart: str | None) -> list[str]:
         "",
         f"Fake server: `{result.fake_command}`",
         "",
-        *_table(["metric", *(CLIENTS[k] for k in keys)], rows),
+        *_table(["metric", *(_header(result.metrics[k]) for k in keys)], rows),
         "",
     ]
     if chart:
@@ -252,8 +286,10 @@ each client runs the whole workload in its own child process, one client after a
   time in that one session (they share its window, which hands slots out in turn,
   so models start round-robin rather than in input order).
 - **replicate (official)**: `replicate.Client(api_token=key, base_url=fake + "/replicate")`,
-  default poll interval (0.5 s) and httpx pool; per input
-  `models.predictions.async_create` then `async_wait`, under `asyncio.Semaphore(N)`.
+  default poll interval (0.5 s); per input `models.predictions.async_create` then
+  `async_wait`, under `asyncio.Semaphore(N)`. The client wraps its own httpx
+  transport, so its pool stays at httpx's default (100 connections, 20 kept
+  alive) whatever the concurrency: above 100, requests queue inside httpx.
 - **raw aiohttp loop**: per input, POST the create then GET every 0.25 s until
   terminal, under `asyncio.Semaphore(N)`, default aiohttp pool.
 
@@ -270,8 +306,12 @@ RSS (`ru_maxrss`) right after the last result.
 - **Lost**: inputs without a resolved result. **Duplicates**: creates the fake saw
   twice for the same model and input. **Peak in flight**: most predictions
   between created and terminal at once, on the fake.
-- **Fake server CPU**: its `/proc/PID/stat` user + system time over the client's
-  run, sampled every second to find its busiest second.
+- **CPU, busiest second**: `/proc/PID/stat` user + system time sampled every
+  second while the workload ran; near 100% means that process, single-threaded,
+  was the bottleneck for that second. **Fake server CPU / prediction** uses its
+  whole CPU time over the client's run.
+- **Other processes' CPU**: the machine's busy time (`/proc/stat`) over the
+  client's run, minus the fake's and the client process's (imports included).
 """
 
 
@@ -320,6 +360,8 @@ def plot_requests_vs_lag(result: WorkloadResult, path: Path) -> None:
 
     figure, axes = pyplot.subplots(figsize=(7, 4.5))
     for key, m in result.metrics.items():
+        if math.isnan(m.lag_p50):
+            continue  # nothing resolved: no lag to show
         x = m.requests_per_prediction
         line = axes.plot([x, x], [m.lag_p50, m.lag_p99], "-", alpha=0.4)[0]
         colour = line.get_color()

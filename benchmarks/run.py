@@ -26,17 +26,35 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _fake import API_KEY, CpuSampler, FakeServer, process_cpu_seconds
+from _fake import (
+    API_KEY,
+    CpuSampler,
+    FakeServer,
+    children_cpu_seconds,
+    machine_busy_seconds,
+    process_cpu_seconds,
+)
 from _metrics import ClientRun, compute
-from _report import CLIENTS, Context, WorkloadResult, plot_requests_vs_lag, render
+from _report import (
+    CLIENTS,
+    TIMED_OUT,
+    Context,
+    WorkloadResult,
+    plot_requests_vs_lag,
+    render,
+)
 from _workloads import WORKLOADS, Workload, build_items
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 #: Scratch space for workload and result files (git-ignored).
 OUT = HERE / ".out"
-SCRIPTS = {key: HERE / f"client_{key}.py" for key in CLIENTS}
-SCRIPTS["official"] = HERE / "client_replicate.py"
+#: The child script of each client.
+SCRIPTS = {
+    "ours": HERE / "client_ours.py",
+    "official": HERE / "client_replicate.py",
+    "raw": HERE / "client_raw.py",
+}
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -69,10 +87,10 @@ def _child_env() -> dict[str, str]:
 
 
 def _timeout(workload: Workload) -> float:
-    """Seconds a client may take before it is killed: generous, but finite."""
+    """Seconds a client may take before it is stopped: generous, but finite."""
     slowest = max(m.high for m in workload.mix)
-    ideal = workload.total * slowest / workload.concurrency + slowest
-    return 10 * ideal + 120
+    worst_ideal = workload.total * slowest / workload.concurrency + slowest
+    return 3 * worst_ideal + 60
 
 
 def _run_client(
@@ -86,9 +104,9 @@ def _run_client(
     result_file = OUT / f"{workload.name}-{key}.json"
     result_file.unlink(missing_ok=True)
     fake.reset()
-    fake_cpu_before = process_cpu_seconds(fake.pid)
-    sampler = CpuSampler(fake.pid)
-    sampler.start()
+    # CPU ledgers: the fake's, the client's (whole process), the machine's.
+    fake_before, child_before = process_cpu_seconds(fake.pid), children_cpu_seconds()
+    machine_before, started = machine_busy_seconds(), time.monotonic()
     command = [
         sys.executable, str(SCRIPTS[key]),
         "--base-url", fake.base_url, "--api-key", API_KEY,
@@ -96,29 +114,57 @@ def _run_client(
         "--concurrency", str(workload.concurrency),
         "--result-file", str(result_file),
     ]  # fmt: skip
-    try:
-        exit_code = subprocess.run(
-            command, env=env, timeout=_timeout(workload), check=False
-        ).returncode
-    except subprocess.TimeoutExpired:
-        exit_code = -1
-    finally:
-        sampler.stop()
-    fake_cpu = process_cpu_seconds(fake.pid) - fake_cpu_before
+    log = OUT / f"{workload.name}-{key}.log"
+    exit_code, sampler = _run_child(command, env, _timeout(workload), log, fake.pid)
+    fake_cpu = process_cpu_seconds(fake.pid) - fake_before
+    client_cpu = children_cpu_seconds() - child_before
+    # Whatever else ran meanwhile (other jobs on the machine) competed for cores.
+    others = machine_busy_seconds() - machine_before - fake_cpu - client_cpu
+    result = _load_result(result_file, workload.total, exit_code)
+    span = (result["started_wall"], result["finished_wall"])  # the workload only
     return ClientRun(
         client=key,
         concurrency=workload.concurrency,
-        result=_load_result(result_file, workload.total, exit_code),
+        result=result,
         fake_stats=fake.stats(),
         fake_cpu_seconds=fake_cpu,
-        fake_busiest=sampler.busiest,
+        fake_busiest=sampler.busiest("fake", *span),
+        client_busiest=sampler.busiest("client", *span),
+        other_cpu_cores=max(0.0, others) / (time.monotonic() - started),
         exit_code=exit_code,
     )
 
 
+def _run_child(
+    command: list[str], env: dict[str, str], timeout: float, log: Path, fake_pid: int
+) -> tuple[int, CpuSampler]:
+    """Run a client, sampling its CPU and the fake's; past *timeout*, stop it.
+
+    A stopped client gets SIGTERM first: it then writes its partial results and
+    dumps where its tasks wait to *log*.
+    """
+    with log.open("w", encoding="utf-8") as stderr:
+        child = subprocess.Popen(command, env=env, stderr=stderr)
+        sampler = CpuSampler({"fake": fake_pid, "client": child.pid})
+        sampler.start()
+        try:
+            return child.wait(timeout=timeout), sampler
+        except subprocess.TimeoutExpired:
+            print(f"  timed out after {timeout:.0f} s; see {log}", flush=True)
+            child.terminate()
+        finally:
+            sampler.stop()
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        return TIMED_OUT, sampler
+
+
 def _load_result(path: Path, total: int, exit_code: int) -> dict[str, Any]:
     """The child's result file, or one that says every item was lost."""
-    if exit_code == 0 and path.exists():
+    if path.exists():  # also written by a child stopped at its timeout
         result: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
         return result
     error = f"ChildFailed: exit code {exit_code}"
@@ -132,6 +178,8 @@ def _load_result(path: Path, total: int, exit_code: int) -> dict[str, Any]:
         "wall_seconds": nan,
         "rss_before": nan,
         "peak_rss": nan,
+        "started_wall": nan,
+        "finished_wall": nan,
     }
 
 
@@ -169,11 +217,11 @@ def _versions() -> dict[str, str]:
 
 
 def _our_version() -> str:
-    """The installed version, or the checkout's commit when run from source."""
+    """The installed version and the checkout's commit (the code that ran)."""
     try:
-        return importlib.metadata.version("comet-replicate-async")
+        version = importlib.metadata.version("comet-replicate-async")
     except importlib.metadata.PackageNotFoundError:
-        pass
+        version = "not installed"
     describe = subprocess.run(
         ["git", "describe", "--always", "--dirty"],
         cwd=ROOT,
@@ -181,7 +229,7 @@ def _our_version() -> str:
         text=True,
         check=False,
     )
-    return f"source checkout {describe.stdout.strip() or 'unknown'}"
+    return f"{version} (checkout {describe.stdout.strip() or 'unknown'})"
 
 
 def _context(argv: list[str]) -> Context:
@@ -204,13 +252,15 @@ def main(argv: list[str] | None = None) -> int:
     env = _child_env()
     names = list(WORKLOADS) if args.workload == "all" else [args.workload]
     workloads = [WORKLOADS[name].scaled(args.scale_factor) for name in names]
+    # Versions as the run starts: the checkout may change while it runs.
+    context = _context(argv)
     results = [_run_workload(workload, env) for workload in workloads]
     out: Path = args.out
     chart_path = out.with_name(f"{out.stem}-requests-vs-lag.png")
     mixed = [result for result in results if result.workload.name == "mixed"]
     if mixed:
         plot_requests_vs_lag(mixed[0], chart_path)
-    report = render(results, _context(argv), chart_path.name if mixed else None)
+    report = render(results, context, chart_path.name if mixed else None)
     out.write_text(report, encoding="utf-8")
     print(f"wrote {out}" + (f" and {chart_path}" if mixed else ""))
     return 0
