@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ChildArgs", "ItemResult", "Meter", "main"]
+__all__ = ["ChildArgs", "ItemResult", "Meter", "describe", "main", "record_error"]
 
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "canceled", "aborted"})
 
@@ -45,6 +45,9 @@ class ItemResult:
     prediction_id: str | None = None
     resolved_wall: float | None = None
     error: str | None = None
+    #: The error's class name (such as "AmbiguousSubmitError"), or for a
+    #: prediction that ended without succeeding, "PredictionEnded".
+    error_type: str | None = None
 
 
 def _rss_bytes() -> int:
@@ -117,6 +120,12 @@ def describe(error: BaseException) -> str:
     """A one-line description of *error* for the result file."""
     text = str(error)
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def record_error(result: ItemResult, error: BaseException) -> None:
+    """Record *error* as the outcome of *result*'s input."""
+    result.error = describe(error)
+    result.error_type = type(error).__name__
 
 
 def _await_chain(coro: Any) -> list[str]:

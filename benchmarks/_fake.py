@@ -39,7 +39,7 @@ class FakeServer:
     """
 
     def __init__(
-        self, latency_args: Sequence[str], log_file: Path, env: dict[str, str]
+        self, extra_args: Sequence[str], log_file: Path, env: dict[str, str]
     ) -> None:
         self.command = [
             sys.executable,
@@ -51,7 +51,7 @@ class FakeServer:
             "1",
             "--api-key",
             API_KEY,
-            *(arg for spec in latency_args for arg in ("--latency", spec)),
+            *extra_args,  # latencies (--latency MODEL=SPEC ...), faults
         ]
         self._log_file = log_file
         self._env = env

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import math
-from collections import Counter
-from dataclasses import dataclass
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ClientRun", "Metrics", "compute", "percentile"]
+__all__ = ["ClientRun", "Metrics", "Outcomes", "compute", "percentile"]
+
+#: The error an input gets from comet_replicate_async when its create may have
+#: created a prediction: the caller is told it may exist.
+AMBIGUOUS = "AmbiguousSubmitError"
 
 
 @dataclass(frozen=True)
@@ -23,6 +28,30 @@ class ClientRun:
     client_busiest: float  # the client's, while it ran the workload
     other_cpu_cores: float  # cores used by other processes meanwhile, on average
     exit_code: int
+    #: The workload's inputs ({"model", "input"}), in order: to find, by input,
+    #: the predictions the fake created for each.
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    fake_stats_wall: float = math.inf  # time.time() when the stats were read
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    """What became of each input, judged against what the fake created.
+
+    Every input is exactly one of: succeeded, another accounted outcome (an
+    error the caller saw that is truthful: nothing was created, or the
+    prediction's id was handed over, or the caller was told it may exist),
+    lost, or unfinished (no outcome at all: the client was stopped).
+    """
+
+    succeeded: int
+    accounted: int  # succeeded + errors that leave the caller knowing
+    errors_raised: int  # inputs that ended with an error the caller saw
+    ambiguous: int  # errors saying "may have been created" (AmbiguousSubmitError)
+    errors_with_id: int  # errors after the client handed the prediction's id over
+    lost: int  # created on the fake, neither resolved nor reported as possibly so
+    unobserved: int  # finished on the fake, no client result carries its id
+    throttled: int  # creates answered 429
 
 
 @dataclass(frozen=True)
@@ -59,6 +88,7 @@ class Metrics:
     client_busiest: float
     other_cpu_cores: float
     exit_code: int
+    outcomes: Outcomes
 
     @property
     def wall_vs_ideal(self) -> float:
@@ -112,6 +142,63 @@ def _error_kinds(items: list[dict[str, Any]]) -> dict[str, int]:
     )
 
 
+def _input_key(model: str, input: Any) -> str:
+    return json.dumps([model, input], sort_keys=True, separators=(",", ":"))
+
+
+def outcomes(run: ClientRun) -> Outcomes:
+    """Each input's fate, from the client's results and the fake's predictions.
+
+    Inputs are matched to the predictions the fake created by model and input
+    (the workloads' prompts are unique). An input is **lost** when the fake
+    created a prediction for it and the client neither resolved it, nor handed
+    its id over, nor reported it as possibly created (`AmbiguousSubmitError`).
+    """
+    items: list[dict[str, Any]] = run.result["items"]
+    predictions: dict[str, Any] = run.fake_stats["predictions"]
+    created: defaultdict[str, list[str]] = defaultdict(list)
+    for prediction_id, record in predictions.items():
+        created[_input_key(record["model"], record["input"])].append(prediction_id)
+    succeeded = accounted = errors_raised = ambiguous = with_id = lost = 0
+    for item in items:
+        if item["resolved_wall"] is not None:
+            succeeded += 1
+            accounted += 1
+            continue
+        error_type = item.get("error_type")
+        # "ChildFailed": the child wrote no results; the caller saw nothing.
+        raised = item["error"] is not None and error_type != "ChildFailed"
+        errors_raised += raised
+        ambiguous += error_type == AMBIGUOUS
+        has_id = item["prediction_id"] in predictions
+        with_id += raised and has_id
+        told = error_type == AMBIGUOUS or has_id
+        if run.inputs:
+            given = run.inputs[item["index"]]
+            was_created = _input_key(given["model"], given["input"]) in created
+        else:
+            was_created = False
+        if was_created and not told:
+            lost += 1
+        elif raised:
+            accounted += 1
+    seen = {item["prediction_id"] for item in items}
+    unobserved = sum(
+        prediction_id not in seen and record["terminal_wall"] <= run.fake_stats_wall
+        for prediction_id, record in predictions.items()
+    )
+    return Outcomes(
+        succeeded=succeeded,
+        accounted=accounted,
+        errors_raised=errors_raised,
+        ambiguous=ambiguous,
+        errors_with_id=with_id,
+        lost=lost,
+        unobserved=unobserved,
+        throttled=run.fake_stats["requests"].get("create", {}).get("429", 0),
+    )
+
+
 def compute(run: ClientRun) -> Metrics:
     """The figures of *run*."""
     result, stats = run.result, run.fake_stats
@@ -156,4 +243,5 @@ def compute(run: ClientRun) -> Metrics:
         client_busiest=run.client_busiest,
         other_cpu_cores=run.other_cpu_cores,
         exit_code=run.exit_code,
+        outcomes=outcomes(run),
     )

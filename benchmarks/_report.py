@@ -98,6 +98,54 @@ ROWS: Sequence[Row] = (
 )  # fmt: skip
 
 
+#: The faults workload's own table: what became of every input.
+FAULT_ROWS: Sequence[Row] = (
+    ("inputs", lambda m: f"{m.inputs:,}"),
+    ("succeeded", lambda m: f"{m.outcomes.succeeded:,}"),
+    ("accounted for", lambda m: f"{m.outcomes.accounted:,}"),
+    ("errors raised", lambda m: f"{m.outcomes.errors_raised:,}"),
+    ("  of which \"may have been created\" (AmbiguousSubmitError)", lambda m: f"{m.outcomes.ambiguous:,}"),
+    ("  of which after the prediction's id was handed over", lambda m: f"{m.outcomes.errors_with_id:,}"),
+    ("**lost**", lambda m: f"{m.outcomes.lost:,}"),
+    ("**duplicates** (fake)", lambda m: f"{m.duplicates:,}"),
+    ("unobserved (fake)", lambda m: f"{m.outcomes.unobserved:,}"),
+    ("predictions created (fake)", lambda m: f"{m.created:,}"),
+    ("creates answered 429 (fake)", lambda m: f"{m.outcomes.throttled:,}"),
+    ("HTTP requests / prediction", lambda m: _num(m.requests_per_prediction)),
+    ("item errors by type", lambda m: _kinds(m.error_kinds)),
+)  # fmt: skip
+
+_FAULT_COLUMNS = """\
+Each input ends as exactly one of: succeeded, accounted for by an error, lost, or
+(for a client stopped at its time limit) unfinished. Inputs are matched to the
+predictions the fake created by their prompt, unique to each input.
+
+- **Succeeded**: the client returned the input's succeeded prediction.
+- **Accounted for**: succeeded, or ended with an error the caller saw that leaves
+  them knowing where they stand: nothing was created, or the error carries the
+  prediction's id, or it says the prediction may have been created
+  (comet_replicate_async's `AmbiguousSubmitError`, one `BatchItem` per input).
+- **Errors raised**: inputs that ended with an error the caller saw, lost or not;
+  "after the prediction's id was handed over": the create answered and the
+  client gave the caller the id, then a later query failed (not lost: the
+  caller can look the prediction up; count them as lost for a stricter view).
+- **Lost**: the fake created a prediction for this input, and the client neither
+  resolved it nor reported it as possibly created (ours: `AmbiguousSubmitError`)
+  nor handed its id over. The official client and the raw loop raise a plain
+  HTTP error for a create answered 5xx, though half of those (the ghosts)
+  created the prediction: that prediction runs, is billed, and the caller was
+  told it failed.
+- **Duplicates**: creates the fake saw twice for the same model and input (a
+  retried create that had already gone through pays twice).
+- **Unobserved**: predictions the fake created and finished that no client
+  result points at by id: paid for and never seen. For comet_replicate_async
+  these are the ghosts it reported as `AmbiguousSubmitError`.
+- **Creates answered 429**: the fake's throttle (above its create limit);
+  comet_replicate_async waits the `Retry-After` and retries, the official client
+  and the raw loop raise.
+"""
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -184,13 +232,33 @@ def _scale_targets(result: WorkloadResult) -> list[list[str]]:
     ]
 
 
+def _faults_targets(result: WorkloadResult) -> list[list[str]]:
+    ours = result.metrics["ours"]
+    o = ours.outcomes
+    return [
+        ["zero lost", f"{o.lost:,}", _check(o.lost == 0)],
+        ["zero duplicates", f"{ours.duplicates:,}", _check(ours.duplicates == 0)],
+        [
+            f"every input accounted for (= {ours.inputs:,})",
+            f"{o.accounted:,}",
+            _check(o.accounted == ours.inputs),
+        ],
+    ]
+
+
+_TARGETS: dict[str, Callable[[WorkloadResult], list[list[str]]]] = {
+    "mixed": _mixed_targets,
+    "scale": _scale_targets,
+    "faults": _faults_targets,
+}
+
+
 def _targets(results: Sequence[WorkloadResult]) -> list[str]:
     rows: list[list[str]] = []
     for result in results:
         if set(CLIENTS) - set(result.metrics):
             continue  # a partial run cannot be compared
-        check = _mixed_targets if result.workload.name == "mixed" else _scale_targets
-        checked = check(result)
+        checked = _TARGETS.get(result.workload.name, _scale_targets)(result)
         if result.metrics["ours"].exit_code == TIMED_OUT:
             # Figures of a run cut short say nothing about the goals.
             checked = [[*row[:2], "**missed** (did not finish)"] for row in checked]
@@ -258,6 +326,7 @@ def _workload_section(result: WorkloadResult, chart: str | None) -> list[str]:
         for m in w.mix
     )
     keys = [key for key in CLIENTS if key in result.metrics]
+    header = ["metric", *(_header(result.metrics[k]) for k in keys)]
     rows = [[label, *(cell(result.metrics[k]) for k in keys)] for label, cell in ROWS]
     lines = [
         f"## Workload: {w.title}",
@@ -266,9 +335,31 @@ def _workload_section(result: WorkloadResult, chart: str | None) -> list[str]:
         "",
         f"Fake server: `{result.fake_command}`",
         "",
-        *_table(["metric", *(_header(result.metrics[k]) for k in keys)], rows),
-        "",
     ]
+    if w.faults is not None:
+        f = w.faults
+        fault_rows = [
+            [label, *(cell(result.metrics[k]) for k in keys)]
+            for label, cell in FAULT_ROWS
+        ]
+        lines += [
+            f"Faults: {f.server_error_rate:.0%} of creates and queries answered "
+            f"5xx, {f.ghost_share:.0%} of the create 5xx after creating the "
+            f'prediction (a 502 "ghost"); creates above {f.creates_per_window:,} '
+            f"per {f.rate_window:g} s answered 429 with `Retry-After` and "
+            "Replicate's throttle body. Every client runs at its defaults; an "
+            "exception is recorded as that input's error.",
+            "",
+            "### What became of each input",
+            "",
+            *_table(header, fault_rows),
+            "",
+            _FAULT_COLUMNS,
+            "In the table below, *lost predictions* counts every input without a "
+            "succeeded result (errors included), as in the other workloads.",
+            "",
+        ]
+    lines += [*_table(header, rows), ""]
     if chart:
         lines += [f"![HTTP requests per prediction vs detection lag]({chart})", ""]
     return lines

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["WORKLOADS", "ModelMix", "Workload", "build_items"]
+__all__ = ["WORKLOADS", "Faults", "ModelMix", "Workload", "build_items"]
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,34 @@ class ModelMix:
 
 
 @dataclass(frozen=True)
+class Faults:
+    """The fake server's fault injection for a workload.
+
+    *creates_per_window* creates are accepted per *rate_window* seconds (the
+    fake's ``--creates-per-minute`` and ``--rate-window``); more get a 429.
+    """
+
+    server_error_rate: float
+    ghost_share: float
+    creates_per_window: int
+    rate_window: float
+
+    @property
+    def args(self) -> tuple[str, ...]:
+        """The fake server's command-line options for these faults."""
+        return (
+            "--server-error-rate", f"{self.server_error_rate:g}",
+            "--ghost-share", f"{self.ghost_share:g}",
+            "--creates-per-minute", str(self.creates_per_window),
+            "--rate-window", f"{self.rate_window:g}",
+        )  # fmt: skip
+
+    def throttled_seconds(self, total: int) -> float:
+        """At least how long *total* creates take under the create limit."""
+        return (math.ceil(total / self.creates_per_window) - 1) * self.rate_window
+
+
+@dataclass(frozen=True)
 class Workload:
     """A named workload: *total* predictions over *mix*, *concurrency* at once."""
 
@@ -32,18 +61,38 @@ class Workload:
     total: int
     concurrency: int
     mix: tuple[ModelMix, ...]
+    faults: Faults | None = None
 
     def scaled(self, factor: float) -> Workload:
-        """The same workload with counts and concurrency multiplied by *factor*."""
+        """The same workload with counts and concurrency multiplied by *factor*.
+
+        The create limit shrinks with them, so a smaller run is still throttled
+        the same way (the same share of creates over the limit).
+        """
         if factor == 1.0:
             return self
+        faults = self.faults
+        if faults is not None:
+            faults = Faults(
+                server_error_rate=faults.server_error_rate,
+                ghost_share=faults.ghost_share,
+                creates_per_window=max(1, round(faults.creates_per_window * factor)),
+                rate_window=faults.rate_window,
+            )
         return Workload(
             name=self.name,
             title=self.title,
             total=max(1, round(self.total * factor)),
             concurrency=max(1, round(self.concurrency * factor)),
             mix=self.mix,
+            faults=faults,
         )
+
+    @property
+    def fake_args(self) -> tuple[str, ...]:
+        """Extra fake server options: its latencies, and its faults if any."""
+        latency = tuple(arg for m in self.mix for arg in ("--latency", m.latency_arg))
+        return latency + (self.faults.args if self.faults else ())
 
 
 _FLUX = "black-forest-labs/"
@@ -66,6 +115,21 @@ WORKLOADS: dict[str, Workload] = {
         total=10_000,
         concurrency=1_000,
         mix=(ModelMix(_FLUX + "flux-schnell", 1.0, 1.0, 3.0),),
+    ),
+    # 5% of creates and queries answered 5xx, half of the create 5xx "ghosts"
+    # (created, then a 502); creates above 300 a minute answered 429.
+    "faults": Workload(
+        name="faults",
+        title="faults",
+        total=600,
+        concurrency=100,
+        mix=(ModelMix(_FLUX + "flux-schnell", 1.0, 1.0, 3.0),),
+        faults=Faults(
+            server_error_rate=0.05,
+            ghost_share=0.5,
+            creates_per_window=300,
+            rate_window=60.0,
+        ),
     ),
 }
 

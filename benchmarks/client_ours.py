@@ -7,7 +7,7 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from _child import ChildArgs, ItemResult, Meter, describe, main
+from _child import ChildArgs, ItemResult, Meter, main, record_error
 
 from comet_replicate_async import Session
 
@@ -37,8 +37,8 @@ async def _run_model(
             result.prediction_id = item.prediction.id
         if item.error is None:
             result.resolved_wall = resolved
-        else:
-            result.error = describe(item.error)
+        else:  # the class name tells an AmbiguousSubmitError from the rest
+            record_error(result, item.error)
 
 
 async def run(args: ChildArgs, meter: Meter, results: list[ItemResult]) -> None:

@@ -11,7 +11,14 @@ import time
 from typing import Any
 
 import aiohttp
-from _child import TERMINAL_STATUSES, ChildArgs, ItemResult, Meter, describe, main
+from _child import (
+    TERMINAL_STATUSES,
+    ChildArgs,
+    ItemResult,
+    Meter,
+    main,
+    record_error,
+)
 
 POLL_INTERVAL = 0.25
 
@@ -46,13 +53,14 @@ async def _one(
             prediction = await _predict(http, base_url, item)
         resolved = time.time()
     except Exception as error:  # recorded, never fatal: one item is one data point
-        result.error = describe(error)
+        record_error(result, error)
         return
     result.prediction_id = prediction["id"]
     if prediction["status"] == "succeeded":
         result.resolved_wall = resolved
     else:
         result.error = f"prediction ended {prediction['status']}"
+        result.error_type = "PredictionEnded"
 
 
 async def run(args: ChildArgs, meter: Meter, results: list[ItemResult]) -> None:

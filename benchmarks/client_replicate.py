@@ -10,7 +10,7 @@ import asyncio
 import time
 from typing import Any
 
-from _child import ChildArgs, ItemResult, Meter, describe, main
+from _child import ChildArgs, ItemResult, Meter, main, record_error
 from replicate.client import Client
 
 
@@ -30,12 +30,13 @@ async def _one(
             await prediction.async_wait()
         resolved = time.time()
     except Exception as error:  # recorded, never fatal: one item is one data point
-        result.error = describe(error)
+        record_error(result, error)
         return
     if prediction.status == "succeeded":
         result.resolved_wall = resolved
     else:
         result.error = f"prediction ended {prediction.status}: {prediction.error}"
+        result.error_type = "PredictionEnded"
 
 
 async def run(args: ChildArgs, meter: Meter, results: list[ItemResult]) -> None:

@@ -2,7 +2,7 @@
 
 Usage (from the repository root)::
 
-    python benchmarks/run.py [--workload mixed|scale|all] [--scale-factor F]
+    python benchmarks/run.py [--workload mixed|scale|faults|all] [--scale-factor F]
                              [--out docs/benchmarks.md]
 
 For each workload: one fake server process; each client in its own child process,
@@ -90,6 +90,8 @@ def _timeout(workload: Workload) -> float:
     """Seconds a client may take before it is stopped: generous, but finite."""
     slowest = max(m.high for m in workload.mix)
     worst_ideal = workload.total * slowest / workload.concurrency + slowest
+    if workload.faults is not None:  # creates beyond the limit wait their turn
+        worst_ideal += workload.faults.throttled_seconds(workload.total)
     return 3 * worst_ideal + 60
 
 
@@ -97,6 +99,7 @@ def _run_client(
     key: str,
     workload: Workload,
     fake: FakeServer,
+    items: list[dict[str, Any]],
     items_file: Path,
     env: dict[str, str],
 ) -> ClientRun:
@@ -121,17 +124,20 @@ def _run_client(
     # Whatever else ran meanwhile (other jobs on the machine) competed for cores.
     others = machine_busy_seconds() - machine_before - fake_cpu - client_cpu
     result = _load_result(result_file, workload.total, exit_code)
+    fake_stats, stats_wall = fake.stats(), time.time()
     span = (result["started_wall"], result["finished_wall"])  # the workload only
     return ClientRun(
         client=key,
         concurrency=workload.concurrency,
         result=result,
-        fake_stats=fake.stats(),
+        fake_stats=fake_stats,
         fake_cpu_seconds=fake_cpu,
         fake_busiest=sampler.busiest("fake", *span),
         client_busiest=sampler.busiest("client", *span),
         other_cpu_cores=max(0.0, others) / (time.monotonic() - started),
         exit_code=exit_code,
+        inputs=items,
+        fake_stats_wall=stats_wall,
     )
 
 
@@ -171,7 +177,13 @@ def _load_result(path: Path, total: int, exit_code: int) -> dict[str, Any]:
     nan = float("nan")
     return {
         "items": [
-            {"index": i, "prediction_id": None, "resolved_wall": None, "error": error}
+            {
+                "index": i,
+                "prediction_id": None,
+                "resolved_wall": None,
+                "error": error,
+                "error_type": "ChildFailed",
+            }
             for i in range(total)
         ],
         "cpu_seconds": nan,
@@ -186,14 +198,16 @@ def _load_result(path: Path, total: int, exit_code: int) -> dict[str, Any]:
 def _run_workload(workload: Workload, env: dict[str, str]) -> WorkloadResult:
     """Every client on *workload*, against one fake server."""
     items_file = OUT / f"{workload.name}-items.json"
-    items_file.write_text(json.dumps(build_items(workload)), encoding="utf-8")
-    latency = [mix.latency_arg for mix in workload.mix]
+    items = build_items(workload)
+    items_file.write_text(json.dumps(items), encoding="utf-8")
     metrics = {}
-    with FakeServer(latency, OUT / f"{workload.name}-fake.log", env) as fake:
+    with FakeServer(workload.fake_args, OUT / f"{workload.name}-fake.log", env) as fake:
         for key in CLIENTS:
             print(f"[{workload.name}] {key} ...", flush=True)
             started = time.monotonic()
-            metrics[key] = compute(_run_client(key, workload, fake, items_file, env))
+            metrics[key] = compute(
+                _run_client(key, workload, fake, items, items_file, env)
+            )
             m = metrics[key]
             print(
                 f"[{workload.name}] {key}: {time.monotonic() - started:.0f} s, "
@@ -202,6 +216,15 @@ def _run_workload(workload: Workload, env: dict[str, str]) -> WorkloadResult:
                 f"lag p50 {m.lag_p50:.3f} s p99 {m.lag_p99:.3f} s, lost {m.lost}",
                 flush=True,
             )
+            if workload.faults is not None:
+                o = m.outcomes
+                print(
+                    f"[{workload.name}] {key}: succeeded {o.succeeded}, accounted "
+                    f"{o.accounted}/{m.inputs}, errors {o.errors_raised} "
+                    f"({o.ambiguous} ambiguous), lost {o.lost}, duplicates "
+                    f"{m.duplicates}, unobserved {o.unobserved}, 429s {o.throttled}",
+                    flush=True,
+                )
         fake_command = shlex.join(["python", *fake.command[1:]])
     return WorkloadResult(workload, metrics, fake_command)
 

@@ -148,7 +148,9 @@ class Session:
         self._on_event = on_event
         self._downloads = anyio.CapacityLimiter(download_concurrency)
         self._counters = StatsCounter()
-        self._throttle = Throttle()
+        # 429 pauses, one per kind of call: see _send.
+        self._create_throttle = Throttle()
+        self._query_throttle = Throttle()
         self._registry = Registry()
         self._poller = Poller(
             self._registry,
@@ -678,8 +680,11 @@ class Session:
     async def _send(
         self, spec: RequestSpec, *, read_timeout: float | None = None
     ) -> Prediction:
-        if self._throttle.paused_for > 0:
-            await self._throttle.wait()
+        throttle = (
+            self._create_throttle if spec.kind == "create" else self._query_throttle
+        )
+        if throttle.paused_for > 0:
+            await throttle.wait()
         self._counters.requests += 1
         if spec.kind == "create":
             self._counters.creates += 1
@@ -690,11 +695,19 @@ class Session:
             return decipher_response(response)
         except RateLimitError as error:
             self._counters.rate_limited += 1
-            # The whole session waits, not only this caller.
+            # The whole session slows down, not only this caller: creates wait as
+            # long as the server asked; polls too when a poll was refused, but a
+            # refused create (the create limit is the one usually hit) only slows
+            # them, so results of running predictions are still seen.
             pause = error.retry_after
             if pause is None:
                 pause = self.retry.backoff(1, self._rng)
-            self._throttle.pause(min(pause, self.retry.max_retry_after))
+            pause = min(pause, self.retry.max_retry_after)
+            self._create_throttle.pause(pause)
+            if spec.kind == "create":
+                self._query_throttle.pause(min(pause, self.poll.min_interval * 4))
+            else:
+                self._query_throttle.pause(pause)
             self._window.on_throttled(cooldown=max(pause, 1.0))
             self._emit(Event("rate_limited", error=error, delay=pause))
             raise

@@ -112,6 +112,8 @@ class AiohttpTransport:
                 connector=aiohttp.TCPConnector(limit=self._connection_limit),
                 # Default headers stay empty: the key goes on each API request only.
                 raise_for_status=False,
+                # The API sets no cookies; skipping the jar saves work per request.
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
 
     async def aclose(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing
 from typing import Any
@@ -466,3 +467,26 @@ async def test_cancelled_is_true_as_soon_as_cancel_returns(fake: FakeCometAPI) -
         assert future.cancelled()
         with pytest.raises(asyncio.CancelledError):
             await future
+
+
+async def test_a_create_429_holds_creates_but_only_slows_polls() -> None:
+    async with FakeCometAPI(default_latency=Latency.constant(0.3)) as fake:
+        async with session_for(fake) as session:
+            running = await session.create(SCHNELL, {"prompt": "already running"})
+            fake.script("create", Fault.rate_limited("2"))
+            created: list[float] = []
+
+            async def create_another() -> None:
+                await session.create(SCHNELL, {"prompt": "next"})
+                created.append(time.monotonic())
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(create_another)
+                await eventually(lambda: session.stats.rate_limited == 1)
+                paused_at = time.monotonic()
+                finished = await session.wait(running)
+                seen_after = time.monotonic() - paused_at
+
+    assert finished.status is Status.SUCCEEDED
+    assert seen_after < 1.5  # the running prediction was still polled
+    assert created[0] - paused_at >= 1.9  # the create waited as the server asked
