@@ -23,7 +23,7 @@ __all__ = ["CONVERTER", "make_converter", "structure_prediction"]
 
 logger = logging.getLogger("comet_replicate_async")
 
-# Python parses at most 6 fractional digits; the API sends up to 9.
+# The API sends up to 9 fractional digits; some parsers take at most 6.
 _EXTRA_FRACTION = re.compile(r"(\.\d{6})\d+")
 _seen_unknown_statuses: set[str] = set()
 
@@ -33,7 +33,11 @@ def _structure_datetime(value: Any, _: type) -> datetime | None:
         return None
     if not isinstance(value, str):
         raise ValueError(f"timestamp must be a string, got {type(value).__name__}")
-    return datetime.fromisoformat(_EXTRA_FRACTION.sub(r"\1", value))
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        # Older Pythons stop at 6 fractional digits; trim and try once more.
+        return datetime.fromisoformat(_EXTRA_FRACTION.sub(r"\1", value))
 
 
 def _structure_status(value: Any, _: type) -> Status:

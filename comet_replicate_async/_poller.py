@@ -32,7 +32,7 @@ from ._exceptions import CometReplicateError
 from ._models import Prediction, Status
 from ._registry import Entry, Registry
 from ._retry import RetryPolicy
-from ._schedule import PollPolicy, TimingBook
+from ._schedule import PollPolicy, TimingBook, next_poll_delay
 
 __all__ = ["Poller"]
 
@@ -153,10 +153,10 @@ class Poller:
             return
         now = time.monotonic()
         age = now - entry.registered_at
-        delay = self.timings.next_delay(
-            prediction.model or entry.model, age, entry.overdue_polls, self._rng
-        )
         timings = self.timings.get(prediction.model or entry.model)
+        delay = next_poll_delay(
+            self.policy, timings, age, entry.overdue_polls, self._rng
+        )
         if (
             timings is not None
             and age > timings.closes_at
