@@ -28,10 +28,9 @@ sent back and from request paths, never from request headers.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from ._models import Prediction, Status
+from ._models import Prediction, Status
 
 __all__ = [
     "APIConnectionError",
@@ -52,6 +51,8 @@ __all__ = [
     "RateLimitError",
     "ServerError",
     "UnexpectedResponseError",
+    "deadline_passed",
+    "error_for_status",
 ]
 
 
@@ -208,3 +209,25 @@ class PredictionTimeout(PredictionError):
         super().__init__(message, prediction)
         self.prediction_id: str | None = prediction.id if prediction else None
         self.last_status: Status | None = prediction.status if prediction else None
+
+
+def error_for_status(prediction: Prediction) -> PredictionError | None:
+    """The error a finished prediction's status stands for; None if it succeeded."""
+    status = prediction.status
+    if status == Status.SUCCEEDED:
+        return None
+    if status == Status.FAILED:
+        return PredictionFailed(
+            f"prediction {prediction.id} failed: {prediction.error or 'no reason given'}",
+            prediction,
+        )
+    return PredictionCanceled(f"prediction {prediction.id} was {status}", prediction)
+
+
+def deadline_passed(prediction: Prediction) -> PredictionTimeout:
+    """The error for a prediction still running when its local deadline passed."""
+    return PredictionTimeout(
+        f"prediction {prediction.id} did not finish before its deadline "
+        f"(last status: {prediction.status}); it may still run and be billed",
+        prediction,
+    )

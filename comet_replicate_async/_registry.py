@@ -82,6 +82,14 @@ class Registry:
         if self._entries.get(entry.id) is entry:
             del self._entries[entry.id]
 
+    def release(self, entry: Entry) -> None:
+        """One waiter stopped waiting; the last one out stops the watch."""
+        entry.waiters -= 1
+        if entry.waiters == 0:
+            self.remove(entry)
+            if not entry.outcome.done():
+                entry.outcome.cancel()
+
     def schedule(self, entry: Entry, at: float) -> None:
         """Set the entry's next poll time."""
         entry.generation += 1

@@ -27,17 +27,17 @@ from urllib.parse import urlsplit
 import aiohttp
 import anyio
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectSendStream
 
+from ._batch import BatchTracker, log_abandoned
 from ._config import RequestTimeout, resolve_api_key, resolve_base_url
 from ._exceptions import (
     AmbiguousSubmitError,
     CometReplicateError,
     InputValidationError,
-    PredictionCanceled,
-    PredictionFailed,
     PredictionTimeout,
     RateLimitError,
+    deadline_passed,
+    error_for_status,
 )
 from ._futures import PredictionFuture
 from ._inputs import FluxInput, InputArg, ModelArg, resolve_call
@@ -136,17 +136,19 @@ class Session:
         self._pacer = (
             None if creates_per_minute is None else CreatePacer(creates_per_minute)
         )
+        # Creates beyond this queue for a connection; every open connection
+        # holds buffers whether used or not.
+        connection_limit = self.poll.max_concurrent_queries + 36
         self._transport = AiohttpTransport(
             self.base_url,
             self._api_key,
             self.request_timeout,
             http_session=http_session,
-            # Creates beyond this queue for a connection, which is cheap;
-            # every open connection holds buffers whether used or not.
-            connection_limit=self.poll.max_concurrent_queries + 36,
+            connection_limit=connection_limit,
         )
         self._on_event = on_event
         self._downloads = anyio.CapacityLimiter(download_concurrency)
+        self._batch_creates = anyio.Semaphore(connection_limit)
         self._counters = StatsCounter()
         # 429 pauses, one per kind of call: see _send.
         self._create_throttle = Throttle()
@@ -299,7 +301,7 @@ class Session:
                 try:
                     await anyio.lowlevel.checkpoint_if_cancelled()
                 except anyio.get_cancelled_exc_class():
-                    _log_abandoned(prediction, "cancelled as its create answered")
+                    log_abandoned(prediction, "cancelled as its create answered")
                     raise
                 return prediction
             await anyio.sleep(delay)
@@ -346,17 +348,9 @@ class Session:
             with anyio.move_on_after(deadline - time.monotonic()):
                 final = await asyncio.shield(entry.outcome)
                 return _outcome(final)
-            raise PredictionTimeout(
-                f"prediction {entry.id} did not finish before its deadline "
-                f"(last status: {entry.prediction.status}); it may still run and be billed",
-                entry.prediction,
-            )
+            raise deadline_passed(entry.prediction)
         finally:
-            entry.waiters -= 1
-            if entry.waiters == 0:
-                self._registry.remove(entry)
-                if not entry.outcome.done():
-                    entry.outcome.cancel()
+            self._registry.release(entry)
 
     async def run(
         self,
@@ -395,46 +389,46 @@ class Session:
         input: dict[str, Any],
         deadline: float,
         on_created: Callable[[Prediction], None] | None = None,
-        *,
-        release_slot: bool = True,
     ) -> Prediction:
-        """Create and wait, holding a window slot taken by the caller.
-
-        The slot is freed at the end unless `release_slot` is False (the caller
-        frees it later).
-        """
+        """Create and wait, holding a window slot taken by the caller; free it after."""
         self._counters.in_flight += 1
         succeeded = False
         created: Prediction | None = None
         try:
-            if time.monotonic() >= deadline:
-                raise PredictionTimeout(
-                    "the deadline passed before the create; nothing was created", None
-                )
-            created = await self._create(model, input)
-            if on_created is not None:
-                on_created(created)
-            if time.monotonic() >= deadline and not created.done:
-                raise PredictionTimeout(
-                    f"prediction {created.id} was created after its deadline; "
-                    "it may still run and be billed",
-                    created,
-                )
+            created = await self._create_by(model, input, deadline, on_created)
             result = await self._wait_until(created, deadline)
             succeeded = True
             return result
         except anyio.get_cancelled_exc_class():
             if created is not None and not created.done:
-                _log_abandoned(created, "stopped waiting (cancelled)")
+                log_abandoned(created, "stopped waiting (cancelled)")
             raise
         finally:
-            self._counters.in_flight -= 1
-            if succeeded:
-                self._counters.succeeded += 1
-            else:
-                self._counters.failed += 1
-            if release_slot:
-                self._window.release()
+            self._counters.finished(succeeded=succeeded)
+            self._window.release()
+
+    async def _create_by(
+        self,
+        model: str,
+        input: dict[str, Any],
+        deadline: float,
+        on_created: Callable[[Prediction], None] | None = None,
+    ) -> Prediction:
+        """Create unless the deadline has passed; raise if it passed meanwhile."""
+        if time.monotonic() >= deadline:
+            raise PredictionTimeout(
+                "the deadline passed before the create; nothing was created", None
+            )
+        created = await self._create(model, input)
+        if on_created is not None:
+            on_created(created)
+        if time.monotonic() >= deadline and not created.done:
+            raise PredictionTimeout(
+                f"prediction {created.id} was created after its deadline; "
+                "it may still run and be billed",
+                created,
+            )
+        return created
 
     def submit(
         self,
@@ -570,96 +564,108 @@ class Session:
         inputs: Iterable[BatchInput] | AsyncIterable[BatchInput],
         timeout: float | None,
     ) -> AsyncGenerator[BatchItem, None]:
-        send, receive = anyio.create_memory_object_stream[BatchItem]()
+        tracker = BatchTracker(self._registry, self._counters, self._window.release)
         feeder_scope = anyio.CancelScope()
-        input_errors: list[Exception] = []
         assert self._task_group is not None
         self._job_started()
         self._task_group.start_soon(
-            self._feed_batch, model, inputs, timeout, send, feeder_scope, input_errors
+            self._feed_batch, model, inputs, timeout, tracker, feeder_scope
         )
         try:
-            async with receive:
-                async for item in receive:
-                    yield item
+            while (item := await tracker.next_item()) is not None:
+                yield item
         finally:
             feeder_scope.cancel()
-        if input_errors:
+            tracker.close()
+        if tracker.input_error is not None:
             # Every item started before the failure has been yielded by now.
-            raise input_errors[0]
+            raise tracker.input_error
 
     async def _feed_batch(
         self,
         model: str | type[FluxInput],
         inputs: Iterable[BatchInput] | AsyncIterable[BatchInput],
         timeout: float | None,
-        send: MemoryObjectSendStream[BatchItem],
+        tracker: BatchTracker,
         scope: anyio.CancelScope,
-        input_errors: list[Exception],
     ) -> None:
         try:
             with scope:
-                async with send, anyio.create_task_group() as items:
-                    inputs_left = _aiter(inputs)
-                    for index in itertools.count():
-                        # Take the slot before pulling the next input: backpressure.
-                        await self._window.acquire()
-                        try:
-                            input = await anext(inputs_left)
-                        except StopAsyncIteration:
-                            self._window.release()
-                            break
-                        except Exception as error:
-                            # The user's iterable failed: started items finish, then
-                            # the consumer gets the error.
-                            self._window.release()
-                            input_errors.append(error)
-                            break
-                        self._counters.submitted += 1
-                        items.start_soon(
-                            self._batch_item, index, model, input, timeout, send.clone()
+                try:
+                    async with anyio.create_task_group() as creates:
+                        await self._start_batch_items(
+                            model, inputs, timeout, tracker, creates
                         )
+                    await tracker.settled()
+                finally:
+                    tracker.abandon()  # a no-op unless cancelled
         finally:
+            tracker.finish()
             self._job_done()
 
-    async def _batch_item(
+    async def _start_batch_items(
         self,
-        index: int,
         model: str | type[FluxInput],
-        input: BatchInput,
+        inputs: Iterable[BatchInput] | AsyncIterable[BatchInput],
         timeout: float | None,
-        send: MemoryObjectSendStream[BatchItem],
+        tracker: BatchTracker,
+        creates: TaskGroup,
     ) -> None:
-        created: list[Prediction] = []
-        async with send:
+        inputs_left = _aiter(inputs)
+        for index in itertools.count():
+            # Take the slot before pulling the next input: backpressure.
+            await self._window.acquire()
             try:
-                try:
-                    model_id, body = resolve_call(model, input)
-                except InputValidationError:
-                    self._counters.failed += 1
-                    raise
-                result = await self._run_in_slot(
-                    model_id,
-                    body,
-                    self._deadline(timeout),
-                    on_created=created.append,
-                    release_slot=False,
-                )
-            except Exception as error:
-                # Keep the last state known, so a created prediction's id is never lost.
-                prediction = getattr(error, "prediction", None)
-                if prediction is None and created:
-                    prediction = created[-1]
-                item = BatchItem(index, input, prediction=prediction, error=error)
-            else:
-                item = BatchItem(index, input, prediction=result)
-            try:
-                with contextlib.suppress(anyio.BrokenResourceError):
-                    await send.send(item)  # broken: the consumer stopped reading
-            finally:
-                # Freed once the consumer took the item: a slow reader holds the
-                # batch back instead of letting results pile up.
+                input = await anext(inputs_left)
+            except StopAsyncIteration:
                 self._window.release()
+                return
+            except Exception as error:
+                # The user's iterable failed: started items finish, then the
+                # consumer gets the error.
+                self._window.release()
+                tracker.input_error = error
+                return
+            self._counters.submitted += 1
+            deadline = self._deadline(timeout)
+            try:
+                model_id, body = resolve_call(model, input)
+            except InputValidationError as error:
+                self._counters.failed += 1
+                tracker.put(BatchItem(index, input, error=error))
+                continue
+            # Creates in flight are bounded too: past the connection pool they
+            # would only queue, each holding its request and its task.
+            await self._batch_creates.acquire()
+            creates.start_soon(
+                self._create_batch_item, tracker, index, input, model_id, body, deadline
+            )
+
+    async def _create_batch_item(
+        self,
+        tracker: BatchTracker,
+        index: int,
+        input: BatchInput,
+        model: str,
+        body: dict[str, Any],
+        deadline: float,
+    ) -> None:
+        """Create one item's prediction, then leave it to the tracker and the poller."""
+        self._counters.in_flight += 1
+        try:
+            created = await self._create_by(model, body, deadline)
+        except Exception as error:
+            tracker.ended(index, input, getattr(error, "prediction", None), error)
+            return
+        except BaseException:
+            self._counters.finished(succeeded=False)
+            raise
+        finally:
+            self._batch_creates.release()
+        if created.done:
+            tracker.ended(index, input, created, error_for_status(created))
+        else:
+            tracker.watch(self._poller.watch(created), index, input, deadline)
 
     # Plumbing
 
@@ -746,27 +752,11 @@ class Session:
 
 
 def _outcome(prediction: Prediction) -> Prediction:
-    """The succeeded prediction, or the error its terminal status stands for."""
-    status = prediction.status
-    if status == Status.SUCCEEDED:
-        return prediction
-    if status == Status.FAILED:
-        raise PredictionFailed(
-            f"prediction {prediction.id} failed: {prediction.error or 'no reason given'}",
-            prediction,
-        )
-    raise PredictionCanceled(f"prediction {prediction.id} was {status}", prediction)
-
-
-def _log_abandoned(prediction: Prediction, why: str) -> None:
-    # Said at WARNING: the prediction is billed, and this line is how to find it.
-    logger.warning(
-        "%s: prediction %s keeps running and is billed; "
-        "session.wait(%r) picks it up again",
-        why,
-        prediction.id,
-        prediction.id,
-    )
+    """The succeeded prediction, or raise the error its terminal status stands for."""
+    error = error_for_status(prediction)
+    if error is not None:
+        raise error
+    return prediction
 
 
 def _suffix(url: str) -> str:

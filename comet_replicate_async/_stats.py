@@ -59,6 +59,14 @@ class StatsCounter:
     retries: int = 0
     rate_limited: int = 0
 
+    def finished(self, *, succeeded: bool) -> None:
+        """One prediction in flight ended, one way or the other."""
+        self.in_flight -= 1
+        if succeeded:
+            self.succeeded += 1
+        else:
+            self.failed += 1
+
     def snapshot(self, *, watched: int, concurrency_limit: int) -> SessionStats:
         """A frozen copy."""
         return SessionStats(

@@ -1,0 +1,189 @@
+"""A batch's items between their create and their consumer, without a task each.
+
+Once its create has answered, an item waits through a callback on its registry
+entry's outcome (and a timer for its deadline), not through a task of its own: a
+task with its cancel scopes costs kilobytes and tens of microseconds, and a batch
+keeps thousands of items waiting at once. Finished items queue for the consumer,
+each still holding its concurrency slot until the consumer takes it, so a slow
+reader holds the batch back instead of letting results pile up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import functools
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from ._exceptions import deadline_passed, error_for_status
+from ._models import BatchItem, Prediction
+from ._registry import Entry, Registry
+from ._stats import StatsCounter
+
+__all__ = ["BatchTracker", "log_abandoned"]
+
+logger = logging.getLogger("comet_replicate_async")
+
+
+@attrs.define(eq=False)
+class _Wait:
+    """One item whose prediction the poller is watching."""
+
+    index: int
+    input: Any
+    entry: Entry
+    timer: asyncio.TimerHandle | None = None
+
+
+class BatchTracker:
+    """The finished items of one batch, and the created ones still waiting.
+
+    The feeder side calls `put`, `watch`, `settled`, `abandon` and `finish`; the
+    consumer side `next_item` and `close`. Every item put holds one concurrency
+    slot, given back through `release_slot` once the consumer takes the item (or
+    has stopped reading).
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        counters: StatsCounter,
+        release_slot: Callable[[], None],
+    ) -> None:
+        self._registry = registry
+        self._counters = counters
+        self._release_slot = release_slot
+        self._ready: collections.deque[BatchItem] = collections.deque()
+        self._waits: set[_Wait] = set()
+        # Resolved to wake the consumer (or the feeder in `settled`).
+        self._consumer_wakeup: asyncio.Future[None] | None = None
+        self._settled_wakeup: asyncio.Future[None] | None = None
+        self._finished = False
+        self._closed = False
+        #: The error the user's input iterable raised, for the consumer to re-raise.
+        self.input_error: Exception | None = None
+
+    # Feeder side
+
+    def put(self, item: BatchItem) -> None:
+        """Queue a finished item for the consumer."""
+        if self._closed:  # nobody will read it: free its slot now
+            self._release_slot()
+            return
+        self._ready.append(item)
+        _wake(self._consumer_wakeup)
+
+    def ended(
+        self,
+        index: int,
+        input: Any,
+        prediction: Prediction | None,
+        error: BaseException | None,
+    ) -> None:
+        """Item `index` (in flight until now) ended: count it and queue it."""
+        self._counters.finished(succeeded=error is None)
+        # With an error, the last state known goes along: the id is never lost.
+        self.put(BatchItem(index, input, prediction, error))
+
+    def watch(self, entry: Entry, index: int, input: Any, deadline: float) -> None:
+        """Wait for `entry`'s outcome on behalf of item `index`, until `deadline`."""
+        wait = _Wait(index, input, entry)
+        entry.waiters += 1
+        if deadline != math.inf:
+            wait.timer = asyncio.get_running_loop().call_later(
+                deadline - time.monotonic(), self._expire, wait
+            )
+        self._waits.add(wait)
+        entry.outcome.add_done_callback(functools.partial(self._resolved, wait))
+
+    async def settled(self) -> None:
+        """Return once no item is waiting for its prediction."""
+        while self._waits:
+            self._settled_wakeup = asyncio.get_running_loop().create_future()
+            await self._settled_wakeup
+
+    def abandon(self) -> None:
+        """Stop waiting for every item still waiting; say which ids keep running."""
+        for wait in list(self._waits):
+            self._end(wait)
+            self._counters.finished(succeeded=False)
+            log_abandoned(wait.entry.prediction, "stopped waiting (cancelled)")
+
+    def finish(self) -> None:
+        """No more items will come: the consumer ends once it has read the queue."""
+        self._finished = True
+        _wake(self._consumer_wakeup)
+
+    # Consumer side
+
+    async def next_item(self) -> BatchItem | None:
+        """The next finished item (freeing its slot), or None once the batch is done."""
+        while not self._ready:
+            if self._finished:
+                return None
+            self._consumer_wakeup = asyncio.get_running_loop().create_future()
+            await self._consumer_wakeup
+        self._release_slot()
+        return self._ready.popleft()
+
+    def close(self) -> None:
+        """The consumer stopped reading: free the slots of the items it left."""
+        self._closed = True
+        while self._ready:
+            self._ready.popleft()
+            self._release_slot()
+
+    # Callbacks
+
+    def _resolved(self, wait: _Wait, outcome: asyncio.Future[Prediction]) -> None:
+        if wait not in self._waits:  # expired or abandoned meanwhile
+            return
+        self._end(wait)
+        error: BaseException | None
+        if outcome.cancelled():  # only by a bug elsewhere: still report the item
+            error = asyncio.CancelledError(f"stopped watching {wait.entry.id}")
+        else:
+            error = outcome.exception()
+        prediction = wait.entry.prediction
+        if error is None:
+            prediction = outcome.result()
+            error = error_for_status(prediction)
+        self.ended(wait.index, wait.input, prediction, error)
+
+    def _expire(self, wait: _Wait) -> None:
+        if wait not in self._waits:
+            return
+        self._end(wait)
+        prediction = wait.entry.prediction
+        self.ended(wait.index, wait.input, prediction, deadline_passed(prediction))
+
+    def _end(self, wait: _Wait) -> None:
+        self._waits.discard(wait)
+        if wait.timer is not None:
+            wait.timer.cancel()
+        self._registry.release(wait.entry)
+        if not self._waits:
+            _wake(self._settled_wakeup)
+
+
+def log_abandoned(prediction: Prediction, why: str) -> None:
+    """Say that a prediction nobody waits for any more keeps running (and billing)."""
+    # At WARNING: the prediction is billed, and this line is how to find it.
+    logger.warning(
+        "%s: prediction %s keeps running and is billed; "
+        "session.wait(%r) picks it up again",
+        why,
+        prediction.id,
+        prediction.id,
+    )
+
+
+def _wake(future: asyncio.Future[None] | None) -> None:
+    if future is not None and not future.done():
+        future.set_result(None)
