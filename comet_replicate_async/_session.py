@@ -64,6 +64,11 @@ logger = logging.getLogger("comet_replicate_async")
 
 BatchInput = Mapping[str, Any] | FluxInput
 
+# Creates a batch has in flight at once. Sixteen at 0.5 s each is far above the
+# create rate limits seen in practice (hundreds a minute), and each waiting create
+# would hold a task, a request and, past the pool, a queue place.
+_BATCH_CREATES = 16
+
 
 class _State(enum.Enum):
     UNOPENED = "unopened"  # built, not entered yet
@@ -136,9 +141,9 @@ class Session:
         self._pacer = (
             None if creates_per_minute is None else CreatePacer(creates_per_minute)
         )
-        # Creates beyond this queue for a connection; every open connection
-        # holds buffers whether used or not.
-        connection_limit = self.poll.max_concurrent_queries + 36
+        # Every open connection holds buffers (about 13 KiB) whether used or not:
+        # enough for the polls and the batch creates at once, and no more.
+        connection_limit = self.poll.max_concurrent_queries + _BATCH_CREATES
         self._transport = AiohttpTransport(
             self.base_url,
             self._api_key,
@@ -148,7 +153,7 @@ class Session:
         )
         self._on_event = on_event
         self._downloads = anyio.CapacityLimiter(download_concurrency)
-        self._batch_creates = anyio.Semaphore(connection_limit)
+        self._batch_creates = anyio.Semaphore(_BATCH_CREATES)
         self._counters = StatsCounter()
         # 429 pauses, one per kind of call: see _send.
         self._create_throttle = Throttle()
@@ -634,8 +639,6 @@ class Session:
                 self._counters.failed += 1
                 tracker.put(BatchItem(index, input, error=error))
                 continue
-            # Creates in flight are bounded too: past the connection pool they
-            # would only queue, each holding its request and its task.
             await self._batch_creates.acquire()
             creates.start_soon(
                 self._create_batch_item, tracker, index, input, model_id, body, deadline
