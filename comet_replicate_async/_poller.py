@@ -153,9 +153,14 @@ class Poller:
             return
         now = time.monotonic()
         age = now - entry.registered_at
-        timings = self.timings.get(prediction.model or entry.model)
+        model = prediction.model or entry.model
+        timings = self.timings.get(model)
+        survived = None
+        if timings is None:
+            self.timings.seen_running(model, entry.id, age)
+            survived = self.timings.survived(model)
         delay = next_poll_delay(
-            self.policy, timings, age, entry.overdue_polls, self._rng
+            self.policy, timings, age, entry.overdue_polls, self._rng, survived=survived
         )
         if (
             timings is not None
@@ -203,7 +208,27 @@ class Poller:
         duration = _server_duration(prediction.created_at, prediction.completed_at)
         if duration is None:
             duration = time.monotonic() - entry.registered_at
-        self.timings.record(prediction.model or entry.model, duration)
+        model = prediction.model or entry.model
+        first = self.timings.get(model) is None
+        self.timings.record(model, duration)
+        if first:
+            self._reschedule_model(model)
+
+    def _reschedule_model(self, model: str) -> None:
+        # The model's first finish: its predictions were scheduled blind, some of
+        # them far ahead (see PollPolicy.survivors). Bring forward those the
+        # duration now known says to poll sooner.
+        timings = self.timings.get(model)
+        now = time.monotonic()
+        for entry in self._registry.entries():
+            if entry.model != model or entry.next_poll_at <= now:
+                continue  # another model's, or due already (perhaps being polled)
+            age = now - entry.registered_at
+            delay = next_poll_delay(
+                self.policy, timings, age, entry.overdue_polls, self._rng
+            )
+            if now + delay < entry.next_poll_at:
+                self._reschedule(entry, now + delay)
 
 
 def _server_duration(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+from collections.abc import Iterable
 
 import attrs
 
@@ -60,6 +61,10 @@ class Registry:
     def ids(self) -> list[str]:
         """The ids being watched."""
         return list(self._entries)
+
+    def entries(self) -> Iterable[Entry]:
+        """The entries being watched (a live view: do not add or remove meanwhile)."""
+        return self._entries.values()
 
     def get(self, prediction_id: str) -> Entry | None:
         """The entry for an id, if it is being watched."""

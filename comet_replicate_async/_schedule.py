@@ -8,7 +8,10 @@ duration (so a 2-second model is watched more closely than a 12-second one, and
 no result waits long relative to its own run time), kept between `min_interval`
 and `max_interval`. Until a model has been seen to finish, a prediction's own age
 stands in for the typical duration: a young prediction is polled often, an older
-one less, and none waits more than `max_interval`.
+one less, and none waits more than `max_interval`. Meanwhile the oldest ones are
+evidence too: once several predictions of the model have all been seen running
+past some age, a younger one is unlikely to finish before the first of them does,
+so it is left alone until then (within `straggler_max_interval`).
 """
 
 from __future__ import annotations
@@ -48,6 +51,10 @@ class PollPolicy:
         coalesce: polls falling due within this many seconds of each other are
             sent together, in one wake-up of the event loop.
         history: durations remembered per model.
+        survivors: before any prediction of a model has finished, once this many
+            have been seen running past some age, younger ones of that model are
+            not polled until one finishes (or `straggler_max_interval` passes; 0:
+            poll them anyway).
         max_concurrent_queries: queries in flight at once, for the whole session.
         max_consecutive_failures: polls of one prediction that may fail in a row
             (each retryable, with backoff) before its waiters get the error.
@@ -69,6 +76,7 @@ class PollPolicy:
     trusted_samples: int = attrs.field(default=20, validator=attrs.validators.ge(1))
     coalesce: float = attrs.field(default=0.02, validator=attrs.validators.ge(0))
     history: int = attrs.field(default=256, validator=attrs.validators.ge(1))
+    survivors: int = attrs.field(default=5, validator=attrs.validators.ge(0))
     max_concurrent_queries: int = attrs.field(
         default=64, validator=attrs.validators.ge(1)
     )
@@ -134,10 +142,16 @@ class ModelTimings:
 
 @attrs.define
 class TimingBook:
-    """Timings of every model this session has seen finish."""
+    """Timings of every model this session has seen finish.
+
+    Before a model's first prediction finishes, it keeps the ages of the
+    `PollPolicy.survivors` predictions of that model seen running the longest.
+    """
 
     policy: PollPolicy
     _models: dict[str, ModelTimings] = attrs.field(init=False, factory=dict)
+    # model -> {prediction id: the greatest age it was seen running at}
+    _oldest_running: dict[str, dict[str, float]] = attrs.field(init=False, factory=dict)
 
     def record(self, model: str, duration: float) -> None:
         """A prediction of `model` took `duration` seconds."""
@@ -146,7 +160,33 @@ class TimingBook:
             timings = self._models[model] = ModelTimings(
                 self.policy.history, self.policy.window_margin
             )
+            self._oldest_running.pop(model, None)  # durations say more from now on
         timings.add(duration)
+
+    def seen_running(self, model: str, prediction_id: str, age: float) -> None:
+        """A prediction of a model with no known duration was still running at `age`."""
+        keep = self.policy.survivors
+        if not keep or model in self._models:
+            return
+        oldest = self._oldest_running.setdefault(model, {})
+        if prediction_id in oldest or len(oldest) < keep:
+            oldest[prediction_id] = max(age, oldest.get(prediction_id, 0.0))
+            return
+        youngest = min(oldest, key=oldest.__getitem__)
+        if age > oldest[youngest]:
+            del oldest[youngest]
+            oldest[prediction_id] = age
+
+    def survived(self, model: str) -> float | None:
+        """The age `survivors` predictions of `model` all ran past, none finished.
+
+        None once a prediction of the model has finished, or before that many have
+        been seen.
+        """
+        oldest = self._oldest_running.get(model)
+        if oldest is None or len(oldest) < self.policy.survivors:
+            return None
+        return min(oldest.values())
 
     def get(self, model: str) -> ModelTimings | None:
         """The timings of `model`, or None before one of its predictions finished."""
@@ -160,7 +200,12 @@ class TimingBook:
         `overdue_polls` counts the polls already made after the window closed.
         """
         return next_poll_delay(
-            self.policy, self._models.get(model), age, overdue_polls, rng
+            self.policy,
+            self._models.get(model),
+            age,
+            overdue_polls,
+            rng,
+            survived=self.survived(model),
         )
 
 
@@ -170,12 +215,23 @@ def next_poll_delay(
     age: float,
     overdue_polls: int,
     rng: random.Random,
+    *,
+    survived: float | None = None,
 ) -> float:
-    """The pure rule behind `TimingBook.next_delay`."""
+    """The pure rule behind `TimingBook.next_delay`.
+
+    `survived`: for a model with no known duration, the age that several of its
+    predictions have all been seen running past (`TimingBook.survived`).
+    """
     if timings is None:
         # Unknown model: something that has run `age` seconds is likely to run
         # about as long again, so twice its age stands in for the typical duration.
         delay = policy.interval_for(2.0 * age)
+        if survived is not None and age < survived:
+            # Older predictions of this model are all still running: this younger
+            # one most likely is too. It waits for the first of them to finish (the
+            # poller then reschedules it from the duration seen), within a cap.
+            delay = max(delay, policy.straggler_max_interval)
     else:
         interval = policy.interval_for(timings.typical)
         if age < timings.opens_at:

@@ -111,6 +111,57 @@ def test_nonsense_durations_are_ignored() -> None:
     assert timings.samples == 0
 
 
+def book_with_survivors(
+    ages: list[float], policy: PollPolicy = NO_JITTER
+) -> TimingBook:
+    """A book for model "m", none finished, with these predictions seen running."""
+    book = TimingBook(policy)
+    for n, age in enumerate(ages):
+        book.seen_running("m", f"p{n}", age)
+    return book
+
+
+def test_young_predictions_are_left_alone_while_older_ones_of_a_new_model_run() -> None:
+    book = book_with_survivors([3.0, 3.1, 3.2, 3.3, 3.4])
+
+    young = book.next_delay("m", 1.0, 0, RNG)
+    at_the_front = book.next_delay("m", 3.4, 0, RNG)
+
+    assert book.survived("m") == 3.0
+    # The five older ones are all still running: the young one waits for the
+    # first of them to finish (the poller then reschedules it), within the cap.
+    assert young == NO_JITTER.straggler_max_interval
+    assert at_the_front == NO_JITTER.interval_for(2 * 3.4)
+
+
+def test_fewer_survivors_than_the_policy_asks_for_change_nothing() -> None:
+    book = book_with_survivors([3.0, 3.1, 3.2, 3.3])
+
+    assert book.survived("m") is None
+    assert book.next_delay("m", 1.0, 0, RNG) == NO_JITTER.interval_for(2.0)
+
+
+def test_survivors_zero_turns_the_rule_off() -> None:
+    book = book_with_survivors([3.0] * 10, PollPolicy(jitter=0.0, survivors=0))
+
+    assert book.survived("m") is None
+
+
+def test_survivors_are_the_oldest_seen_and_forgotten_once_one_finishes() -> None:
+    book = book_with_survivors([1.0, 2.0, 3.0, 4.0, 5.0])
+    book.seen_running("m", "p0", 6.0)  # p0 again, older now
+    book.seen_running("m", "new", 0.5)  # younger than all five: not kept
+    assert book.survived("m") == 2.0
+    book.seen_running("m", "older", 7.0)  # replaces the youngest kept (p1 at 2.0)
+    assert book.survived("m") == 3.0
+
+    book.record("m", 8.0)
+
+    assert book.survived("m") is None
+    book.seen_running("m", "late", 9.0)  # durations are known: no more survivors
+    assert book.survived("m") is None
+
+
 @given(
     durations=st.lists(
         st.floats(min_value=0.01, max_value=600), min_size=1, max_size=50

@@ -18,6 +18,7 @@ from comet_replicate_async import (
     BadRequestError,
     BatchItem,
     Event,
+    PollPolicy,
     PredictionCanceled,
     PredictionFailed,
     PredictionFuture,
@@ -78,6 +79,27 @@ async def test_a_lone_prediction_is_polled_again_until_it_finishes() -> None:
 
     assert prediction.status is Status.SUCCEEDED
     assert slow.stats.count("query") >= 2
+
+
+async def test_a_new_models_first_finish_brings_forward_the_polls_it_held_back() -> (
+    None
+):
+    # Two older predictions still running hold a younger one's polls back for up
+    # to a minute; the first of them to finish must reschedule it from the
+    # duration now known.
+    poll = PollPolicy(
+        survivors=2, min_interval=0.05, max_interval=0.05, straggler_max_interval=60
+    )
+    async with FakeCometAPI(default_latency=Latency.constant(0.6)) as fake:
+        async with session_for(fake, poll=poll) as session:
+            older = [session.submit(PRO, {"prompt": f"old {n}"}) for n in range(2)]
+            await eventually(lambda: fake.stats.count("query") >= 4)
+            with anyio.fail_after(10):
+                young = await session.run(PRO, {"prompt": "young"})
+            finished = [await future for future in older]
+
+    assert young.status is Status.SUCCEEDED
+    assert [prediction.status for prediction in finished] == [Status.SUCCEEDED] * 2
 
 
 async def test_failed_and_aborted_predictions_raise_their_errors() -> None:
