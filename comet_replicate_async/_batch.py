@@ -16,17 +16,18 @@ import functools
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
+from anyio.abc import TaskGroup
 
 from ._exceptions import deadline_passed, error_for_status
 from ._models import BatchItem, Prediction
 from ._registry import Entry, Registry
 from ._stats import StatsCounter
 
-__all__ = ["BatchTracker", "log_abandoned"]
+__all__ = ["BatchTracker", "CreateJob", "Creators", "log_abandoned"]
 
 logger = logging.getLogger("comet_replicate_async")
 
@@ -170,6 +171,56 @@ class BatchTracker:
         self._registry.release(wait.entry)
         if not self._waits:
             _wake(self._settled_wakeup)
+
+
+#: One input to create: its index, the input, the model, the request body, the deadline.
+CreateJob = tuple[int, Any, str, dict[str, Any], float]
+
+
+class Creators:
+    """Up to `limit` tasks that create a batch's predictions, started as jobs come.
+
+    A handful of long-lived tasks instead of one per input: each input then costs
+    a queue hand-over, not a task and its cancel scopes.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        create: Callable[[CreateJob], Awaitable[None]],
+        group: TaskGroup,
+    ) -> None:
+        self._limit = limit
+        self._create = create
+        self._group = group
+        # Size 1: the feeder waits while a job is unclaimed, so no more than
+        # `limit` inputs are being created and one waits.
+        self._jobs: asyncio.Queue[CreateJob | None] = asyncio.Queue(maxsize=1)
+        self._started = 0
+        self._idle = 0
+
+    async def submit(self, job: CreateJob) -> None:
+        """Hand a job over, waiting while every creator is busy."""
+        if self._idle == 0 and self._started < self._limit:
+            self._started += 1
+            self._group.start_soon(self._work)
+        await self._jobs.put(job)
+
+    async def close(self) -> None:
+        """No more jobs: each creator stops once the jobs before are taken."""
+        for _ in range(self._started):
+            await self._jobs.put(None)
+
+    async def _work(self) -> None:
+        while True:
+            self._idle += 1
+            try:
+                job = await self._jobs.get()
+            finally:
+                self._idle -= 1
+            if job is None:
+                return
+            await self._create(job)
 
 
 def log_abandoned(prediction: Prediction, why: str) -> None:

@@ -38,7 +38,8 @@ __all__ = ["Poller"]
 
 logger = logging.getLogger("comet_replicate_async")
 
-QueryOnce = Callable[[str], Awaitable[Prediction]]
+# Queries a prediction, given its state known so far.
+QueryOnce = Callable[[Prediction], Awaitable[Prediction]]
 
 
 class Poller:
@@ -133,7 +134,7 @@ class Poller:
 
     async def _poll(self, entry: Entry) -> None:
         try:
-            prediction = await self._query_once(entry.id)
+            prediction = await self._query_once(entry.prediction)
         except CometReplicateError as error:
             self._on_failure(entry, error)
             return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import itertools
 import logging
 import math
@@ -28,7 +29,7 @@ import aiohttp
 import anyio
 from anyio.abc import TaskGroup
 
-from ._batch import BatchTracker, log_abandoned
+from ._batch import BatchTracker, CreateJob, Creators, log_abandoned
 from ._config import RequestTimeout, resolve_api_key, resolve_base_url
 from ._exceptions import (
     AmbiguousSubmitError,
@@ -153,7 +154,6 @@ class Session:
         )
         self._on_event = on_event
         self._downloads = anyio.CapacityLimiter(download_concurrency)
-        self._batch_creates = anyio.Semaphore(_BATCH_CREATES)
         self._counters = StatsCounter()
         # 429 pauses, one per kind of call: see _send.
         self._create_throttle = Throttle()
@@ -597,10 +597,16 @@ class Session:
         try:
             with scope:
                 try:
-                    async with anyio.create_task_group() as creates:
-                        await self._start_batch_items(
-                            model, inputs, timeout, tracker, creates
+                    async with anyio.create_task_group() as group:
+                        creators = Creators(
+                            _BATCH_CREATES,
+                            functools.partial(self._create_batch_item, tracker),
+                            group,
                         )
+                        await self._start_batch_items(
+                            model, inputs, timeout, tracker, creators
+                        )
+                        await creators.close()
                     await tracker.settled()
                 finally:
                     tracker.abandon()  # a no-op unless cancelled
@@ -614,7 +620,7 @@ class Session:
         inputs: Iterable[BatchInput] | AsyncIterable[BatchInput],
         timeout: float | None,
         tracker: BatchTracker,
-        creates: TaskGroup,
+        creators: Creators,
     ) -> None:
         inputs_left = _aiter(inputs)
         for index in itertools.count():
@@ -639,21 +645,11 @@ class Session:
                 self._counters.failed += 1
                 tracker.put(BatchItem(index, input, error=error))
                 continue
-            await self._batch_creates.acquire()
-            creates.start_soon(
-                self._create_batch_item, tracker, index, input, model_id, body, deadline
-            )
+            await creators.submit((index, input, model_id, body, deadline))
 
-    async def _create_batch_item(
-        self,
-        tracker: BatchTracker,
-        index: int,
-        input: BatchInput,
-        model: str,
-        body: dict[str, Any],
-        deadline: float,
-    ) -> None:
+    async def _create_batch_item(self, tracker: BatchTracker, job: CreateJob) -> None:
         """Create one item's prediction, then leave it to the tracker and the poller."""
+        index, input, model, body, deadline = job
         self._counters.in_flight += 1
         try:
             created = await self._create_by(model, body, deadline)
@@ -663,8 +659,6 @@ class Session:
         except BaseException:
             self._counters.finished(succeeded=False)
             raise
-        finally:
-            self._batch_creates.release()
         if created.done:
             tracker.ended(index, input, created, error_for_status(created))
         else:
@@ -687,7 +681,11 @@ class Session:
             self._jobs_finished.set()
 
     async def _send(
-        self, spec: RequestSpec, *, read_timeout: float | None = None
+        self,
+        spec: RequestSpec,
+        *,
+        read_timeout: float | None = None,
+        previous: Prediction | None = None,
     ) -> Prediction:
         throttle = (
             self._create_throttle if spec.kind == "create" else self._query_throttle
@@ -701,7 +699,7 @@ class Session:
             self._counters.queries += 1
         try:
             response = await self._transport.send(spec, read_timeout=read_timeout)
-            return decipher_response(response)
+            return decipher_response(response, previous)
         except RateLimitError as error:
             self._counters.rate_limited += 1
             # The whole session slows down, not only this caller: creates wait as
@@ -721,8 +719,8 @@ class Session:
             self._emit(Event("rate_limited", error=error, delay=pause))
             raise
 
-    async def _query_once(self, prediction_id: str) -> Prediction:
-        return await self._send(build_query_request(prediction_id))
+    async def _query_once(self, known: Prediction) -> Prediction:
+        return await self._send(build_query_request(known.id), previous=known)
 
     def _retry_delay(
         self, kind: CallKind, error: CometReplicateError, attempt: int

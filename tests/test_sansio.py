@@ -99,6 +99,34 @@ def test_any_2xx_prediction_reads(status: int) -> None:
     assert pred.status is Status.PROCESSING
 
 
+RUNNING = {"id": "abc", "model": "o/m", "status": "processing", "logs": "step 1"}
+
+
+def test_a_poll_reply_with_nothing_new_for_the_poller_keeps_the_known_state() -> None:
+    known = decipher_response(reply(200, RUNNING))
+
+    again = decipher_response(reply(200, {**RUNNING, "logs": "step 2"}), known)
+
+    assert again is known
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"status": "succeeded", "output": ["u"]},  # finished
+        {"status": "starting"},  # another status
+        {"model": "o/other"},  # the known state was a stand-in without the model
+    ],
+)
+def test_a_poll_reply_with_news_is_read_in_full(change: dict[str, Any]) -> None:
+    known = decipher_response(reply(200, RUNNING))
+
+    fresh = decipher_response(reply(200, {**RUNNING, **change}), known)
+
+    assert fresh is not known
+    assert fresh == decipher_response(reply(200, {**RUNNING, **change}))
+
+
 def test_data_envelope_is_unwrapped() -> None:
     pred = decipher_response(
         reply(
