@@ -2,8 +2,8 @@
 
 A client script is one child process. Its `run(args, meter, results)` sets its
 client up, calls `Meter.start()` right before the first prediction and
-`Meter.stop()` right after the last result, filling `results` as items resolve;
-`main` does the rest.
+`Meter.stop()` right after the last result, reporting each input's outcome to
+`results` as it is known; `main` does the rest.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ChildArgs", "ItemResult", "Meter", "describe", "main", "record_error"]
+__all__ = ["ChildArgs", "ItemResult", "Meter", "Results", "describe", "main"]
 
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "canceled", "aborted"})
 
@@ -48,6 +48,62 @@ class ItemResult:
     #: The error's class name (such as "AmbiguousSubmitError"), or for a
     #: prediction that ended without succeeding, "PredictionEnded".
     error_type: str | None = None
+
+
+class Results:
+    """Each input's outcome, appended to a file as soon as it is known.
+
+    Nothing is kept in memory per prediction while the workload runs, so the
+    child's RSS growth is the client's own: keeping 10,000 ids and times in
+    memory would add about 1 MiB to every client's figure.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._file = path.open("w", encoding="utf-8")
+
+    def _write(self, index: int, **fields: Any) -> None:
+        self._file.write(json.dumps([index, fields]) + "\n")
+
+    def created(self, index: int, prediction_id: str) -> None:
+        """Input *index* has a prediction (its outcome may come later)."""
+        self._write(index, prediction_id=prediction_id)
+
+    def succeeded(self, index: int, prediction_id: str, resolved_wall: float) -> None:
+        """Input *index* succeeded; the client saw it at *resolved_wall*."""
+        self._write(index, prediction_id=prediction_id, resolved_wall=resolved_wall)
+
+    def failed(
+        self, index: int, error: BaseException, prediction_id: str | None = None
+    ) -> None:
+        """Input *index* ended with *error* (its class name tells the kinds apart)."""
+        fields: dict[str, Any] = {
+            "error": describe(error),
+            "error_type": type(error).__name__,
+        }
+        if prediction_id is not None:
+            fields["prediction_id"] = prediction_id
+        self._write(index, **fields)
+
+    def ended(self, index: int, prediction_id: str, status: str, detail: str) -> None:
+        """Input *index*'s prediction ended without succeeding."""
+        self._write(
+            index,
+            prediction_id=prediction_id,
+            error=f"prediction ended {status}{detail}",
+            error_type="PredictionEnded",
+        )
+
+    def load(self, total: int) -> list[ItemResult]:
+        """Close the file and read it back: one `ItemResult` per input."""
+        self._file.close()
+        results = [ItemResult(index) for index in range(total)]
+        with self._path.open(encoding="utf-8") as lines:
+            for line in lines:
+                index, fields = json.loads(line)
+                for name, value in fields.items():
+                    setattr(results[index], name, value)
+        return results
 
 
 def _rss_bytes() -> int:
@@ -95,8 +151,8 @@ class Meter:
         }
 
 
-#: A client's run: fills the results in place (one per input, by index).
-Workload = Callable[[ChildArgs, Meter, list[ItemResult]], Coroutine[Any, Any, None]]
+#: A client's run: reports each input's outcome to the `Results`.
+Workload = Callable[[ChildArgs, Meter, Results], Coroutine[Any, Any, None]]
 
 
 def _parse(argv: list[str] | None) -> ChildArgs:
@@ -120,12 +176,6 @@ def describe(error: BaseException) -> str:
     """A one-line description of *error* for the result file."""
     text = str(error)
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-def record_error(result: ItemResult, error: BaseException) -> None:
-    """Record *error* as the outcome of *result*'s input."""
-    result.error = describe(error)
-    result.error_type = type(error).__name__
 
 
 def _await_chain(coro: Any) -> list[str]:
@@ -160,7 +210,7 @@ def _dump_tasks() -> None:
 
 
 async def _supervise(
-    workload: Workload, args: ChildArgs, meter: Meter, results: list[ItemResult]
+    workload: Workload, args: ChildArgs, meter: Meter, results: Results
 ) -> bool:
     """Run *workload*; on SIGTERM dump the tasks and stop it. True if it finished."""
     task = asyncio.create_task(workload(args, meter, results))
@@ -185,10 +235,11 @@ def main(workload: Workload, argv: list[str] | None = None) -> None:
     """
     args = _parse(argv)
     meter = Meter()
-    results = [ItemResult(index) for index in range(len(args.items))]
-    finished = asyncio.run(_supervise(workload, args, meter, results))
+    outcomes = Results(args.result_file.with_suffix(".outcomes.jsonl"))
+    finished = asyncio.run(_supervise(workload, args, meter, outcomes))
     if not meter.readings:
         meter.stop()  # interrupted before the client stopped it
+    results = outcomes.load(len(args.items))
     document = {
         "items": [asdict(result) for result in results],
         "rss_before": meter.rss_before,

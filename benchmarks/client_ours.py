@@ -7,7 +7,7 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from _child import ChildArgs, ItemResult, Meter, main, record_error
+from _child import ChildArgs, Meter, Results, main
 
 from comet_replicate_async import Session
 
@@ -25,23 +25,22 @@ async def _run_model(
     model: str,
     indices: list[int],
     items: list[dict[str, Any]],
-    results: list[ItemResult],
+    results: Results,
 ) -> None:
     """One `as_completed` over one model's inputs; records each item as it resolves."""
     inputs = (items[index]["input"] for index in indices)
     async for item in session.as_completed(model, inputs):
         resolved = time.time()
         # BatchItem.index is the position within this model's inputs.
-        result = results[indices[item.index]]
-        if item.prediction is not None:
-            result.prediction_id = item.prediction.id
-        if item.error is None:
-            result.resolved_wall = resolved
-        else:  # the class name tells an AmbiguousSubmitError from the rest
-            record_error(result, item.error)
+        index = indices[item.index]
+        prediction_id = item.prediction.id if item.prediction is not None else None
+        if item.error is None and prediction_id is not None:
+            results.succeeded(index, prediction_id, resolved)
+        elif item.error is not None:
+            results.failed(index, item.error, prediction_id)
 
 
-async def run(args: ChildArgs, meter: Meter, results: list[ItemResult]) -> None:
+async def run(args: ChildArgs, meter: Meter, results: Results) -> None:
     """Run the workload through one session, one `as_completed` per model.
 
     as_completed takes one model, so the mixed workload runs one per model at

@@ -11,14 +11,7 @@ import time
 from typing import Any
 
 import aiohttp
-from _child import (
-    TERMINAL_STATUSES,
-    ChildArgs,
-    ItemResult,
-    Meter,
-    main,
-    record_error,
-)
+from _child import TERMINAL_STATUSES, ChildArgs, Meter, Results, main
 
 POLL_INTERVAL = 0.25
 
@@ -44,26 +37,25 @@ async def _one(
     http: aiohttp.ClientSession,
     sem: asyncio.Semaphore,
     base_url: str,
+    index: int,
     item: dict[str, Any],
-    result: ItemResult,
+    results: Results,
 ) -> None:
-    """Run one item; errors land in *result*."""
+    """Run one item; report its outcome to *results*."""
     try:
         async with sem:
             prediction = await _predict(http, base_url, item)
         resolved = time.time()
     except Exception as error:  # recorded, never fatal: one item is one data point
-        record_error(result, error)
+        results.failed(index, error)
         return
-    result.prediction_id = prediction["id"]
     if prediction["status"] == "succeeded":
-        result.resolved_wall = resolved
+        results.succeeded(index, prediction["id"], resolved)
     else:
-        result.error = f"prediction ended {prediction['status']}"
-        result.error_type = "PredictionEnded"
+        results.ended(index, prediction["id"], prediction["status"], "")
 
 
-async def run(args: ChildArgs, meter: Meter, results: list[ItemResult]) -> None:
+async def run(args: ChildArgs, meter: Meter, results: Results) -> None:
     """Run the workload, one task per input, at most `concurrency` in flight."""
     headers = {"Authorization": f"Bearer {args.api_key}"}
     # aiohttp's default pool (100 connections): what a minimal loop gets.
@@ -71,8 +63,8 @@ async def run(args: ChildArgs, meter: Meter, results: list[ItemResult]) -> None:
         sem = asyncio.Semaphore(args.concurrency)
         meter.start()
         async with asyncio.TaskGroup() as group:
-            for item, result in zip(args.items, results, strict=True):
-                group.create_task(_one(http, sem, args.base_url, item, result))
+            for index, item in enumerate(args.items):
+                group.create_task(_one(http, sem, args.base_url, index, item, results))
         meter.stop()
 
 

@@ -10,36 +10,36 @@ import asyncio
 import time
 from typing import Any
 
-from _child import ChildArgs, ItemResult, Meter, main, record_error
+from _child import ChildArgs, Meter, Results, main
 from replicate.client import Client
 
 
 async def _one(
     client: Client,
     sem: asyncio.Semaphore,
+    index: int,
     item: dict[str, Any],
-    result: ItemResult,
+    results: Results,
 ) -> None:
-    """Create one prediction and wait for it; errors land in *result*."""
+    """Create one prediction and wait for it; report its outcome to *results*."""
     try:
         async with sem:
             prediction = await client.models.predictions.async_create(
                 model=item["model"], input=item["input"]
             )
-            result.prediction_id = prediction.id
+            results.created(index, prediction.id)
             await prediction.async_wait()
         resolved = time.time()
     except Exception as error:  # recorded, never fatal: one item is one data point
-        record_error(result, error)
+        results.failed(index, error)
         return
     if prediction.status == "succeeded":
-        result.resolved_wall = resolved
+        results.succeeded(index, prediction.id, resolved)
     else:
-        result.error = f"prediction ended {prediction.status}: {prediction.error}"
-        result.error_type = "PredictionEnded"
+        results.ended(index, prediction.id, prediction.status, f": {prediction.error}")
 
 
-async def run(args: ChildArgs, meter: Meter, results: list[ItemResult]) -> None:
+async def run(args: ChildArgs, meter: Meter, results: Results) -> None:
     """Run the workload, one task per input, at most `concurrency` in flight."""
     # The client joins "/v1/..." onto the base URL's path, so the fake's
     # "/replicate/v1/..." routes need "/replicate" here; it sends "Bearer <token>".
@@ -47,8 +47,8 @@ async def run(args: ChildArgs, meter: Meter, results: list[ItemResult]) -> None:
     sem = asyncio.Semaphore(args.concurrency)
     meter.start()
     async with asyncio.TaskGroup() as group:
-        for item, result in zip(args.items, results, strict=True):
-            group.create_task(_one(client, sem, item, result))
+        for index, item in enumerate(args.items):
+            group.create_task(_one(client, sem, index, item, results))
     meter.stop()
     await client._async_client.aclose()  # the client offers no public close
 
