@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import functools
+import contextvars
 import logging
 import math
 import time
@@ -34,12 +34,24 @@ logger = logging.getLogger("comet_replicate_async")
 
 @attrs.define(eq=False)
 class _Wait:
-    """One item whose prediction the poller is watching."""
+    """One item whose prediction the poller is watching.
 
+    It is its own callback (for the outcome and the deadline): no bound method or
+    partial is made per item.
+    """
+
+    tracker: BatchTracker
     index: int
     input: Any
     entry: Entry
     timer: asyncio.TimerHandle | None = None
+
+    def __call__(self, outcome: asyncio.Future[Prediction] | None = None) -> None:
+        """The outcome resolved (or, called with nothing, the deadline passed)."""
+        if outcome is None:
+            self.tracker._expire(self)
+        else:
+            self.tracker._resolved(self, outcome)
 
 
 class BatchTracker:
@@ -67,6 +79,8 @@ class BatchTracker:
         self._settled_wakeup: asyncio.Future[None] | None = None
         self._finished = False
         self._closed = False
+        # One context for every callback, instead of a copy made per item.
+        self._context = contextvars.copy_context()
         #: The error the user's input iterable raised, for the consumer to re-raise.
         self.input_error: Exception | None = None
 
@@ -94,14 +108,14 @@ class BatchTracker:
 
     def watch(self, entry: Entry, index: int, input: Any, deadline: float) -> None:
         """Wait for `entry`'s outcome on behalf of item `index`, until `deadline`."""
-        wait = _Wait(index, input, entry)
+        wait = _Wait(self, index, input, entry)
         entry.waiters += 1
         if deadline != math.inf:
             wait.timer = asyncio.get_running_loop().call_later(
-                deadline - time.monotonic(), self._expire, wait
+                deadline - time.monotonic(), wait, context=self._context
             )
         self._waits.add(wait)
-        entry.outcome.add_done_callback(functools.partial(self._resolved, wait))
+        entry.outcome.add_done_callback(wait, context=self._context)
 
     async def settled(self) -> None:
         """Return once no item is waiting for its prediction."""

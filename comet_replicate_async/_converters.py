@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 import cattrs
+from cattrs.gen import make_dict_structure_fn, override
 
 from ._models import Metrics, Prediction, Status
 
@@ -61,7 +63,22 @@ def _structure_mapping(value: Any, _: type) -> Mapping[str, Any]:
         return {}
     if not isinstance(value, Mapping):
         raise ValueError(f"expected an object, got {type(value).__name__}")
-    return dict(value)
+    # Every reply brings its own copy of the same few keys; thousands of
+    # predictions in flight share one of each instead.
+    return {_shared(key): item for key, item in value.items()}
+
+
+def _shared(text: Any) -> Any:
+    return sys.intern(text) if type(text) is str else text
+
+
+def _structure_shared_text(value: Any, _: type) -> str:
+    # For fields with few distinct values (model, source): one copy of each.
+    return sys.intern(value) if type(value) is str else str(value)
+
+
+def _structure_shared_optional_text(value: Any, _: type) -> str | None:
+    return None if value is None else _structure_shared_text(value, str)
 
 
 def _structure_metrics(value: Any, _: type) -> Metrics | None:
@@ -93,6 +110,16 @@ def make_converter() -> cattrs.Converter:
     converter.register_structure_hook(Any, lambda value, _: value)
     converter.register_structure_hook(
         bool, lambda value, _: bool(value) if value is not None else False
+    )
+    converter.register_structure_hook(
+        Prediction,
+        make_dict_structure_fn(
+            Prediction,
+            converter,
+            model=override(struct_hook=_structure_shared_text),
+            version=override(struct_hook=_structure_shared_optional_text),
+            source=override(struct_hook=_structure_shared_optional_text),
+        ),
     )
     return converter
 

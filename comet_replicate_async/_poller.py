@@ -228,6 +228,10 @@ class Poller:
             delay = next_poll_delay(
                 self.policy, timings, age, entry.overdue_polls, self._rng
             )
+            if timings is not None and age >= timings.opens_at:
+                # Already inside the window, so due within an interval: spread them
+                # over it, or the held-back predictions would all be polled at once.
+                delay *= self._rng.random()
             if now + delay < entry.next_poll_at:
                 self._reschedule(entry, now + delay)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import weakref
 from collections.abc import Iterable
 
 import attrs
@@ -45,11 +46,16 @@ class Entry:
 
 
 class Registry:
-    """Entries by prediction id, plus a heap of (next poll time, entry)."""
+    """Entries by prediction id, plus a heap of (next poll time, entry).
+
+    A rescheduled or removed entry's old heap item stays until it surfaces, so the
+    heap holds only weak references: an old item must not keep a finished entry
+    (and its final prediction) alive for seconds.
+    """
 
     def __init__(self) -> None:
         self._entries: dict[str, Entry] = {}
-        self._heap: list[tuple[float, int, int, Entry]] = []
+        self._heap: list[tuple[float, int, int, weakref.ref[Entry]]] = []
         self._tiebreak = itertools.count()
 
     def __len__(self) -> int:
@@ -99,17 +105,16 @@ class Registry:
         """Set the entry's next poll time."""
         entry.generation += 1
         entry.next_poll_at = at
-        heapq.heappush(self._heap, (at, next(self._tiebreak), entry.generation, entry))
+        item = (at, next(self._tiebreak), entry.generation, weakref.ref(entry))
+        heapq.heappush(self._heap, item)
 
     def pop_due(self, now: float) -> Entry | None:
         """The watched entry whose poll is due soonest, if one is due by `now`."""
         heap = self._heap
         while heap:
-            at, _, generation, entry = heap[0]
-            if (
-                entry.generation != generation
-                or self._entries.get(entry.id) is not entry
-            ):
+            at, _, generation, ref = heap[0]
+            entry = ref()
+            if entry is None or not self._current(entry, generation):
                 heapq.heappop(heap)
                 continue
             if at > now:
@@ -122,8 +127,13 @@ class Registry:
         """When the next poll is due, or None when nothing is watched."""
         heap = self._heap
         while heap:
-            _, _, generation, entry = heap[0]
-            if entry.generation == generation and self._entries.get(entry.id) is entry:
-                return heap[0][0]
+            at, _, generation, ref = heap[0]
+            entry = ref()
+            if entry is not None and self._current(entry, generation):
+                return at
             heapq.heappop(heap)
         return None
+
+    def _current(self, entry: Entry, generation: int) -> bool:
+        # Not rescheduled since, and still watched.
+        return entry.generation == generation and self._entries.get(entry.id) is entry
