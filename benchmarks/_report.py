@@ -386,7 +386,9 @@ each client runs the whole workload in its own child process, one client after a
 
 Each child reads its CPU (`getrusage`, user + system) and RSS (`/proc/self/statm`)
 after its imports and setup, right before the first prediction, and CPU plus peak
-RSS (`ru_maxrss`) right after the last result.
+RSS (`ru_maxrss`) right after the last result. Every child appends each outcome
+to a file as it arrives and keeps nothing per prediction in memory, so the RSS
+figures are the client's own.
 
 - **HTTP requests / prediction**: create + query requests the fake received ÷ inputs.
 - **Detection lag**: the client's `time.time()` when a result resolved minus the
