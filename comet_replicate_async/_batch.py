@@ -49,16 +49,17 @@ class _Wait:
     def __call__(self, outcome: asyncio.Future[Prediction] | None = None) -> None:
         """The outcome resolved (or, called with nothing, the deadline passed)."""
         if outcome is None:
-            self.tracker._expire(self)
+            self.tracker.on_deadline(self)
         else:
-            self.tracker._resolved(self, outcome)
+            self.tracker.on_outcome(self, outcome)
 
 
 class BatchTracker:
     """The finished items of one batch, and the created ones still waiting.
 
-    The feeder side calls `put`, `watch`, `settled`, `abandon` and `finish`; the
-    consumer side `next_item` and `close`. Every item put holds one concurrency
+    The feeder side calls `put`, `ended`, `watch`, `settled`, `abandon` and
+    `finish`; the consumer side `next_item` and `close`; a waiting item's
+    callbacks `on_outcome` and `on_deadline`. Every item put holds one concurrency
     slot, given back through `release_slot` once the consumer takes the item (or
     has stopped reading).
     """
@@ -156,7 +157,8 @@ class BatchTracker:
 
     # Callbacks
 
-    def _resolved(self, wait: _Wait, outcome: asyncio.Future[Prediction]) -> None:
+    def on_outcome(self, wait: _Wait, outcome: asyncio.Future[Prediction]) -> None:
+        """The prediction `wait` is for has ended, or the poller gave up on it."""
         if wait not in self._waits:  # expired or abandoned meanwhile
             return
         self._end(wait)
@@ -171,7 +173,8 @@ class BatchTracker:
             error = error_for_status(prediction)
         self.ended(wait.index, wait.input, prediction, error)
 
-    def _expire(self, wait: _Wait) -> None:
+    def on_deadline(self, wait: _Wait) -> None:
+        """The deadline of `wait`'s item passed first."""
         if wait not in self._waits:
             return
         self._end(wait)

@@ -459,6 +459,31 @@ async def test_stopping_a_batch_early_logs_the_abandoned_ids(
     assert all(prediction_id in caplog.text for prediction_id in slow_ids)
 
 
+async def test_a_batch_keeps_no_task_per_waiting_prediction() -> None:
+    # Memory and CPU stay per prediction, not per task: once created, an item
+    # waits through a callback on its registry entry.
+    poll = PollPolicy(max_concurrent_queries=2)
+    async with FakeCometAPI(default_latency=Latency.constant(30)) as slow:
+        async with session_for(slow, max_concurrency=100, poll=poll) as session:
+            stream = session.as_completed(
+                PRO, [{"prompt": f"slow {i}"} for i in range(100)]
+            )
+
+            async def consume() -> None:
+                async with aclosing(stream):
+                    async for _ in stream:
+                        pass
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(consume)
+                await eventually(lambda: session.stats.watched == 100)
+                tasks = len(session_tasks())
+                group.cancel_scope.cancel()
+
+    # The poller and its 2 workers, the feeder, at most 16 creators, the consumer.
+    assert tasks <= 2 + 2 + 16 + 1
+
+
 async def test_a_failing_input_iterable_finishes_started_items_then_raises(
     fake: FakeCometAPI,
 ) -> None:
