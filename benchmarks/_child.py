@@ -106,6 +106,22 @@ class Results:
         return results
 
 
+def _settle_allocator() -> None:
+    """Put every child's allocator in the same, long-running-process state.
+
+    asyncio reads each socket with a 256 KiB buffer. glibc serves blocks above
+    its mmap threshold (128 KiB at start) with mmap and munmap, and raises the
+    threshold once such a block is freed; until then, every socket read also
+    costs an mmap, an mremap and a munmap (CPython issue #85451). Whether that
+    happened depended on the size of the workload file this child had just read:
+    the scale workload's (1.2 MB) raised the threshold, the mixed workload's
+    (0.2 MB) did not. Freeing one 1 MiB block makes it the same for every client
+    and workload, as in any process that has run for a while.
+    """
+    block = bytearray(1 << 20)
+    del block
+
+
 def _rss_bytes() -> int:
     """Resident set size now: resident pages (2nd field of statm) times page size."""
     with open("/proc/self/statm", encoding="ascii") as statm:
@@ -234,6 +250,7 @@ def main(workload: Workload, argv: list[str] | None = None) -> None:
     resolved so far, marked ``interrupted``, and exits with status 3.
     """
     args = _parse(argv)
+    _settle_allocator()
     meter = Meter()
     outcomes = Results(args.result_file.with_suffix(".outcomes.jsonl"))
     finished = asyncio.run(_supervise(workload, args, meter, outcomes))

@@ -49,7 +49,8 @@ class PollPolicy:
             them is treated as a straggler; until then the slowest seen may just be
             the slowest finished so far.
         coalesce: polls falling due within this many seconds of each other are
-            sent together, in one wake-up of the event loop.
+            sent together, in one wake-up of the event loop (some a little
+            early: each wake-up costs more CPU than an early poll).
         history: durations remembered per model.
         survivors: before any prediction of a model has finished, once this many
             have been seen running past some age, younger ones of that model are
@@ -60,7 +61,7 @@ class PollPolicy:
             (each retryable, with backoff) before its waiters get the error.
     """
 
-    interval_share: float = attrs.field(default=0.15, validator=attrs.validators.gt(0))
+    interval_share: float = attrs.field(default=0.125, validator=attrs.validators.gt(0))
     min_interval: float = attrs.field(default=0.25, validator=attrs.validators.gt(0))
     max_interval: float = attrs.field(default=0.8, validator=attrs.validators.gt(0))
     straggler_max_interval: float = attrs.field(
@@ -74,7 +75,7 @@ class PollPolicy:
         default=0.25, validator=[attrs.validators.ge(0), attrs.validators.le(1)]
     )
     trusted_samples: int = attrs.field(default=20, validator=attrs.validators.ge(1))
-    coalesce: float = attrs.field(default=0.02, validator=attrs.validators.ge(0))
+    coalesce: float = attrs.field(default=0.05, validator=attrs.validators.ge(0))
     history: int = attrs.field(default=256, validator=attrs.validators.ge(1))
     survivors: int = attrs.field(default=5, validator=attrs.validators.ge(0))
     max_concurrent_queries: int = attrs.field(

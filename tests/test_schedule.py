@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from comet_replicate_async import PollPolicy
 from comet_replicate_async._schedule import ModelTimings, TimingBook, next_poll_delay
 
-NO_JITTER = PollPolicy(jitter=0.0)
+NO_JITTER = PollPolicy(jitter=0.0, interval_share=0.15)
 RNG = random.Random(0)
 
 
@@ -62,7 +62,7 @@ def test_shorter_models_are_watched_more_closely_inside_their_window() -> None:
     fast = book_with(FAST).next_delay("m", 2.0, 0, RNG)
 
     assert fast < slow
-    assert fast == pytest.approx(0.15 * 2.0, rel=0.01)
+    assert fast == pytest.approx(NO_JITTER.interval_share * 2.0, rel=0.01)
     assert slow == NO_JITTER.max_interval
 
 
