@@ -6,7 +6,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from contextlib import aclosing
 from typing import Any
 
@@ -55,6 +55,27 @@ def _runs_client_code(coroutine: Any) -> bool:
             return True
         coroutine = getattr(coroutine, "cr_await", None)
     return False
+
+
+async def read_then_stop(
+    stream: AsyncGenerator[BatchItem, None], condition: Callable[[], bool]
+) -> int:
+    """Read `stream` in a task until `condition()` holds, then stop reading.
+
+    Returns how many client tasks were running just before it stopped.
+    """
+
+    async def consume() -> None:
+        async with aclosing(stream):
+            async for _ in stream:
+                pass
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(consume)
+        await eventually(condition)
+        tasks = len(session_tasks())
+        group.cancel_scope.cancel()  # the consumer stops reading
+    return tasks
 
 
 async def test_run_returns_the_succeeded_prediction(fake: FakeCometAPI) -> None:
@@ -442,16 +463,7 @@ async def test_stopping_a_batch_early_logs_the_abandoned_ids(
             stream = session.as_completed(
                 PRO, [{"prompt": f"slow {i}"} for i in range(2)]
             )
-
-            async def consume() -> None:
-                async with aclosing(stream):
-                    async for _ in stream:
-                        pass
-
-            async with anyio.create_task_group() as group:
-                group.start_soon(consume)
-                await eventually(lambda: session.stats.watched == 2)
-                group.cancel_scope.cancel()  # the consumer stops reading
+            await read_then_stop(stream, lambda: session.stats.watched == 2)
             await eventually(lambda: session.stats.watched == 0)
         slow_ids = list(slow.predictions)
 
@@ -468,17 +480,7 @@ async def test_a_batch_keeps_no_task_per_waiting_prediction() -> None:
             stream = session.as_completed(
                 PRO, [{"prompt": f"slow {i}"} for i in range(100)]
             )
-
-            async def consume() -> None:
-                async with aclosing(stream):
-                    async for _ in stream:
-                        pass
-
-            async with anyio.create_task_group() as group:
-                group.start_soon(consume)
-                await eventually(lambda: session.stats.watched == 100)
-                tasks = len(session_tasks())
-                group.cancel_scope.cancel()
+            tasks = await read_then_stop(stream, lambda: session.stats.watched == 100)
 
     # The poller and its 2 workers, the feeder, at most 16 creators, the consumer.
     assert tasks <= 2 + 2 + 16 + 1
