@@ -57,11 +57,15 @@ class _Wait:
 class BatchTracker:
     """The finished items of one batch, and the created ones still waiting.
 
-    The feeder side calls `put`, `ended`, `watch`, `settled`, `abandon` and
-    `finish`; the consumer side `next_item` and `close`; a waiting item's
-    callbacks `on_outcome` and `on_deadline`. Every item put holds one concurrency
-    slot, given back through `release_slot` once the consumer takes the item (or
-    has stopped reading).
+    The feeder side calls `slot_taken`, `free_slot`, `put`, `ended`, `watch`,
+    `settled`, `abandon` and `finish`; the consumer side `next_item` and `close`; a
+    waiting item's callbacks `on_outcome` and `on_deadline`.
+
+    It counts the concurrency slots the batch holds. Every item put holds one,
+    given back through `release_slot` once the consumer takes the item (or has
+    stopped reading); `finish` gives back those no queued item holds, so a batch
+    stopped half-way (an input being pulled or queued for a create, a create
+    cancelled, items abandoned) leaves no slot behind.
     """
 
     def __init__(
@@ -80,6 +84,7 @@ class BatchTracker:
         self._settled_wakeup: asyncio.Future[None] | None = None
         self._finished = False
         self._closed = False
+        self._slots_held = 0
         # One context for every callback, instead of a copy made per item.
         self._context = contextvars.copy_context()
         #: The error the user's input iterable raised, for the consumer to re-raise.
@@ -87,10 +92,19 @@ class BatchTracker:
 
     # Feeder side
 
+    def slot_taken(self) -> None:
+        """The feeder took a concurrency slot for the next input."""
+        self._slots_held += 1
+
+    def free_slot(self) -> None:
+        """Give back one slot the batch holds."""
+        self._slots_held -= 1
+        self._release_slot()
+
     def put(self, item: BatchItem) -> None:
         """Queue a finished item for the consumer."""
         if self._closed:  # nobody will read it: free its slot now
-            self._release_slot()
+            self.free_slot()
             return
         self._ready.append(item)
         _wake(self._consumer_wakeup)
@@ -132,8 +146,14 @@ class BatchTracker:
             log_abandoned(wait.entry.prediction, "stopped waiting (cancelled)")
 
     def finish(self) -> None:
-        """No more items will come: the consumer ends once it has read the queue."""
+        """No more items will come: the consumer ends once it has read the queue.
+
+        Slots no queued item holds are given back (there are some only when the
+        batch was stopped).
+        """
         self._finished = True
+        while self._slots_held > len(self._ready):
+            self.free_slot()
         _wake(self._consumer_wakeup)
 
     # Consumer side
@@ -145,7 +165,7 @@ class BatchTracker:
                 return None
             self._consumer_wakeup = asyncio.get_running_loop().create_future()
             await self._consumer_wakeup
-        self._release_slot()
+        self.free_slot()
         return self._ready.popleft()
 
     def close(self) -> None:
@@ -153,7 +173,7 @@ class BatchTracker:
         self._closed = True
         while self._ready:
             self._ready.popleft()
-            self._release_slot()
+            self.free_slot()
 
     # Callbacks
 

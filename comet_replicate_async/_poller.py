@@ -146,9 +146,11 @@ class Poller:
         previous, entry.prediction = entry.prediction, prediction
         self._on_update(previous, prediction)
         if prediction.done:
+            self._registry.remove(entry)
             if prediction.status is Status.SUCCEEDED:
                 self._learn(prediction, entry)
-            self._registry.remove(entry)
+            elif self.timings.forget_running(prediction.model or entry.model):
+                self._reschedule_model(prediction.model or entry.model)
             if not entry.outcome.done():
                 entry.outcome.set_result(prediction)
             return
@@ -216,14 +218,16 @@ class Poller:
             self._reschedule_model(model)
 
     def _reschedule_model(self, model: str) -> None:
-        # The model's first finish: its predictions were scheduled blind, some of
-        # them far ahead (see PollPolicy.survivors). Bring forward those the
-        # duration now known says to poll sooner.
+        # The model's first finish (or a failure that ended a hold-back): its
+        # predictions were scheduled blind, some of them far ahead (see
+        # PollPolicy.survivors). Bring forward those now due sooner.
         timings = self.timings.get(model)
         now = time.monotonic()
+        # Entries due within `coalesce` may have been handed to a worker already.
+        taken_by = now + self.policy.coalesce
         for entry in self._registry.entries():
-            if entry.model != model or entry.next_poll_at <= now:
-                continue  # another model's, or due already (perhaps being polled)
+            if entry.model != model or entry.next_poll_at <= taken_by:
+                continue  # another model's, or due (perhaps being polled) already
             age = now - entry.registered_at
             delay = next_poll_delay(
                 self.policy, timings, age, entry.overdue_polls, self._rng

@@ -178,6 +178,15 @@ class TimingBook:
             del oldest[youngest]
             oldest[prediction_id] = age
 
+    def forget_running(self, model: str) -> bool:
+        """A prediction of `model` ended without succeeding: drop the survivors.
+
+        Their ages said nothing finishes that early; an ending says otherwise.
+        True when that had been holding younger predictions back.
+        """
+        oldest = self._oldest_running.pop(model, None)
+        return oldest is not None and len(oldest) >= self.policy.survivors > 0
+
     def survived(self, model: str) -> float | None:
         """The age `survivors` predictions of `model` all ran past, none finished.
 

@@ -626,22 +626,23 @@ class Session:
         for index in itertools.count():
             # Take the slot before pulling the next input: backpressure.
             await self._window.acquire()
+            tracker.slot_taken()
             try:
                 input = await anext(inputs_left)
             except StopAsyncIteration:
-                self._window.release()
+                tracker.free_slot()
                 return
             except Exception as error:
                 # The user's iterable failed: started items finish, then the
                 # consumer gets the error.
-                self._window.release()
+                tracker.free_slot()
                 tracker.input_error = error
                 return
-            self._counters.submitted += 1
             deadline = self._deadline(timeout)
             try:
                 model_id, body = resolve_call(model, input)
             except InputValidationError as error:
+                self._counters.submitted += 1
                 self._counters.failed += 1
                 tracker.put(BatchItem(index, input, error=error))
                 continue
@@ -650,6 +651,8 @@ class Session:
     async def _create_batch_item(self, tracker: BatchTracker, job: CreateJob) -> None:
         """Create one item's prediction, then leave it to the tracker and the poller."""
         index, input, model, body, deadline = job
+        # Counted from here: a job still queued when the batch stops never was.
+        self._counters.submitted += 1
         self._counters.in_flight += 1
         try:
             created = await self._create_by(model, body, deadline)
@@ -657,6 +660,7 @@ class Session:
             tracker.ended(index, input, getattr(error, "prediction", None), error)
             return
         except BaseException:
+            # Stopped: its slot is given back when the batch finishes.
             self._counters.finished(succeeded=False)
             raise
         if created.done:

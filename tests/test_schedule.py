@@ -162,6 +162,16 @@ def test_survivors_are_the_oldest_seen_and_forgotten_once_one_finishes() -> None
     assert book.survived("m") is None
 
 
+def test_a_prediction_ending_without_success_ends_the_hold_back() -> None:
+    book = book_with_survivors([3.0, 3.1, 3.2, 3.3, 3.4])
+
+    assert book.forget_running("m")
+
+    assert book.survived("m") is None
+    assert book.next_delay("m", 1.0, 0, RNG) == NO_JITTER.interval_for(2.0)
+    assert not book.forget_running("m")  # nothing held back any more
+
+
 @given(
     durations=st.lists(
         st.floats(min_value=0.01, max_value=600), min_size=1, max_size=50

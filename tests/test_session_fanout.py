@@ -471,6 +471,36 @@ async def test_stopping_a_batch_early_logs_the_abandoned_ids(
     assert all(prediction_id in caplog.text for prediction_id in slow_ids)
 
 
+@pytest.mark.parametrize("stop", ["after three items", "while creates are slow"])
+async def test_a_batch_stopped_half_way_gives_every_slot_back(stop: str) -> None:
+    # Items being pulled, queued for a create, created or waiting each hold a slot
+    # of the session's window: a stopped batch must leave none behind.
+    slow_creates = stop == "while creates are slow"
+    async with FakeCometAPI(
+        default_latency=Latency.uniform(0.2, 3.0),
+        slow_rate=1.0 if slow_creates else 0.0,
+        slow_delay=0.3,
+    ) as fake:
+        async with session_for(fake, max_concurrency=40) as session:
+            inputs = ({"prompt": f"p{i}"} for i in range(1000))
+            with anyio.move_on_after(0.1 if slow_creates else 30):
+                async with aclosing(session.as_completed(SCHNELL, inputs)) as items:
+                    seen = 0
+                    async for _ in items:
+                        seen += 1
+                        if seen == 3:
+                            break
+            await eventually(lambda: session.stats.in_flight == 0)
+            with anyio.fail_after(20):
+                again = await session.gather(
+                    SCHNELL, [{"prompt": f"q{i}"} for i in range(50)]
+                )
+            stats = session.stats
+
+    assert all(item.ok for item in again)
+    assert stats.submitted == stats.succeeded + stats.failed
+
+
 async def test_a_batch_keeps_no_task_per_waiting_prediction() -> None:
     # Memory and CPU stay per prediction, not per task: once created, an item
     # waits through a callback on its registry entry.
