@@ -1,7 +1,11 @@
-"""docs/examples/aiohttp_app.py against FakeCometAPI, through aiohttp's test client.
+"""The example services in docs/examples against FakeCometAPI, one test per framework.
 
-`TestServer` runs the app on a real loopback port and starts and stops it (so its
-`cleanup_ctx`, so its one session) in the test's own task, under anyio.
+- aiohttp.web (`aiohttp_app.py`): `TestServer` runs the app on a real loopback port
+  and starts and stops it (so its `cleanup_ctx`, so its one session) in the test's
+  own task, under anyio.
+- FastAPI (`fastapi_app.py`): httpx's ASGI transport does not run the lifespan, so
+  asgi-lifespan's LifespanManager does: the app opens its one session exactly as
+  under a real server.
 """
 
 from __future__ import annotations
@@ -9,16 +13,17 @@ from __future__ import annotations
 import importlib
 import json
 import sys
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
+import httpx
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from asgi_lifespan import LifespanManager
 
 from comet_replicate_async import PollPolicy, RetryPolicy, Session
 from comet_replicate_async.testing import FakeCometAPI, Fault, Latency
@@ -34,23 +39,25 @@ QUICK_POLL = PollPolicy(min_interval=0.02, max_interval=0.02)
 ULTRA = "black-forest-labs/flux-1.1-pro-ultra"
 
 
-@pytest.fixture(scope="module")
-def example() -> ModuleType:
-    # The example is a script beside its helper module: import it the same way.
-    if str(EXAMPLES) not in sys.path:
-        sys.path.append(str(EXAMPLES))
-    return importlib.import_module("aiohttp_app")
+class Service(Protocol):
+    """The app under test: an HTTP client for it, and the sessions it opened."""
+
+    sessions: list[Session]
+
+    async def post(self, path: str, body: dict[str, Any]) -> Any:
+        """POST a JSON body; the reply has status_code, headers, text and json()."""
+
+    async def lines(self, path: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """POST and read the NDJSON reply, line by line."""
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeCometAPI]:
-    async with FakeCometAPI(default_latency=QUICK) as server:
-        yield server
+#: Start the app with a session pointed at the fake (session options as keywords).
+Serve = Callable[..., AbstractAsyncContextManager[Service]]
 
 
 @dataclass(frozen=True)
 class Reply:
-    """A whole reply, read before its connection went back to the pool."""
+    """A whole aiohttp reply, read before its connection went back to the pool."""
 
     status_code: int
     headers: Mapping[str, str]
@@ -60,9 +67,7 @@ class Reply:
         return json.loads(self.text)
 
 
-class Service:
-    """The app under test: a client for it, and the sessions it opened."""
-
+class AiohttpService:
     def __init__(self, client: TestClient[Any, Any], sessions: list[Session]) -> None:
         self.client = client
         self.sessions = sessions
@@ -72,34 +77,77 @@ class Service:
             return Reply(response.status, response.headers, await response.text())
 
     async def lines(self, path: str, body: dict[str, Any]) -> list[dict[str, Any]]:
-        """POST and read the NDJSON reply, line by line."""
         async with self.client.post(path, json=body) as response:
             assert response.status == 200, await response.text()
             assert response.headers["content-type"] == "application/x-ndjson"
             return [json.loads(line) async for line in response.content if line.strip()]
 
 
-@asynccontextmanager
-async def serve(
-    example: ModuleType, fake: FakeCometAPI, **session_options: Any
-) -> AsyncIterator[Service]:
-    """Start the app with a session pointed at `fake`."""
+class FastAPIService:
+    def __init__(self, client: httpx.AsyncClient, sessions: list[Session]) -> None:
+        self.client = client
+        self.sessions = sessions
+
+    async def post(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        return await self.client.post(path, json=body)
+
+    async def lines(self, path: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        async with self.client.stream("POST", path, json=body) as response:
+            assert response.status_code == 200, await response.aread()
+            assert response.headers["content-type"] == "application/x-ndjson"
+            return [json.loads(line) async for line in response.aiter_lines() if line]
+
+
+def _app(
+    module: str, fake: FakeCometAPI, options: dict[str, Any]
+) -> tuple[Any, list[Session]]:
+    """The example's app, with a session factory pointed at `fake`."""
+    # The example is a script beside its helper module: import it the same way.
+    if str(EXAMPLES) not in sys.path:
+        sys.path.append(str(EXAMPLES))
+    example = importlib.import_module(module)
     sessions: list[Session] = []
-    session_options.setdefault("poll", QUICK_POLL)
+    options.setdefault("poll", QUICK_POLL)
 
     def session_factory() -> Session:
-        sessions.append(session_for(fake, **session_options))
+        sessions.append(session_for(fake, **options))
         return sessions[-1]
 
-    app = example.create_app(session_factory)
+    return example.create_app(session_factory), sessions
+
+
+@asynccontextmanager
+async def serve_aiohttp(fake: FakeCometAPI, **options: Any) -> AsyncIterator[Service]:
+    app, sessions = _app("aiohttp_app", fake, options)
     async with TestClient(TestServer(app)) as client:
-        yield Service(client, sessions)
+        yield AiohttpService(client, sessions)
 
 
-async def test_one_prediction_from_a_prompt(
-    example: ModuleType, fake: FakeCometAPI
-) -> None:
-    async with serve(example, fake) as service:
+@asynccontextmanager
+async def serve_fastapi(fake: FakeCometAPI, **options: Any) -> AsyncIterator[Service]:
+    app, sessions = _app("fastapi_app", fake, options)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(manager.app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://service"
+        ) as client:
+            yield FastAPIService(client, sessions)
+
+
+@pytest.fixture(params=[serve_aiohttp, serve_fastapi], ids=["aiohttp", "fastapi"])
+def serve(request: pytest.FixtureRequest) -> Serve:
+    serve_app: Serve = request.param
+    return serve_app
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeCometAPI]:
+    async with FakeCometAPI(default_latency=QUICK) as server:
+        yield server
+
+
+async def test_one_prediction_from_a_prompt(serve: Serve, fake: FakeCometAPI) -> None:
+    async with serve(fake) as service:
         response = await service.post("/images", {"prompt": "a paper boat"})
 
     assert response.status_code == 200, response.text
@@ -111,13 +159,13 @@ async def test_one_prediction_from_a_prompt(
 
 
 async def test_one_prediction_from_a_model_and_input(
-    example: ModuleType, fake: FakeCometAPI
+    serve: Serve, fake: FakeCometAPI
 ) -> None:
     request = {
         "model": "black-forest-labs/flux-dev",
         "input": {"prompt": "an owl", "num_outputs": 2},
     }
-    async with serve(example, fake) as service:
+    async with serve(fake) as service:
         response = await service.post("/images", request)
 
     assert response.status_code == 200, response.text
@@ -125,14 +173,14 @@ async def test_one_prediction_from_a_model_and_input(
 
 
 async def test_batch_streams_each_result_as_it_finishes(
-    example: ModuleType, fake: FakeCometAPI
+    serve: Serve, fake: FakeCometAPI
 ) -> None:
     # The first create to arrive is held back: its prediction starts (and so
     # finishes) last, whichever item it is.
     fake.script("create", Fault.delay(0.3, after_create=False))
     prompts = [f"a fox, study {n}" for n in range(5)]
 
-    async with serve(example, fake, max_concurrency=5) as service:
+    async with serve(fake, max_concurrency=5) as service:
         lines = await service.lines("/batches", {"prompts": prompts})
 
     assert sorted(line["index"] for line in lines) == list(range(5))
@@ -142,11 +190,11 @@ async def test_batch_streams_each_result_as_it_finishes(
 
 
 async def test_batch_item_errors_are_lines_with_their_http_status(
-    example: ModuleType, fake: FakeCometAPI
+    serve: Serve, fake: FakeCometAPI
 ) -> None:
     inputs = [{"prompt": "a fox"}, {"prompt": "an owl", "num_outputs": 9}]
 
-    async with serve(example, fake) as service:
+    async with serve(fake) as service:
         lines = await service.lines("/batches", {"model": SCHNELL, "inputs": inputs})
 
     by_index = {line["index"]: line for line in lines}
@@ -169,9 +217,9 @@ async def test_batch_item_errors_are_lines_with_their_http_status(
     ],
 )
 async def test_invalid_input_is_422_and_sends_nothing(
-    example: ModuleType, fake: FakeCometAPI, path: str, request_body: dict[str, Any]
+    serve: Serve, fake: FakeCometAPI, path: str, request_body: dict[str, Any]
 ) -> None:
-    async with serve(example, fake) as service:
+    async with serve(fake) as service:
         response = await service.post(path, request_body)
 
     assert response.status_code == 422, response.text
@@ -181,12 +229,12 @@ async def test_invalid_input_is_422_and_sends_nothing(
 
 
 async def test_upstream_rate_limit_is_503_with_retry_after(
-    example: ModuleType, fake: FakeCometAPI
+    serve: Serve, fake: FakeCometAPI
 ) -> None:
     fake.script("create", Fault.rate_limited("30"))
 
     # One attempt: the session gives up at once instead of waiting the 30 s.
-    async with serve(example, fake, retry=RetryPolicy(max_attempts=1)) as service:
+    async with serve(fake, retry=RetryPolicy(max_attempts=1)) as service:
         response = await service.post("/images", {"prompt": "x"})
 
     assert response.status_code == 503
@@ -194,9 +242,9 @@ async def test_upstream_rate_limit_is_503_with_retry_after(
     assert response.json()["error"] == "upstream_rate_limited"
 
 
-async def test_failed_prediction_is_502_with_the_reason(example: ModuleType) -> None:
+async def test_failed_prediction_is_502_with_the_reason(serve: Serve) -> None:
     async with FakeCometAPI(default_latency=QUICK, failure_rate=1.0) as failing:
-        async with serve(example, failing) as service:
+        async with serve(failing) as service:
             response = await service.post("/images", {"prompt": "x"})
 
     assert response.status_code == 502
@@ -206,9 +254,9 @@ async def test_failed_prediction_is_502_with_the_reason(example: ModuleType) -> 
     assert body["prediction_id"] in failing.predictions
 
 
-async def test_aborted_prediction_is_502_with_the_reason(example: ModuleType) -> None:
+async def test_aborted_prediction_is_502_with_the_reason(serve: Serve) -> None:
     async with FakeCometAPI(default_latency=QUICK, abort_rate=1.0) as aborting:
-        async with serve(example, aborting) as service:
+        async with serve(aborting) as service:
             response = await service.post("/images", {"prompt": "x"})
 
     assert response.status_code == 502
@@ -218,10 +266,10 @@ async def test_aborted_prediction_is_502_with_the_reason(example: ModuleType) ->
     assert body["prediction_id"] in aborting.predictions
 
 
-async def test_deadline_is_504_with_the_prediction_id(example: ModuleType) -> None:
+async def test_deadline_is_504_with_the_prediction_id(serve: Serve) -> None:
     latency = {"flux-1.1-pro-ultra": Latency.constant(5.0)}
     async with FakeCometAPI(default_latency=QUICK, latency=latency) as slow:
-        async with serve(example, slow) as service:
+        async with serve(slow) as service:
             response = await service.post(
                 "/images", {"model": ULTRA, "input": {"prompt": "x"}, "timeout": 0.1}
             )
@@ -234,11 +282,11 @@ async def test_deadline_is_504_with_the_prediction_id(example: ModuleType) -> No
 
 
 async def test_ambiguous_create_is_502_saying_it_may_be_billed(
-    example: ModuleType, fake: FakeCometAPI
+    serve: Serve, fake: FakeCometAPI
 ) -> None:
     fake.script("create", Fault.ghost(502))
 
-    async with serve(example, fake) as service:
+    async with serve(fake) as service:
         response = await service.post("/images", {"prompt": "x"})
 
     assert response.status_code == 502
@@ -250,11 +298,11 @@ async def test_ambiguous_create_is_502_saying_it_may_be_billed(
 
 @pytest.mark.parametrize("upstream_status", [400, 401, 403])
 async def test_other_upstream_errors_are_502(
-    example: ModuleType, fake: FakeCometAPI, upstream_status: int
+    serve: Serve, fake: FakeCometAPI, upstream_status: int
 ) -> None:
     fake.script("create", Fault.status(upstream_status))
 
-    async with serve(example, fake) as service:
+    async with serve(fake) as service:
         response = await service.post("/images", {"prompt": "x"})
 
     assert response.status_code == 502
@@ -265,7 +313,7 @@ async def test_other_upstream_errors_are_502(
 
 
 async def test_fifty_concurrent_requests_share_one_session(
-    example: ModuleType, fake: FakeCometAPI
+    serve: Serve, fake: FakeCometAPI
 ) -> None:
     statuses: list[int] = []
 
@@ -273,7 +321,7 @@ async def test_fifty_concurrent_requests_share_one_session(
         response = await service.post("/images", {"prompt": f"request {n}"})
         statuses.append(response.status_code)
 
-    async with serve(example, fake, max_concurrency=5) as service:
+    async with serve(fake, max_concurrency=5) as service:
         with anyio.fail_after(20):
             async with anyio.create_task_group() as requests:
                 for n in range(50):
