@@ -152,11 +152,9 @@ def decipher_response(
     if not 200 <= response.status < 300:
         raise error_from_response(response)
     asked_id = asked_id or (previous.id if previous is not None else None)
-    # Names the prediction in errors about a query reply.
-    about = "" if asked_id is None else f"prediction {asked_id}: "
-    data = _decode_json(response, about)
+    data = _decode_json(response, asked_id)
     if not isinstance(data, Mapping):
-        raise _unexpected(response, f"{about}the reply is not a JSON object")
+        raise _unexpected(response, "the reply is not a JSON object", asked_id)
     data = _unwrap_envelope(data)
     if previous is not None and _still_unfinished_as(data, previous):
         return previous
@@ -177,7 +175,7 @@ def decipher_response(
     except Exception as exc:  # whatever the reply holds, it is this reply's error
         reason = "; ".join(_describe_structure_error(exc))
         raise _unexpected(
-            response, f"{about}the reply is not a prediction ({reason})"
+            response, f"the reply is not a prediction ({reason})", asked_id
         ) from exc
 
 
@@ -252,14 +250,14 @@ def _request_id(message: str) -> str | None:
     return match.group(1) if match else None
 
 
-def _decode_json(response: RawResponse, about: str = "") -> Any:
+def _decode_json(response: RawResponse, asked_id: str | None) -> Any:
     content_type = response.headers.get("content-type", "")
     if "html" in content_type:
-        raise _unexpected(response, f"{about}got HTML instead of JSON")
+        raise _unexpected(response, "got HTML instead of JSON", asked_id)
     try:
         return json.loads(response.body)
     except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
-        raise _unexpected(response, f"{about}the reply is not valid JSON") from None
+        raise _unexpected(response, "the reply is not valid JSON", asked_id) from None
 
 
 def _still_unfinished_as(data: Mapping[str, Any], previous: Prediction) -> bool:
@@ -280,7 +278,11 @@ def _unwrap_envelope(data: Mapping[str, Any]) -> Mapping[str, Any]:
     return data
 
 
-def _unexpected(response: RawResponse, reason: str) -> UnexpectedResponseError:
+def _unexpected(
+    response: RawResponse, reason: str, prediction_id: str | None = None
+) -> UnexpectedResponseError:
+    if prediction_id is not None:
+        reason = f"prediction {prediction_id}: {reason}"
     body = excerpt(response.body)
     message = f"{reason}: {body}" if body else reason
     return UnexpectedResponseError(
