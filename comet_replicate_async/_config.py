@@ -15,6 +15,7 @@ __all__ = [
     "RequestTimeout",
     "resolve_api_key",
     "resolve_base_url",
+    "resolve_request_timeout",
 ]
 
 DEFAULT_BASE_URL = "https://api.cometapi.com"
@@ -52,6 +53,29 @@ class RequestTimeout:
     connect: float = 10.0
     create_read: float = 60.0
     query_read: float = 90.0
+
+
+def resolve_request_timeout(value: RequestTimeout | float | None) -> RequestTimeout:
+    """A `RequestTimeout` from one, from seconds (connect and read alike), or None.
+
+    Raises:
+        TypeError: for any other type, naming the parameter.
+        ValueError: for seconds that are not positive.
+    """
+    if value is None:
+        return RequestTimeout()
+    if isinstance(value, RequestTimeout):
+        return value
+    # bool is an int, but `request_timeout=True` is a mistake, not one second.
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise TypeError(
+            "request_timeout must be seconds (a float) or a RequestTimeout, "
+            f"got {type(value).__name__}"
+        )
+    if not value > 0:
+        raise ValueError(f"request_timeout must be positive, got {value}")
+    seconds = float(value)
+    return RequestTimeout(connect=seconds, create_read=seconds, query_read=seconds)
 
 
 def resolve_api_key(api_key: str | None) -> ApiKey:

@@ -1,9 +1,17 @@
 """The one cattrs converter, configured here and nowhere else.
 
 It is tolerant on purpose: the API is a gateway in front of another API, and its
-replies drift. Unknown fields are ignored, unknown statuses become non-terminal
-pseudo-members, timestamps with `Z` and 3 to 9 fractional digits parse, and a
-`null` where a string or mapping is expected reads as empty.
+replies drift. The rules (documented in "What the client accepts"):
+
+- unknown fields are ignored, and `null` means absent for every optional field;
+- a status matches case-insensitively after trimming; one this client does not
+  know becomes a non-terminal pseudo-member, logged once;
+- a boolean is a JSON boolean or the string `"true"` or `"false"`;
+- a timestamp may end in `Z`, a numeric offset or no zone at all (read as UTC),
+  with 0 to 9 fractional digits;
+- an optional field that cannot be read (an odd timestamp, a wrong type) reads as
+  absent, with one WARNING per field name: it never changes the status or drops
+  the output.
 """
 
 from __future__ import annotations
@@ -12,8 +20,8 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import cattrs
@@ -27,28 +35,51 @@ logger = logging.getLogger("comet_replicate_async")
 
 # The API sends up to 9 fractional digits; some parsers take at most 6.
 _EXTRA_FRACTION = re.compile(r"(\.\d{6})\d+")
+_BOOLEANS = {"true": True, "false": False}
 _seen_unknown_statuses: set[str] = set()
+
+
+class _Unreadable(ValueError):
+    """An optional field's value that is not what the field holds."""
 
 
 def _structure_datetime(value: Any, _: type) -> datetime | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str):
-        raise ValueError(f"timestamp must be a string, got {type(value).__name__}")
+        raise _Unreadable(f"a timestamp must be a string, got {type(value).__name__}")
     try:
-        return datetime.fromisoformat(value)
+        moment = datetime.fromisoformat(value)
     except ValueError:
         # Older Pythons stop at 6 fractional digits; trim and try once more.
-        return datetime.fromisoformat(_EXTRA_FRACTION.sub(r"\1", value))
+        try:
+            moment = datetime.fromisoformat(_EXTRA_FRACTION.sub(r"\1", value.strip()))
+        except ValueError:
+            raise _Unreadable(f"not an ISO 8601 timestamp: {value[:40]!r}") from None
+    # No zone: the API's clock is UTC. Mixing naive and aware times would make
+    # every later subtraction fail.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _structure_status(value: Any, _: type) -> Status:
-    status = Status(str(value))
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"a status must be a non-empty string, got {value!r}")
+    status = Status(value.strip().lower())
     if not status.known and status.value not in _seen_unknown_statuses:
         # Logged once per value: the poller sees it on every query otherwise.
         _seen_unknown_statuses.add(status.value)
         logger.warning("unknown prediction status %r, treated as not finished", value)
     return status
+
+
+def _structure_bool(value: Any, _: type) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _BOOLEANS:
+        return _BOOLEANS[value.strip().lower()]
+    raise _Unreadable(f"not a boolean: {value!r}")
 
 
 def _structure_optional_text(value: Any, _: type) -> str | None:
@@ -62,7 +93,7 @@ def _structure_mapping(value: Any, _: type) -> Mapping[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise ValueError(f"expected an object, got {type(value).__name__}")
+        raise _Unreadable(f"expected an object, got {type(value).__name__}")
     # Every reply brings its own copy of the same few keys; thousands of
     # predictions in flight share one of each instead.
     return {_shared(key): item for key, item in value.items()}
@@ -74,11 +105,22 @@ def _shared(text: Any) -> Any:
 
 def _structure_shared_text(value: Any, _: type) -> str:
     # For fields with few distinct values (model, source): one copy of each.
-    return sys.intern(value) if type(value) is str else str(value)
+    if value is None:
+        return ""
+    if type(value) is not str:
+        raise _Unreadable(f"expected a string, got {type(value).__name__}")
+    return sys.intern(value)
 
 
 def _structure_shared_optional_text(value: Any, _: type) -> str | None:
     return None if value is None else _structure_shared_text(value, str)
+
+
+def _structure_id(value: Any, _: type) -> str:
+    # Required: `str(None)` would make a prediction called "None".
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"the id must be a non-empty string, got {value!r}")
+    return value
 
 
 def _structure_metrics(value: Any, _: type) -> Metrics | None:
@@ -96,6 +138,29 @@ def _structure_metrics(value: Any, _: type) -> Metrics | None:
     )
 
 
+class _WarnOnce:
+    """Names of the fields already warned about, per converter."""
+
+    def __init__(self) -> None:
+        self._fields: set[str] = set()
+
+    def tolerant(
+        self, name: str, hook: Callable[[Any, type], Any], default: Any
+    ) -> Callable[[Any, type], Any]:
+        """`hook`, reading an unreadable value as `default` (the field's absent)."""
+
+        def structure(value: Any, type_: type) -> Any:
+            try:
+                return hook(value, type_)
+            except _Unreadable as exc:
+                if name not in self._fields:
+                    self._fields.add(name)
+                    logger.warning("ignoring the reply's %s: %s", name, exc)
+                return default() if callable(default) else default
+
+        return structure
+
+
 def make_converter() -> cattrs.Converter:
     """A converter configured for this package's values."""
     converter = cattrs.Converter(forbid_extra_keys=False)
@@ -108,18 +173,27 @@ def make_converter() -> cattrs.Converter:
     )
     converter.register_structure_hook(Metrics | None, _structure_metrics)
     converter.register_structure_hook(Any, lambda value, _: value)
+    converter.register_structure_hook(bool, _structure_bool)
+    warn = _WarnOnce()
+    # Every optional field whose value may be unreadable: read as absent instead.
+    tolerant = {
+        "model": (_structure_shared_text, ""),
+        "version": (_structure_shared_optional_text, None),
+        "source": (_structure_shared_optional_text, None),
+        "input": (_structure_mapping, dict),
+        "urls": (_structure_mapping, dict),
+        "data_removed": (_structure_bool, False),
+        "created_at": (_structure_datetime, None),
+        "started_at": (_structure_datetime, None),
+        "completed_at": (_structure_datetime, None),
+    }
+    overrides: dict[str, Any] = {
+        name: override(struct_hook=warn.tolerant(name, hook, default))
+        for name, (hook, default) in tolerant.items()
+    }
+    overrides["id"] = override(struct_hook=_structure_id)
     converter.register_structure_hook(
-        bool, lambda value, _: bool(value) if value is not None else False
-    )
-    converter.register_structure_hook(
-        Prediction,
-        make_dict_structure_fn(
-            Prediction,
-            converter,
-            model=override(struct_hook=_structure_shared_text),
-            version=override(struct_hook=_structure_shared_optional_text),
-            source=override(struct_hook=_structure_shared_optional_text),
-        ),
+        Prediction, make_dict_structure_fn(Prediction, converter, **overrides)
     )
     return converter
 
@@ -127,10 +201,12 @@ def make_converter() -> cattrs.Converter:
 CONVERTER = make_converter()
 
 
-def structure_prediction(data: Mapping[str, Any]) -> Prediction:
+def structure_prediction(
+    data: Mapping[str, Any], converter: cattrs.Converter = CONVERTER
+) -> Prediction:
     """Build a `Prediction` from a decoded JSON object.
 
     Raises:
-        cattrs.BaseValidationError: when a required field is missing or unreadable.
+        cattrs.BaseValidationError: when `id` or `status` is missing or unreadable.
     """
-    return CONVERTER.structure(data, Prediction)
+    return converter.structure(data, Prediction)

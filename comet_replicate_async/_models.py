@@ -93,15 +93,27 @@ class Prediction:
 
     @property
     def output_urls(self) -> tuple[str, ...]:
-        """The output as a tuple of URL strings: `str` → one, list → all, None → none."""
+        """The output's URLs as a tuple: from a string, a list, or a dict's values.
+
+        Only `http(s)` and `data:` URLs count: a language model's text output, or a
+        stray token, is not a file to download.
+        """
         output = self.output
-        if output is None:
-            return ()
         if isinstance(output, str):
-            return (output,)
+            return (output,) if _is_url(output) else ()
+        if isinstance(output, Mapping):
+            output = list(output.values())
         if isinstance(output, list | tuple):
-            return tuple(item for item in output if isinstance(item, str))
+            return tuple(item for item in output if _is_url(item))
         return ()
+
+
+def _is_url(value: object) -> bool:
+    # A scheme is case-insensitive (RFC 3986); only its first 8 characters matter.
+    return isinstance(value, str) and value[:8].lower().startswith(_URL_PREFIXES)
+
+
+_URL_PREFIXES = ("https://", "http://", "data:")
 
 
 @attrs.frozen

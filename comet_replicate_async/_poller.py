@@ -5,9 +5,10 @@ a fixed pool of query workers, so queries in flight never exceed
 `PollPolicy.max_concurrent_queries`. It wakes at most once per
 `PollPolicy.coalesce` seconds and takes everything due by then, so polls that fall
 close together share one wake-up of the event loop. When nothing is due it sleeps
-until the next poll time, or until a sooner one is scheduled. It never raises: a
-failure to read a prediction is retried on the schedule or handed to its waiters
-as an error.
+until the next poll time, or until a sooner one is scheduled. It never raises:
+whatever goes wrong with one prediction's reply (an error, a reply that cannot be
+read, a value that breaks the schedule) is retried on the schedule or handed to
+that prediction's waiters as a `CometReplicateError`; the others carry on.
 
 The task and its workers live in the session's anyio task group; the hand-off
 between them uses plain asyncio futures and a timer handle, because this path runs
@@ -28,15 +29,20 @@ from datetime import datetime
 import anyio
 from anyio.abc import TaskStatus
 
-from ._exceptions import CometReplicateError
+from ._exceptions import CometReplicateError, UnexpectedResponseError
 from ._models import Prediction, Status
 from ._registry import Entry, Registry
 from ._retry import RetryPolicy
+from ._sansio import excerpt
 from ._schedule import PollPolicy, TimingBook, next_poll_delay
 
 __all__ = ["Poller"]
 
 logger = logging.getLogger("comet_replicate_async")
+
+# A server-measured duration may exceed the time this client watched (the create
+# took a while to answer, or it waits on an id created elsewhere) by this much.
+_CLOCK_SLACK = 60.0
 
 # Queries a prediction, given its state known so far.
 QueryOnce = Callable[[Prediction], Awaitable[Prediction]]
@@ -139,9 +145,16 @@ class Poller:
             self._on_failure(entry, error)
             return
         except Exception as error:
-            logger.exception("unexpected error polling %s", entry.id)
-            self._give_up(entry, error)
+            self._give_up(entry, _not_handled(entry, error))
             return
+        try:
+            self._on_reply(entry, prediction)
+        except Exception as error:
+            # Only this prediction is affected: the poller and the session's task
+            # group must outlive any reply.
+            self._give_up(entry, _not_handled(entry, error))
+
+    def _on_reply(self, entry: Entry, prediction: Prediction) -> None:
         entry.failures = 0
         previous, entry.prediction = entry.prediction, prediction
         self._on_update(previous, prediction)
@@ -175,10 +188,12 @@ class Poller:
 
     def _on_failure(self, entry: Entry, error: CometReplicateError) -> None:
         entry.failures += 1
-        if (
-            not self._retry.is_retryable("query", error)
-            or entry.failures >= self.policy.max_consecutive_failures
-        ):
+        limit = self.policy.max_consecutive_failures
+        if isinstance(error, UnexpectedResponseError):
+            # A success reply that is not a prediction is unlikely to become one:
+            # give up after the retry policy's attempts, not an outage's patience.
+            limit = min(limit, self._retry.max_attempts)
+        if not self._retry.is_retryable("query", error) or entry.failures >= limit:
             self._give_up(entry, error)
             return
         # More patient than a single call: the prediction surely exists and is
@@ -208,9 +223,13 @@ class Poller:
             _resolve(self._wakeup)
 
     def _learn(self, prediction: Prediction, entry: Entry) -> None:
+        age = time.monotonic() - entry.registered_at
         duration = _server_duration(prediction.created_at, prediction.completed_at)
-        if duration is None:
-            duration = time.monotonic() - entry.registered_at
+        if duration is None or not 0.0 <= duration <= age + _CLOCK_SLACK:
+            # Absent, or not what this client saw (a reply's odd timestamps): one
+            # such sample would move the whole model's poll window, so the time
+            # watched stands in.
+            duration = age
         model = prediction.model or entry.model
         first = self.timings.get(model) is None
         self.timings.record(model, duration)
@@ -238,6 +257,20 @@ class Poller:
                 delay *= self._rng.random()
             if now + delay < entry.next_poll_at:
                 self._reschedule(entry, now + delay)
+
+
+def _not_handled(entry: Entry, error: Exception) -> UnexpectedResponseError:
+    logger.error(
+        "prediction %s: its reply could not be handled", entry.id, exc_info=error
+    )
+    unexpected = UnexpectedResponseError(
+        f"prediction {entry.id}: the reply could not be handled "
+        f"({type(error).__name__}: {error})",
+        status_code=200,
+        body=excerpt(repr(entry.prediction).encode()),
+    )
+    unexpected.__cause__ = error
+    return unexpected
 
 
 def _server_duration(

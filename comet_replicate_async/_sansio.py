@@ -9,6 +9,7 @@ the Authorization header at the last moment, so a spec can be logged or shown.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -42,8 +43,11 @@ __all__ = [
     "validate_model_id",
 ]
 
+logger = logging.getLogger("comet_replicate_async")
+
 _MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*$", re.IGNORECASE)
-_PREDICTION_ID = re.compile(r"^[A-Za-z0-9_-]+$")
+# URL-safe (base64url's alphabet): the id goes into a query path as it is.
+_PREDICTION_ID = re.compile(r"[A-Za-z0-9_-]+")
 _REQUEST_ID = re.compile(r"\(request id: ([^)\s]+)\)")
 _EXCERPT_CHARS = 300
 
@@ -102,7 +106,7 @@ def build_create_request(
 
 def build_query_request(prediction_id: str) -> RequestSpec:
     """The query call: `GET /replicate/v1/predictions/{id}`."""
-    if not isinstance(prediction_id, str) or not _PREDICTION_ID.match(prediction_id):
+    if not _is_prediction_id(prediction_id):
         raise InputValidationError(f"not a prediction id: {prediction_id!r}")
     return RequestSpec(
         kind="query",
@@ -122,9 +126,18 @@ def excerpt(body: bytes) -> str:
 
 
 def decipher_response(
-    response: RawResponse, previous: Prediction | None = None
+    response: RawResponse,
+    previous: Prediction | None = None,
+    *,
+    asked_id: str | None = None,
 ) -> Prediction:
     """Read a create or query reply into a `Prediction`, or raise its error.
+
+    A create reply (no `previous`, no `asked_id`) must carry a usable id: a
+    non-empty string of URL-safe characters, which a later query can ask for. A
+    query reply is about the id asked for (`asked_id`, else `previous.id`): one
+    that names another id, or none, is read as the prediction asked for, with a
+    WARNING naming both, so that polling it never stops.
 
     `previous` is the state already known of a prediction being polled. A reply
     that reports it unfinished, in the same status, is answered with `previous`
@@ -133,23 +146,41 @@ def decipher_response(
 
     Raises:
         APIError: a subclass chosen by status; `UnexpectedResponseError` for a
-            redirect, or a success reply that is not a prediction object.
+            redirect, a success reply that is not a prediction object, or a create
+            reply without a usable id.
     """
     if not 200 <= response.status < 300:
         raise error_from_response(response)
-    data = _decode_json(response)
+    asked_id = asked_id or (previous.id if previous is not None else None)
+    data = _decode_json(response, asked_id)
     if not isinstance(data, Mapping):
-        raise _unexpected(response, "the reply is not a JSON object")
+        raise _unexpected(response, "the reply is not a JSON object", asked_id)
     data = _unwrap_envelope(data)
     if previous is not None and _still_unfinished_as(data, previous):
         return previous
+    if asked_id is None:
+        if not _is_prediction_id(data.get("id")):
+            raise _unexpected(response, "the reply has no usable prediction id")
+    elif data.get("id") != asked_id:
+        if data.get("id") is not None:
+            logger.warning(
+                "asked for prediction %s, the reply names %r: read as %s",
+                asked_id,
+                data.get("id"),
+                asked_id,
+            )
+        data = {**data, "id": asked_id}
     try:
         return structure_prediction(data)
-    except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
+    except Exception as exc:  # whatever the reply holds, it is this reply's error
         reason = "; ".join(_describe_structure_error(exc))
         raise _unexpected(
-            response, f"the reply is not a prediction ({reason})"
+            response, f"the reply is not a prediction ({reason})", asked_id
         ) from exc
+
+
+def _is_prediction_id(value: object) -> bool:
+    return isinstance(value, str) and _PREDICTION_ID.fullmatch(value) is not None
 
 
 def error_from_response(response: RawResponse) -> APIError:
@@ -219,14 +250,14 @@ def _request_id(message: str) -> str | None:
     return match.group(1) if match else None
 
 
-def _decode_json(response: RawResponse) -> Any:
+def _decode_json(response: RawResponse, asked_id: str | None) -> Any:
     content_type = response.headers.get("content-type", "")
     if "html" in content_type:
-        raise _unexpected(response, "got HTML instead of JSON")
+        raise _unexpected(response, "got HTML instead of JSON", asked_id)
     try:
         return json.loads(response.body)
-    except ValueError:
-        raise _unexpected(response, "the reply is not valid JSON") from None
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
+        raise _unexpected(response, "the reply is not valid JSON", asked_id) from None
 
 
 def _still_unfinished_as(data: Mapping[str, Any], previous: Prediction) -> bool:
@@ -247,7 +278,11 @@ def _unwrap_envelope(data: Mapping[str, Any]) -> Mapping[str, Any]:
     return data
 
 
-def _unexpected(response: RawResponse, reason: str) -> UnexpectedResponseError:
+def _unexpected(
+    response: RawResponse, reason: str, prediction_id: str | None = None
+) -> UnexpectedResponseError:
+    if prediction_id is not None:
+        reason = f"prediction {prediction_id}: {reason}"
     body = excerpt(response.body)
     message = f"{reason}: {body}" if body else reason
     return UnexpectedResponseError(

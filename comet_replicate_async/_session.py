@@ -30,7 +30,12 @@ import anyio
 from anyio.abc import TaskGroup
 
 from ._batch import BatchTracker, CreateJob, Creators, log_abandoned
-from ._config import RequestTimeout, resolve_api_key, resolve_base_url
+from ._config import (
+    RequestTimeout,
+    resolve_api_key,
+    resolve_base_url,
+    resolve_request_timeout,
+)
 from ._exceptions import (
     AmbiguousSubmitError,
     CometReplicateError,
@@ -70,6 +75,11 @@ BatchInput = Mapping[str, Any] | FluxInput
 # would hold a task, a request and, past the pool, a queue place.
 _BATCH_CREATES = 16
 
+# The default per-prediction deadline, in seconds. Replicate ends a prediction
+# after 30 minutes; five more cover a queue at the gateway and the last polls. A
+# finite default means no wait hangs on a prediction the server never finishes.
+DEFAULT_TIMEOUT = 35 * 60.0
+
 
 class _State(enum.Enum):
     UNOPENED = "unopened"  # built, not entered yet
@@ -99,8 +109,11 @@ class Session:
             shows the current size.
         retry: how failed calls are retried; see `RetryPolicy`.
         poll: how the poller spaces its queries; see `PollPolicy`.
-        timeout: the default per-prediction deadline in seconds (None: no deadline).
-        request_timeout: connect and read timeouts of each HTTP call.
+        timeout: the default per-prediction deadline in seconds: 2100 (35
+            minutes), since Replicate ends a prediction after 30. None waits for
+            ever.
+        request_timeout: connect and read timeouts of each HTTP call: seconds for
+            all of them alike, or a `RequestTimeout`.
         prefer_wait: send `Prefer: wait=N` (1 to 60) on creates and read for up to
             N seconds plus a margin; an unfinished reply falls back to polling.
         http_session: an `aiohttp.ClientSession` to borrow instead of owning one;
@@ -120,8 +133,8 @@ class Session:
         adaptive_concurrency: bool = False,
         retry: RetryPolicy | None = None,
         poll: PollPolicy | None = None,
-        timeout: float | None = None,
-        request_timeout: RequestTimeout | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        request_timeout: RequestTimeout | float | None = None,
         prefer_wait: int | None = None,
         http_session: aiohttp.ClientSession | None = None,
         on_event: EventHandler | None = None,
@@ -136,7 +149,7 @@ class Session:
         self.retry = retry or RetryPolicy()
         self.poll = poll or PollPolicy()
         self.timeout = timeout
-        self.request_timeout = request_timeout or RequestTimeout()
+        self.request_timeout = resolve_request_timeout(request_timeout)
         self.prefer_wait = prefer_wait
         self._window = ConcurrencyWindow(max_concurrency, adaptive=adaptive_concurrency)
         self._pacer = (
@@ -319,7 +332,7 @@ class Session:
         while True:
             attempt += 1
             try:
-                return await self._send(spec)
+                return await self._send(spec, asked_id=prediction_id)
             except CometReplicateError as error:
                 delay = self._retry_delay("query", error, attempt)
                 if delay is None:
@@ -690,6 +703,7 @@ class Session:
         *,
         read_timeout: float | None = None,
         previous: Prediction | None = None,
+        asked_id: str | None = None,
     ) -> Prediction:
         throttle = (
             self._create_throttle if spec.kind == "create" else self._query_throttle
@@ -703,7 +717,7 @@ class Session:
             self._counters.queries += 1
         try:
             response = await self._transport.send(spec, read_timeout=read_timeout)
-            return decipher_response(response, previous)
+            return decipher_response(response, previous, asked_id=asked_id)
         except RateLimitError as error:
             self._counters.rate_limited += 1
             # The whole session slows down, not only this caller: creates wait as

@@ -422,6 +422,62 @@ async def test_scripted_malformed_replies_come_after_creating(
     assert fake_comet.stats.created == 1
 
 
+async def test_scripted_polls_answer_one_prediction_only_then_normally(
+    session: aiohttp.ClientSession, fake_comet: FakeCometAPI
+) -> None:
+    odd = (await create(session, fake_comet, prompt="odd")).json()["id"]
+    fine = (await create(session, fake_comet, prompt="fine")).json()["id"]
+    fake_comet.script_polls(
+        odd,
+        Fault.raw(b"<html>hiccup</html>", status=202, content_type="text/html"),
+        Fault.raw(lambda normal: {**normal, "status": "SUCCEEDED", "id": "other"}),
+    )
+
+    sibling = await query(session, fake_comet, fine)
+    first = await query(session, fake_comet, odd)
+    second = await query(session, fake_comet, odd)
+    third = await query(session, fake_comet, odd)
+
+    assert sibling.json()["id"] == fine
+    assert (first.status, first.body) == (202, b"<html>hiccup</html>")
+    assert first.headers["Content-Type"].startswith("text/html")
+    assert second.json()["status"] == "SUCCEEDED"
+    assert second.json()["id"] == "other"
+    assert second.json()["input"] == {"prompt": "odd"}  # rewritten from the normal
+    assert third.json()["id"] == odd  # the script is used up
+
+
+async def test_scripted_polls_by_a_test_on_the_record_repeat_the_last(
+    session: aiohttp.ClientSession, fake_comet: FakeCometAPI
+) -> None:
+    fake_comet.script_polls(
+        lambda record: record.input["prompt"].startswith("odd"),
+        Fault.raw({"not": "a prediction"}),
+        repeat_last=True,
+    )
+    odd = [
+        (await create(session, fake_comet, prompt=f"odd {n}")).json() for n in (1, 2)
+    ]
+    fine = (await create(session, fake_comet, prompt="fine")).json()
+
+    answers = [await query(session, fake_comet, p["id"]) for p in odd * 2]
+
+    assert [answer.json() for answer in answers] == [{"not": "a prediction"}] * 4
+    assert odd[0]["status"] == "starting"  # the create itself is not scripted
+    assert (await query(session, fake_comet, fine["id"])).json()["id"] == fine["id"]
+
+
+async def test_scripted_raw_create_creates_first(
+    session: aiohttp.ClientSession, fake_comet: FakeCometAPI
+) -> None:
+    fake_comet.script("create", Fault.raw({"id": "abc def"}, status=201))
+
+    answer = await create(session, fake_comet)
+
+    assert (answer.status, answer.json()) == (201, {"id": "abc def"})
+    assert fake_comet.stats.created == 1
+
+
 async def test_scripted_redirect_is_not_followed_by_a_careful_client(
     session: aiohttp.ClientSession, fake_comet: FakeCometAPI
 ) -> None:

@@ -4,10 +4,11 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+import cattrs
 import pytest
 
 from comet_replicate_async import Metrics, Prediction, Status
-from comet_replicate_async._converters import structure_prediction
+from comet_replicate_async._converters import make_converter, structure_prediction
 
 CREATE_REPLY: dict[str, Any] = {
     "id": "q4chw5rey9rmt0cww76t4h3ma4",
@@ -142,3 +143,144 @@ def test_prediction_is_frozen() -> None:
 
     with pytest.raises(AttributeError):
         pred.id = "b"  # type: ignore[misc]
+
+
+# The parsing rules of "What the client accepts", one test each.
+
+OPTIONAL_ABSENT: dict[str, object] = {
+    "model": "",
+    "version": None,
+    "input": {},
+    "output": None,
+    "error": None,
+    "logs": None,
+    "metrics": None,
+    "created_at": None,
+    "started_at": None,
+    "completed_at": None,
+    "urls": {},
+    "data_removed": False,
+    "source": None,
+}
+
+
+@pytest.mark.parametrize(("field", "absent"), OPTIONAL_ABSENT.items())
+def test_null_means_absent_for_every_optional_field(field: str, absent: object) -> None:
+    pred = structure_prediction({"id": "a", "status": "processing", field: None})
+
+    assert getattr(pred, field) == absent
+    assert getattr(pred, field) != "None"
+
+
+@pytest.mark.parametrize("field", ["id", "status"])
+def test_null_id_or_status_is_not_a_prediction(field: str) -> None:
+    with pytest.raises(cattrs.BaseValidationError):
+        structure_prediction({"id": "a", "status": "processing", field: None})
+
+
+@pytest.mark.parametrize(
+    ("text", "status"),
+    [
+        ("SUCCEEDED", Status.SUCCEEDED),
+        (" Failed ", Status.FAILED),
+        ("Processing\n", Status.PROCESSING),
+        ("ABORTED", Status.ABORTED),
+        ("canceled", Status.CANCELED),
+    ],
+)
+def test_statuses_match_case_insensitively_after_trimming(
+    text: str, status: Status
+) -> None:
+    pred = structure_prediction({"id": "a", "status": text})
+
+    assert pred.status is status
+    assert pred.done is status.terminal
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(True, True), (False, False), ("true", True), ("false", False), (" TRUE ", True)],
+)
+def test_booleans_are_json_booleans_or_true_false_strings(
+    value: object, expected: bool
+) -> None:
+    pred = structure_prediction(
+        {"id": "a", "status": "succeeded", "data_removed": value}
+    )
+
+    assert pred.data_removed is expected
+
+
+@pytest.mark.parametrize(
+    ("stamp", "expected"),
+    [
+        ("2026-03-12T11:27:18Z", datetime(2026, 3, 12, 11, 27, 18, tzinfo=UTC)),
+        ("2026-03-12T11:27:18.5Z", datetime(2026, 3, 12, 11, 27, 18, 500000, UTC)),
+        (
+            "2026-03-12T11:27:18.123456789Z",
+            datetime(2026, 3, 12, 11, 27, 18, 123456, UTC),
+        ),
+        ("2026-03-12T12:27:18+01:00", datetime(2026, 3, 12, 11, 27, 18, tzinfo=UTC)),
+        ("2026-03-12T03:27:18-0800", datetime(2026, 3, 12, 11, 27, 18, tzinfo=UTC)),
+        ("2026-03-12T11:27:18", datetime(2026, 3, 12, 11, 27, 18, tzinfo=UTC)),
+        ("2026-03-12 11:27:18.25", datetime(2026, 3, 12, 11, 27, 18, 250000, UTC)),
+    ],
+)
+def test_timestamps_with_any_zone_or_none_read_as_aware(
+    stamp: str, expected: datetime
+) -> None:
+    pred = structure_prediction({"id": "a", "status": "succeeded", "created_at": stamp})
+
+    assert pred.created_at == expected
+    assert pred.created_at is not None
+    assert pred.created_at.utcoffset() is not None
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("created_at", "84 seconds"),
+        ("completed_at", 1741778838),
+        ("data_removed", "yes"),
+        ("input", "a paper boat"),
+        ("model", 7),
+    ],
+)
+def test_an_unreadable_optional_field_reads_as_absent_and_keeps_the_result(
+    field: str, value: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="comet_replicate_async")
+    converter = make_converter()  # its own record of the fields warned about
+    reply = {"id": "a", "status": "succeeded", "output": ["https://x/a.png"]}
+
+    first = structure_prediction({**reply, field: value}, converter)
+    second = structure_prediction({**reply, field: value}, converter)
+
+    assert getattr(first, field) == OPTIONAL_ABSENT[field]
+    assert first.status is Status.SUCCEEDED
+    assert first.output_urls == ("https://x/a.png",)
+    assert second == first
+    warnings = [r for r in caplog.records if field in r.getMessage()]
+    assert len(warnings) == 1
+    assert warnings[0].levelno == logging.WARNING
+
+
+@pytest.mark.parametrize(
+    ("output", "urls"),
+    [
+        ("https://x/a.png", ("https://x/a.png",)),
+        ("data:image/png;base64,iVBO", ("data:image/png;base64,iVBO",)),
+        (["http://x/a.png", "HTTPS://x/b.png"], ("http://x/a.png", "HTTPS://x/b.png")),
+        ({"image": "https://x/a.png", "seed": 42}, ("https://x/a.png",)),
+        (["The", " cat", " sat"], ()),  # a language model's tokens
+        ("a paper boat", ()),
+        (["https://x/a.png", None, 3, "ftp://x/b.png"], ("https://x/a.png",)),
+        (42, ()),
+    ],
+)
+def test_output_urls_are_only_http_and_data_urls(
+    output: object, urls: tuple[str, ...]
+) -> None:
+    pred = structure_prediction({"id": "a", "status": "succeeded", "output": output})
+
+    assert pred.output_urls == urls

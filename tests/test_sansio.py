@@ -99,6 +99,7 @@ def test_any_2xx_prediction_reads(status: int) -> None:
     assert pred.status is Status.PROCESSING
 
 
+URL = "https://replicate.delivery/xezq/abc/out-0.webp"
 RUNNING = {"id": "abc", "model": "o/m", "status": "processing", "logs": "step 1"}
 
 
@@ -133,13 +134,13 @@ def test_data_envelope_is_unwrapped() -> None:
             200,
             {
                 "code": "success",
-                "data": {"id": "abc", "status": "succeeded", "output": ["u"]},
+                "data": {"id": "abc", "status": "succeeded", "output": [URL]},
             },
         )
     )
 
     assert pred.id == "abc"
-    assert pred.output_urls == ("u",)
+    assert pred.output_urls == (URL,)
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ __all__ = ["Fault", "FaultKind", "FaultRates", "RateLimiter", "check_probability
 
 FaultKind = Literal[
     "ok", "status", "rate_limited", "ghost", "reset", "delay", "html", "truncated",
-    "redirect",
+    "redirect", "raw",
 ]  # fmt: skip
 
 #: The 5xx codes CometAPI documents as retryable platform failures.
@@ -52,6 +52,7 @@ class Fault:
         after_create: Whether the normal work happens before the fault.
         seconds: Delay before replying.
         location: Redirect target (`None`: `/moved` + the request path).
+        content_type: `Content-Type` of a raw reply.
     """
 
     kind: FaultKind
@@ -64,6 +65,7 @@ class Fault:
     after_create: bool = False
     seconds: float = 0.0
     location: str | None = None
+    content_type: str = "application/json"
 
     @classmethod
     def ok(cls) -> Fault:
@@ -118,6 +120,35 @@ class Fault:
     def truncated(cls) -> Fault:
         """Reply the normal status with the first half of the JSON (after creating)."""
         return cls("truncated", after_create=True)
+
+    @classmethod
+    def raw(
+        cls,
+        body: Any,
+        *,
+        status: int = 200,
+        content_type: str = "application/json",
+        headers: Mapping[str, str] | None = None,
+    ) -> Fault:
+        """Reply exactly *body* with *status*, after doing the normal work.
+
+        *body* is sent as is when `bytes` or `str`; a callable is given the
+        normal reply's decoded JSON (None if it is not JSON) and its result is
+        sent; anything else is encoded as JSON. With `FakeCometAPI.script_polls`
+        this serves any reply a real gateway might send, for one prediction.
+
+        Usage:
+
+        ```python
+        fake.script_polls(prediction.id, Fault.raw({"status": "SUCCEEDED"}))
+        fake.script_polls(
+            prediction.id, Fault.raw(lambda normal: {**normal, "id": "other"})
+        )
+        ```
+        """
+        return cls(
+            "raw", status, body, headers, after_create=True, content_type=content_type
+        )
 
     @classmethod
     def redirect(cls, location: str | None = None, status: int = 301) -> Fault:

@@ -127,6 +127,29 @@ async def apply_fault(
         case "redirect":
             location = fault.location or moved_url
             return Reply(fault.status_code or 301, headers=(("Location", location),))
+        case "raw":
+            done = await normal()
+            return Reply(
+                fault.status_code or 200,
+                _raw_body(fault.body, done.body),
+                fault.content_type,
+                headers=fault.headers,
+                prediction_id=done.prediction_id,
+            )
+
+
+def _raw_body(body: Any, normal_body: bytes) -> bytes:
+    if callable(body):
+        try:
+            normal = json.loads(normal_body)
+        except ValueError:
+            normal = None
+        body = body(normal)
+    if isinstance(body, str):
+        return body.encode()
+    if isinstance(body, bytes):
+        return body
+    return json.dumps(body).encode()
 
 
 def _fault_reply(fault: Fault, request_id: str) -> Reply:

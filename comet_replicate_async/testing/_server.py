@@ -27,6 +27,8 @@ __all__ = ["FakeCometAPI", "ScriptedRoute"]
 
 ScriptedRoute = Literal["create", "query", "file"]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: Which predictions a poll script is for: an id, or a test on each new record.
+PollTarget = str | Callable[[PredictionRecord], bool]
 
 #: Replicate's `Prefer: wait` grammar; a bare `wait` means 60 s.
 _PREFER_WAIT: Final = re.compile(r"\bwait(?:=(\d+))?\b")
@@ -103,6 +105,14 @@ class FakeCometAPI:
     _limiter: RateLimiter | None = attrs.field(init=False, repr=False)
     _rng: random.Random = attrs.field(init=False, repr=False)
     _scripts: dict[str, deque[Fault]] = attrs.field(init=False, repr=False)
+    # Poll scripts by prediction id (with whether the last one repeats), and
+    # the ones waiting for a prediction that matches.
+    _poll_scripts: dict[str, tuple[deque[Fault], bool]] = attrs.field(
+        factory=dict, init=False, repr=False
+    )
+    _poll_rules: list[
+        tuple[Callable[[PredictionRecord], bool], tuple[Fault, ...], bool]
+    ] = attrs.field(factory=list, init=False, repr=False)
     # The only attributes that change after construction: which ports are open.
     _runners: list[web.AppRunner] = attrs.field(
         factory=list, init=False, repr=False, on_setattr=attrs.setters.NO_OP
@@ -226,11 +236,34 @@ class FakeCometAPI:
         """
         self._scripts[route].extend(faults)
 
+    def script_polls(
+        self, which: PollTarget, *faults: Fault, repeat_last: bool = False
+    ) -> None:
+        """Queue *faults* for the next polls of one prediction, one per poll.
+
+        Other predictions are polled as usual, so a test can give one prediction
+        odd replies (`Fault.raw`) and watch its siblings finish normally. Route
+        scripts (`script("query", ...)`) still come first.
+
+        Args:
+            which: A prediction id, or a test on each prediction created from
+                now on (e.g. `lambda record: record.input["prompt"] == "odd"`);
+                every prediction it matches gets its own copy of *faults*.
+            faults: One per poll; polls after the last are answered normally.
+            repeat_last: The last fault answers every later poll instead.
+        """
+        if isinstance(which, str):
+            self._poll_scripts[which] = (deque(faults), repeat_last)
+        else:
+            self._poll_rules.append((which, faults, repeat_last))
+
     def reset(self) -> None:
         """Forget predictions, statistics, scripts and the throttle window."""
         self.stats.clear()
         for queue in self._scripts.values():
             queue.clear()
+        self._poll_scripts.clear()
+        self._poll_rules.clear()
         if self._limiter is not None:
             self._limiter.clear()
 
@@ -321,6 +354,8 @@ class FakeCometAPI:
         prediction_id = request.match_info["id"]
         request[_PREDICTION_ID] = prediction_id
         if fault is None:
+            fault = self._next_poll_fault(prediction_id)
+        if fault is None:
             fault = self._rates.draw("query", self._rng)
 
         async def query() -> Reply:
@@ -373,6 +408,13 @@ class FakeCometAPI:
         # throttling still apply.
         return None if fault is None or fault.kind == "ok" else fault
 
+    def _next_poll_fault(self, prediction_id: str) -> Fault | None:
+        queue, repeat_last = self._poll_scripts.get(prediction_id, (None, False))
+        if not queue:
+            return None
+        fault = queue[0] if repeat_last and len(queue) == 1 else queue.popleft()
+        return None if fault.kind == "ok" else fault
+
     def _authorized(self, request: web.Request) -> bool:
         return request.headers.get("Authorization") == f"Bearer {self.api_key}"
 
@@ -398,6 +440,9 @@ class FakeCometAPI:
             rng=self._rng,
         )
         self.stats.record_prediction(prediction)
+        for matches, faults, repeat_last in self._poll_rules:
+            if matches(prediction):
+                self._poll_scripts[prediction.id] = (deque(faults), repeat_last)
         return prediction
 
     def _latency_for(self, model: str) -> Latency:

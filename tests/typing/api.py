@@ -65,6 +65,12 @@ async def single() -> tuple[str, ...]:
         return pred.output_urls
 
 
+async def seconds_and_no_deadline() -> Prediction:
+    # Seconds for every HTTP timeout alike; no per-prediction deadline.
+    async with Session(request_timeout=30.0, timeout=None) as session:
+        return await session.get("q4chw5rey9rmt0cww76t4h3ma4")
+
+
 async def batch() -> list[BatchItem]:
     async with Session("sk-...") as session:
         future: PredictionFuture = session.submit(
@@ -200,6 +206,13 @@ async def docs_testing() -> None:
         )
         fake.script("query", Fault.status(503))
         fake.script("file", Fault.status(404))
+        fake.script_polls("q4chw5rey9rmt0cww76t4h3ma4", Fault.raw(b"<html>"))
+        fake.script_polls(
+            lambda record: record.model.endswith("flux-pro"),
+            Fault.raw(lambda normal: {**normal, "status": "SUCCEEDED"}, status=201),
+            Fault.raw({"id": "other"}, content_type="application/json"),
+            repeat_last=True,
+        )
         stats: FakeStats = fake.stats
         counts: list[int] = [
             stats.count("create"),
