@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import enum
 import functools
+import inspect
 import itertools
 import logging
 import math
@@ -16,6 +17,7 @@ from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
+    Awaitable,
     Callable,
     Iterable,
     Mapping,
@@ -29,18 +31,20 @@ import aiohttp
 import anyio
 from anyio.abc import TaskGroup
 
-from ._batch import BatchTracker, CreateJob, Creators, log_abandoned
+from ._batch import BatchIterator, BatchTracker, CreateJob, Creators, log_abandoned
 from ._config import RequestTimeout, resolve_api_key, resolve_base_url
 from ._exceptions import (
     AmbiguousSubmitError,
     CometReplicateError,
     InputValidationError,
+    PredictionAbandoned,
     PredictionTimeout,
     RateLimitError,
     deadline_passed,
     error_for_status,
 )
 from ._futures import PredictionFuture
+from ._handoff import CreateHandoff
 from ._inputs import FluxInput, InputArg, ModelArg, resolve_call
 from ._limits import ConcurrencyWindow, CreatePacer, Throttle
 from ._models import BatchItem, Prediction, Status
@@ -64,6 +68,8 @@ __all__ = ["Session"]
 logger = logging.getLogger("comet_replicate_async")
 
 BatchInput = Mapping[str, Any] | FluxInput
+# Told of each new prediction as its create answers, whatever became of the caller.
+OnCreated = Callable[[Prediction], Awaitable[None] | None]
 
 # Creates a batch has in flight at once. Sixteen at 0.5 s each is far above the
 # create rate limits seen in practice (hundreds a minute), and each waiting create
@@ -228,6 +234,7 @@ class Session:
             self._state = _State.CLOSED
             return
         if abandon:
+            self._state = _State.CLOSED
             self._abandon_outstanding()
         else:
             await self._jobs_finished.wait()
@@ -252,6 +259,18 @@ class Session:
                 len(ids),
                 ", ".join(ids),
             )
+        # Callers in other tasks would wait forever for a poller that is stopping:
+        # each ends now with the id it was waiting for.
+        for entry in self._registry.entries():
+            if not entry.outcome.done():
+                entry.outcome.set_exception(_closed_while_waiting(entry.prediction))
+        self._window.fail_waiters(
+            lambda: PredictionAbandoned(
+                "the session closed on an error before a slot was free; "
+                "nothing was created",
+                None,
+            )
+        )
 
     def _check_usable(self) -> None:
         if self._state is not _State.OPENED:
@@ -267,7 +286,13 @@ class Session:
 
     # Single calls
 
-    async def create(self, model: ModelArg, input: InputArg = None) -> Prediction:
+    async def create(
+        self,
+        model: ModelArg,
+        input: InputArg = None,
+        *,
+        on_created: OnCreated | None = None,
+    ) -> Prediction:
         """Start one prediction: a single create call, at most once.
 
         `model` is `"owner/name"` with a dict or typed `input`, or a typed input
@@ -276,11 +301,21 @@ class Session:
         retried; a failure after the request was sent raises `AmbiguousSubmitError`
         (unless the retry policy opts into `retry_ambiguous_creates`, which may pay
         twice).
+
+        `on_created` (a function, or an async one) is called with the new
+        prediction as soon as the create answers, and awaited before this call
+        returns: even if the caller was cancelled meanwhile, so a journal it
+        writes never misses a billed id. What it raises is logged, not raised.
         """
         self._check_usable()
-        return await self._create(*resolve_call(model, input))
+        return await self._create(*resolve_call(model, input), on_created)
 
-    async def _create(self, model: str, input: dict[str, Any]) -> Prediction:
+    async def _create(
+        self,
+        model: str,
+        input: dict[str, Any],
+        on_created: OnCreated | None = None,
+    ) -> Prediction:
         spec = build_create_request(model, input, prefer_wait=self.prefer_wait)
         read_timeout = None if self.prefer_wait is None else self.prefer_wait + 5.0
         may_exist = False
@@ -289,10 +324,12 @@ class Session:
             attempt += 1
             if self._pacer is not None:
                 await self._pacer.wait_turn()
+            if self._create_throttle.paused_for > 0:
+                await self._create_throttle.wait()
+            # A caller cancelled by now (a cancelled future, a scope) sends nothing.
+            await anyio.lowlevel.checkpoint_if_cancelled()
             try:
-                # Never interrupted once sent: a cancel must not lose a paid-for id.
-                with anyio.CancelScope(shield=True):
-                    prediction = await self._send(spec, read_timeout=read_timeout)
+                prediction = await self._hand_off_create(spec, read_timeout, on_created)
             except CometReplicateError as error:
                 may_exist = may_exist or create_may_have_happened(error)
                 delay = self._retry_delay("create", error, attempt)
@@ -301,15 +338,66 @@ class Session:
                         raise AmbiguousSubmitError(model, input, error) from error
                     raise
             else:
-                self._window.on_success()
-                self._emit(Event("created", prediction=prediction))
-                try:
-                    await anyio.lowlevel.checkpoint_if_cancelled()
-                except anyio.get_cancelled_exc_class():
-                    log_abandoned(prediction, "cancelled as its create answered")
-                    raise
                 return prediction
             await anyio.sleep(delay)
+
+    async def _hand_off_create(
+        self,
+        spec: RequestSpec,
+        read_timeout: float | None,
+        on_created: OnCreated | None,
+    ) -> Prediction:
+        """Send one create from a task of the session and wait for its answer.
+
+        Once sent, a create is never interrupted and its id never lost, whatever
+        cancels the caller (a scope, `task.cancel()`, `wait_for`, a server
+        cancelling its handler): the caller stops waiting at once, and the task
+        finishes the create and logs the id.
+        """
+        if self._state is not _State.OPENED:
+            raise PredictionAbandoned(
+                "the session closed before the create was sent; nothing was created",
+                None,
+            )
+        assert self._loop is not None
+        assert self._task_group is not None
+        handoff = CreateHandoff(self._loop.create_future())
+        self._job_started()
+        self._task_group.start_soon(
+            self._send_create, spec, read_timeout, on_created, handoff
+        )
+        try:
+            return await asyncio.shield(handoff.answer)
+        except asyncio.CancelledError:
+            handoff.caller_left()
+            raise
+
+    async def _send_create(
+        self,
+        spec: RequestSpec,
+        read_timeout: float | None,
+        on_created: OnCreated | None,
+        handoff: CreateHandoff,
+    ) -> None:
+        try:
+            if handoff.caller_gone:
+                handoff.failed(asyncio.CancelledError())  # never sent
+                return
+            # Never interrupted once sent: a cancel must not lose a paid-for id.
+            with anyio.CancelScope(shield=True):
+                try:
+                    prediction = await self._send(spec, read_timeout=read_timeout)
+                except Exception as error:
+                    handoff.failed(error)
+                    return
+            self._window.on_success()
+            self._emit(Event("created", prediction=prediction))
+            if on_created is not None:
+                with anyio.CancelScope(shield=True):
+                    await _call_on_created(on_created, prediction)
+            handoff.created(prediction)
+        finally:
+            self._job_done()
 
     async def get(self, prediction_id: str) -> Prediction:
         """Read one prediction's current state: a single query call, with retries."""
@@ -342,11 +430,17 @@ class Session:
             build_query_request(prediction)  # validates the id before any request
             prediction = Prediction(id=prediction, status=Status.STARTING)
         deadline = self._deadline(timeout)
-        return await self._wait_until(prediction, deadline)
+        self._job_started()
+        try:
+            return await self._wait_until(prediction, deadline)
+        finally:
+            self._job_done()
 
     async def _wait_until(self, prediction: Prediction, deadline: float) -> Prediction:
         if prediction.done:
             return _outcome(prediction)
+        if self._state is not _State.OPENED:
+            raise _closed_while_waiting(prediction)
         entry = self._poller.watch(prediction)
         entry.waiters += 1
         try:
@@ -373,16 +467,28 @@ class Session:
         self._check_usable()
         model_id, body = resolve_call(model, input)
         deadline = self._deadline(timeout)
-        self._counters.submitted += 1
-        await self._acquire_slot(deadline)
-        return await self._run_in_slot(model_id, body, deadline)
+        self._counters.started()
+        # A normal close waits for this call, whichever task it runs in.
+        self._job_started()
+        try:
+            await self._acquire_slot(deadline)
+            return await self._run_in_slot(model_id, body, deadline)
+        finally:
+            self._job_done()
 
     async def _acquire_slot(self, deadline: float) -> None:
         """Wait for a concurrency slot, but not past the deadline."""
-        with anyio.move_on_after(deadline - time.monotonic()):
-            await self._window.acquire()
-            return
-        self._counters.failed += 1
+        try:
+            with anyio.move_on_after(deadline - time.monotonic()):
+                await self._window.acquire()
+                return
+        except PredictionAbandoned:
+            self._counters.finished(succeeded=False)
+            raise
+        except anyio.get_cancelled_exc_class():
+            self._counters.cancelled()
+            raise
+        self._counters.finished(succeeded=False)
         raise PredictionTimeout(
             "the deadline passed while waiting for a free slot; nothing was created",
             None,
@@ -393,23 +499,34 @@ class Session:
         model: str,
         input: dict[str, Any],
         deadline: float,
-        on_created: Callable[[Prediction], None] | None = None,
+        on_created: OnCreated | None = None,
     ) -> Prediction:
         """Create and wait, holding a window slot taken by the caller; free it after."""
-        self._counters.in_flight += 1
-        succeeded = False
-        created: Prediction | None = None
         try:
             created = await self._create_by(model, input, deadline, on_created)
+        except anyio.get_cancelled_exc_class():
+            self._counters.cancelled()
+            self._window.release()
+            raise
+        except BaseException:
+            self._counters.finished(succeeded=False)
+            self._window.release()
+            raise
+        # None once counted as cancelled.
+        succeeded: bool | None = False
+        try:
             result = await self._wait_until(created, deadline)
             succeeded = True
             return result
         except anyio.get_cancelled_exc_class():
-            if created is not None and not created.done:
+            if not created.done:
                 log_abandoned(created, "stopped waiting (cancelled)")
+            self._counters.cancelled()
+            succeeded = None
             raise
         finally:
-            self._counters.finished(succeeded=succeeded)
+            if succeeded is not None:
+                self._counters.finished(succeeded=succeeded)
             self._window.release()
 
     async def _create_by(
@@ -417,16 +534,14 @@ class Session:
         model: str,
         input: dict[str, Any],
         deadline: float,
-        on_created: Callable[[Prediction], None] | None = None,
+        on_created: OnCreated | None = None,
     ) -> Prediction:
         """Create unless the deadline has passed; raise if it passed meanwhile."""
         if time.monotonic() >= deadline:
             raise PredictionTimeout(
                 "the deadline passed before the create; nothing was created", None
             )
-        created = await self._create(model, input)
-        if on_created is not None:
-            on_created(created)
+        created = await self._create(model, input, on_created)
         if time.monotonic() >= deadline and not created.done:
             raise PredictionTimeout(
                 f"prediction {created.id} was created after its deadline; "
@@ -445,7 +560,7 @@ class Session:
         """Start `run(model, input)` in the background and return its future at once."""
         self._check_usable()
         future = PredictionFuture(*resolve_call(model, input))
-        self._counters.submitted += 1
+        self._counters.started()
         self._job_started()
         self._futures.add(future)
         assert self._task_group is not None
@@ -469,7 +584,7 @@ class Session:
         except Exception as exc:
             error = exc
         except BaseException:
-            error = asyncio.CancelledError("the session closed before it finished")
+            error = _closed_while_waiting(future.prediction)
             raise
         finally:
             future._finish(prediction, error)
@@ -530,13 +645,15 @@ class Session:
         inputs: Iterable[BatchInput] | AsyncIterable[BatchInput],
         *,
         timeout: float | None = None,
-    ) -> AsyncGenerator[BatchItem, None]:
+    ) -> BatchIterator:
         """Run one prediction per input; yield a `BatchItem` for each as it finishes.
 
         Inputs are pulled lazily, one for each free slot of the concurrency window,
         so a huge (or endless) input never sits in memory. A failed item is a
         `BatchItem` with `error` set; its siblings carry on. Stop early with
-        `contextlib.aclosing(...)` and `break`: unfinished items are abandoned.
+        `contextlib.aclosing(...)` and `break` (items not read are logged at
+        WARNING, each with its id), or with `await items.stop()`, which also
+        returns them.
 
         `model` is `"owner/name"` or a typed input class such as `FluxSchnell`;
         each input is a dict or a typed input, validated when its turn comes (an
@@ -547,7 +664,8 @@ class Session:
             validate_model_id(model)
         elif not (isinstance(model, type) and issubclass(model, FluxInput)):
             resolve_call(model, None)  # raises the usual, clear error
-        return self._batch(model, inputs, timeout)
+        tracker = BatchTracker(self._registry, self._counters, self._window.release)
+        return BatchIterator(self._batch(model, inputs, timeout, tracker), tracker)
 
     async def gather(
         self,
@@ -568,14 +686,15 @@ class Session:
         model: str | type[FluxInput],
         inputs: Iterable[BatchInput] | AsyncIterable[BatchInput],
         timeout: float | None,
+        tracker: BatchTracker,
     ) -> AsyncGenerator[BatchItem, None]:
-        tracker = BatchTracker(self._registry, self._counters, self._window.release)
         feeder_scope = anyio.CancelScope()
         assert self._task_group is not None
         self._job_started()
         self._task_group.start_soon(
             self._feed_batch, model, inputs, timeout, tracker, feeder_scope
         )
+        tracker.feeding = True
         try:
             while (item := await tracker.next_item()) is not None:
                 yield item
@@ -642,8 +761,8 @@ class Session:
             try:
                 model_id, body = resolve_call(model, input)
             except InputValidationError as error:
-                self._counters.submitted += 1
-                self._counters.failed += 1
+                self._counters.started()
+                self._counters.finished(succeeded=False)
                 tracker.put(BatchItem(index, input, error=error))
                 continue
             await creators.submit((index, input, model_id, body, deadline))
@@ -652,8 +771,7 @@ class Session:
         """Create one item's prediction, then leave it to the tracker and the poller."""
         index, input, model, body, deadline = job
         # Counted from here: a job still queued when the batch stops never was.
-        self._counters.submitted += 1
-        self._counters.in_flight += 1
+        self._counters.started()
         try:
             created = await self._create_by(model, body, deadline)
         except Exception as error:
@@ -661,7 +779,7 @@ class Session:
             return
         except BaseException:
             # Stopped: its slot is given back when the batch finishes.
-            self._counters.finished(succeeded=False)
+            self._counters.cancelled()
             raise
         if created.done:
             tracker.ended(index, input, created, error_for_status(created))
@@ -754,6 +872,29 @@ class Session:
             self._on_event(event)
         except Exception:
             logger.exception("on_event handler raised; ignored")
+
+
+async def _call_on_created(on_created: OnCreated, prediction: Prediction) -> None:
+    try:
+        result = on_created(prediction)
+        if inspect.isawaitable(result):
+            await result
+    except Exception:
+        logger.exception("on_created raised for prediction %s; ignored", prediction.id)
+
+
+def _closed_while_waiting(prediction: Prediction | None) -> PredictionAbandoned:
+    """The error of a caller whose session closed on an error under it."""
+    if prediction is None:
+        return PredictionAbandoned(
+            "the session closed on an error before the create answered", None
+        )
+    return PredictionAbandoned(
+        f"the session closed on an error while waiting for prediction "
+        f"{prediction.id} (last status: {prediction.status}); it may still run "
+        f"and be billed: another session's wait({prediction.id!r}) picks it up",
+        prediction,
+    )
 
 
 def _outcome(prediction: Prediction) -> Prediction:
