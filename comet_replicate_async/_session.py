@@ -308,7 +308,12 @@ class Session:
         writes never misses a billed id. What it raises is logged, not raised.
         """
         self._check_usable()
-        return await self._create(*resolve_call(model, input), on_created)
+        model_id, body = resolve_call(model, input)
+        self._job_started()  # a normal close waits for it, whichever task it runs in
+        try:
+            return await self._create(model_id, body, on_created)
+        finally:
+            self._job_done()
 
     async def _create(
         self,

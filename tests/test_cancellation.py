@@ -15,6 +15,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -23,12 +24,14 @@ import pytest
 from aiohttp import web
 
 from comet_replicate_async import (
+    Prediction,
     PredictionAbandoned,
     PredictionFuture,
     Session,
     SessionStats,
     Status,
 )
+from comet_replicate_async._journal import Journal
 from comet_replicate_async.testing import FakeCometAPI, Fault, Latency
 
 from helpers import PRO, SCHNELL, eventually, session_for
@@ -165,6 +168,32 @@ async def test_a_web_handler_cancelled_by_its_client_keeps_the_id(
     assert logged_ids(caplog) == set(slow.predictions)
 
 
+async def test_an_id_created_after_its_caller_left_reaches_the_journal(
+    slow: FakeCometAPI, tmp_path: Path
+) -> None:
+    slow.script("create", Fault.delay(LATE))
+    async with Journal(tmp_path / "journal.sqlite3") as journal:
+        async with session_for(slow) as session:
+            await journal.pending("k", 0, 1, {"prompt": "x"})
+
+            async def create() -> Prediction:
+                return await session.create(
+                    PRO,
+                    {"prompt": "x"},
+                    on_created=lambda new: journal.created("k", new.id),
+                )
+
+            took = await cancel_once_sent(
+                "task.cancel", create, lambda: len(slow.predictions) == 1
+            )
+        # The session's exit waited for the create, and its journal write.
+        entry = (await journal.entries())["k"]
+
+    assert took < AT_ONCE
+    assert entry.state == "created"
+    assert [entry.prediction_id] == list(slow.predictions)
+
+
 # 2. A cancelled caller that has not sent its create never sends it.
 
 
@@ -178,6 +207,19 @@ async def test_cancel_right_after_submit_creates_nothing(slow: FakeCometAPI) -> 
     assert slow.stats.created == 0
     assert session.stats.canceled == 5
     assert adds_up(session.stats)
+
+
+async def test_a_caller_cancelled_while_waiting_for_its_pace_sends_nothing(
+    slow: FakeCometAPI,
+) -> None:
+    async with session_for(slow, creates_per_minute=60) as session:
+        await session.create(PRO, {"prompt": "first"})
+        with anyio.move_on_after(0.2):
+            await session.create(PRO, {"prompt": "due a second later"})
+        with anyio.fail_after(5):
+            await session.create(PRO, {"prompt": "takes the next turn"})
+
+    assert slow.stats.created == 2
 
 
 async def test_a_caller_cancelled_before_its_create_sends_nothing(
