@@ -92,7 +92,8 @@ class BatchTracker:
         self._slots_held = 0
         # One context for every callback, instead of a copy made per item.
         self._context = contextvars.copy_context()
-        #: The error the user's input iterable raised, for the consumer to re-raise.
+        #: The error the user's input iterable raised (or the session's, closing
+        #: under the batch), for the consumer to re-raise.
         self.input_error: Exception | None = None
         #: Items that ended after the consumer stopped reading, or were left unread.
         self.unread: list[BatchItem] = []

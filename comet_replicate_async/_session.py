@@ -264,6 +264,7 @@ class Session:
         for entry in self._registry.entries():
             if not entry.outcome.done():
                 entry.outcome.set_exception(_closed_while_waiting(entry.prediction))
+                entry.outcome.exception()  # its waiters raise it; nothing to log
         self._window.fail_waiters(
             lambda: PredictionAbandoned(
                 "the session closed on an error before a slot was free; "
@@ -360,10 +361,7 @@ class Session:
         finishes the create and logs the id.
         """
         if self._state is not _State.OPENED:
-            raise PredictionAbandoned(
-                "the session closed before the create was sent; nothing was created",
-                None,
-            )
+            raise PredictionAbandoned(_NOT_SENT, None)
         assert self._loop is not None
         assert self._task_group is not None
         handoff = CreateHandoff(self._loop.create_future())
@@ -387,6 +385,9 @@ class Session:
         try:
             if handoff.caller_gone:
                 handoff.failed(asyncio.CancelledError())  # never sent
+                return
+            if self._state is not _State.OPENED:  # closed on an error meanwhile
+                handoff.failed(PredictionAbandoned(_NOT_SENT, None))
                 return
             # Never interrupted once sent: a cancel must not lose a paid-for id.
             with anyio.CancelScope(shield=True):
@@ -749,7 +750,13 @@ class Session:
         inputs_left = _aiter(inputs)
         for index in itertools.count():
             # Take the slot before pulling the next input: backpressure.
-            await self._window.acquire()
+            try:
+                await self._window.acquire()
+            except PredictionAbandoned as error:
+                # The session is closing: no more inputs; the consumer learns why
+                # once the started items are read.
+                tracker.input_error = error
+                return
             tracker.slot_taken()
             try:
                 input = await anext(inputs_left)
@@ -886,6 +893,9 @@ async def _call_on_created(on_created: OnCreated, prediction: Prediction) -> Non
             await result
     except Exception:
         logger.exception("on_created raised for prediction %s; ignored", prediction.id)
+
+
+_NOT_SENT = "the session closed before the create was sent; nothing was created"
 
 
 def _closed_while_waiting(prediction: Prediction | None) -> PredictionAbandoned:

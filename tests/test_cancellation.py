@@ -283,9 +283,11 @@ async def test_an_exception_exit_ends_every_caller_with_its_id(
             known = await session.create(PRO, {"prompt": "w"})
             callers.start_soon(catch, "wait", session.wait(known.id))
             await eventually(lambda: session.stats.watched == 2)
-            # One more caller waits for a slot (max_concurrency=1 is taken).
+            # More callers wait for a slot (max_concurrency=1 is taken).
             callers.start_soon(catch, "queued", session.run(PRO, {"prompt": "q"}))
+            callers.start_soon(catch, "batch", session.gather(PRO, [{"prompt": "b"}]))
             await eventually(lambda: session.stats.in_flight == 2)
+            await anyio.wait_all_tasks_blocked()
             raise KeyError("user bug")
 
     async with anyio.create_task_group() as callers:
@@ -293,13 +295,14 @@ async def test_an_exception_exit_ends_every_caller_with_its_id(
         with pytest.raises(KeyError):
             await fail_inside(session, callers)
         with anyio.fail_after(10):
-            await eventually(lambda: len(errors) == 3)
+            await eventually(lambda: len(errors) == 4)
 
     assert all(isinstance(error, PredictionAbandoned) for error in errors.values())
     ids = {
         name: getattr(error, "prediction_id", None) for name, error in errors.items()
     }
     assert ids["queued"] is None
+    assert ids["batch"] is None
     assert {ids["run"], ids["wait"]} == set(slow.predictions)
 
 
