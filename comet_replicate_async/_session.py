@@ -179,6 +179,8 @@ class Session:
         self._jobs = 0
         self._jobs_finished = anyio.Event()
         self._jobs_finished.set()
+        # Set by a close with a grace period: no create is sent any more.
+        self._closing = False
         self._futures: set[PredictionFuture] = set()
         self._rng = random.Random()
 
@@ -222,17 +224,32 @@ class Session:
     ) -> None:
         await self._close(abandon=exc is not None)
 
-    async def aclose(self) -> None:
+    async def aclose(self, *, grace: float | None = None) -> None:
         """Wait for outstanding predictions, then stop the poller and close the pool.
+
+        With `grace` (seconds), a shutdown for services: no create is sent from
+        now on (calls waiting for a slot or their turn, batch inputs not started
+        yet and futures not started end with `PredictionAbandoned`, "not
+        started: the session is closing"); predictions already created are
+        waited for up to `grace` seconds, then abandoned: their callers end with
+        `PredictionAbandoned` carrying the id, and the ids are logged.
 
         Closing twice is harmless. Call it from the task that opened the session.
         """
-        await self._close(abandon=False)
+        if grace is not None and grace < 0:
+            raise ValueError(f"grace must be 0 or more seconds, got {grace}")
+        await self._close(abandon=False, grace=grace)
 
-    async def _close(self, *, abandon: bool) -> None:
+    async def _close(self, *, abandon: bool, grace: float | None = None) -> None:
         if self._state is not _State.OPENED:
             self._state = _State.CLOSED
             return
+        if not abandon and grace is not None:
+            self._closing = True
+            self._window.fail_waiters(_not_started)
+            with anyio.move_on_after(grace):
+                await self._jobs_finished.wait()
+            abandon = self._jobs > 0
         if abandon:
             self._state = _State.CLOSED
             self._abandon_outstanding()
@@ -255,7 +272,8 @@ class Session:
         ids = self._registry.ids()
         if ids:
             logger.warning(
-                "closing on an error: abandoning %d unfinished prediction(s): %s",
+                "closing: abandoning %d unfinished prediction(s), which keep running "
+                "and are billed: %s",
                 len(ids),
                 ", ".join(ids),
             )
@@ -265,13 +283,7 @@ class Session:
             if not entry.outcome.done():
                 entry.outcome.set_exception(_closed_while_waiting(entry.prediction))
                 entry.outcome.exception()  # its waiters raise it; nothing to log
-        self._window.fail_waiters(
-            lambda: PredictionAbandoned(
-                "the session closed on an error before a slot was free; "
-                "nothing was created",
-                None,
-            )
-        )
+        self._window.fail_waiters(_not_started)
 
     def _check_usable(self) -> None:
         if self._state is not _State.OPENED:
@@ -360,8 +372,8 @@ class Session:
         cancelling its handler): the caller stops waiting at once, and the task
         finishes the create and logs the id.
         """
-        if self._state is not _State.OPENED:
-            raise PredictionAbandoned(_NOT_SENT, None)
+        if self._closing or self._state is not _State.OPENED:
+            raise _not_started()
         assert self._loop is not None
         assert self._task_group is not None
         handoff = CreateHandoff(self._loop.create_future())
@@ -386,8 +398,8 @@ class Session:
             if handoff.caller_gone:
                 handoff.failed(asyncio.CancelledError())  # never sent
                 return
-            if self._state is not _State.OPENED:  # closed on an error meanwhile
-                handoff.failed(PredictionAbandoned(_NOT_SENT, None))
+            if self._closing or self._state is not _State.OPENED:  # closing meanwhile
+                handoff.failed(_not_started())
                 return
             # Never interrupted once sent: a cancel must not lose a paid-for id.
             with anyio.CancelScope(shield=True):
@@ -895,17 +907,20 @@ async def _call_on_created(on_created: OnCreated, prediction: Prediction) -> Non
         logger.exception("on_created raised for prediction %s; ignored", prediction.id)
 
 
-_NOT_SENT = "the session closed before the create was sent; nothing was created"
+def _not_started() -> PredictionAbandoned:
+    return PredictionAbandoned(
+        "not started: the session is closing; nothing was created", None
+    )
 
 
 def _closed_while_waiting(prediction: Prediction | None) -> PredictionAbandoned:
-    """The error of a caller whose session closed on an error under it."""
+    """The error of a caller whose session closed under it."""
     if prediction is None:
         return PredictionAbandoned(
-            "the session closed on an error before the create answered", None
+            "the session closed before the create answered", None
         )
     return PredictionAbandoned(
-        f"the session closed on an error while waiting for prediction "
+        f"the session closed while waiting for prediction "
         f"{prediction.id} (last status: {prediction.status}); it may still run "
         f"and be billed: another session's wait({prediction.id!r}) picks it up",
         prediction,
