@@ -15,6 +15,7 @@ from typing import Any
 
 import attrs
 
+from ._batch import BatchIterator
 from ._config import RequestTimeout
 from ._exceptions import (
     AmbiguousSubmitError,
@@ -28,6 +29,7 @@ from ._exceptions import (
     InputValidationError,
     NotFoundError,
     PermissionDeniedError,
+    PredictionAbandoned,
     PredictionCanceled,
     PredictionError,
     PredictionFailed,
@@ -62,6 +64,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BatchItem",
+    "BatchIterator",
     "CometReplicateError",
     "ConfigurationError",
     "Event",
@@ -79,6 +82,7 @@ __all__ = [
     "PermissionDeniedError",
     "PollPolicy",
     "Prediction",
+    "PredictionAbandoned",
     "PredictionCanceled",
     "PredictionError",
     "PredictionFailed",

@@ -16,18 +16,18 @@ import contextvars
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 import attrs
 from anyio.abc import TaskGroup
 
-from ._exceptions import deadline_passed, error_for_status
+from ._exceptions import PredictionAbandoned, deadline_passed, error_for_status
 from ._models import BatchItem, Prediction
 from ._registry import Entry, Registry
 from ._stats import StatsCounter
 
-__all__ = ["BatchTracker", "CreateJob", "Creators", "log_abandoned"]
+__all__ = ["BatchIterator", "BatchTracker", "CreateJob", "Creators", "log_abandoned"]
 
 logger = logging.getLogger("comet_replicate_async")
 
@@ -58,8 +58,12 @@ class BatchTracker:
     """The finished items of one batch, and the created ones still waiting.
 
     The feeder side calls `slot_taken`, `free_slot`, `put`, `ended`, `watch`,
-    `settled`, `abandon` and `finish`; the consumer side `next_item` and `close`; a
-    waiting item's callbacks `on_outcome` and `on_deadline`.
+    `settled`, `abandon` and `finish`; the consumer side `next_item`, `close` and
+    `finished`; a waiting item's callbacks `on_outcome` and `on_deadline`.
+
+    Once the consumer has stopped reading, every item it did not read is kept in
+    `unread` and its id logged at WARNING: a finished result, or a prediction
+    still running and billed, is never dropped without a trace.
 
     It counts the concurrency slots the batch holds. Every item put holds one,
     given back through `release_slot` once the consumer takes the item (or has
@@ -83,12 +87,18 @@ class BatchTracker:
         self._consumer_wakeup: asyncio.Future[None] | None = None
         self._settled_wakeup: asyncio.Future[None] | None = None
         self._finished = False
+        self._finished_event = asyncio.Event()
         self._closed = False
         self._slots_held = 0
         # One context for every callback, instead of a copy made per item.
         self._context = contextvars.copy_context()
-        #: The error the user's input iterable raised, for the consumer to re-raise.
+        #: The error the user's input iterable raised (or the session's, closing
+        #: under the batch), for the consumer to re-raise.
         self.input_error: Exception | None = None
+        #: Items that ended after the consumer stopped reading, or were left unread.
+        self.unread: list[BatchItem] = []
+        #: Whether a feeder was started (it calls `finish` when it ends).
+        self.feeding = False
 
     # Feeder side
 
@@ -105,6 +115,7 @@ class BatchTracker:
         """Queue a finished item for the consumer."""
         if self._closed:  # nobody will read it: free its slot now
             self.free_slot()
+            self._keep_unread(item)
             return
         self._ready.append(item)
         _wake(self._consumer_wakeup)
@@ -142,8 +153,15 @@ class BatchTracker:
         """Stop waiting for every item still waiting; say which ids keep running."""
         for wait in list(self._waits):
             self._end(wait)
-            self._counters.finished(succeeded=False)
-            log_abandoned(wait.entry.prediction, "stopped waiting (cancelled)")
+            self._counters.cancelled()
+            prediction = wait.entry.prediction
+            error = PredictionAbandoned(
+                f"the batch stopped before prediction {prediction.id} finished; "
+                f"it may still run and be billed: session.wait({prediction.id!r}) "
+                "picks it up again",
+                prediction,
+            )
+            self.put(BatchItem(wait.index, wait.input, prediction, error))
 
     def finish(self) -> None:
         """No more items will come: the consumer ends once it has read the queue.
@@ -155,6 +173,11 @@ class BatchTracker:
         while self._slots_held > len(self._ready):
             self.free_slot()
         _wake(self._consumer_wakeup)
+        self._finished_event.set()
+
+    async def finished(self) -> None:
+        """Return once the feeder has finished (every item ended or was abandoned)."""
+        await self._finished_event.wait()
 
     # Consumer side
 
@@ -172,8 +195,27 @@ class BatchTracker:
         """The consumer stopped reading: free the slots of the items it left."""
         self._closed = True
         while self._ready:
-            self._ready.popleft()
+            self._keep_unread(self._ready.popleft())
             self.free_slot()
+
+    def _keep_unread(self, item: BatchItem) -> None:
+        self.unread.append(item)
+        prediction = item.prediction
+        if prediction is None:
+            return  # nothing was created: nothing to find again
+        if prediction.done:
+            logger.warning(
+                "batch stopped before its item %d was read: prediction %s ended "
+                "%s; session.wait(%r) reads it again",
+                item.index,
+                prediction.id,
+                prediction.status,
+                prediction.id,
+            )
+        else:
+            log_abandoned(
+                prediction, f"batch stopped before its item {item.index} ended"
+            )
 
     # Callbacks
 
@@ -258,6 +300,53 @@ class Creators:
             if job is None:
                 return
             await self._create(job)
+
+
+class BatchIterator(AsyncGenerator[BatchItem, None]):
+    """The items of `Session.as_completed`, as they finish.
+
+    An async generator (use `contextlib.aclosing` and `break` to stop early) with
+    one more method: `stop()`, which stops the batch and hands back every item
+    not read yet.
+    """
+
+    def __init__(
+        self, items: AsyncGenerator[BatchItem, None], tracker: BatchTracker
+    ) -> None:
+        self._items = items
+        self._tracker = tracker
+
+    def __aiter__(self) -> BatchIterator:
+        return self
+
+    async def __anext__(self) -> BatchItem:
+        return await self._items.__anext__()
+
+    async def asend(self, value: None) -> BatchItem:
+        return await self._items.asend(value)
+
+    async def athrow(self, *args: Any) -> BatchItem:
+        return await self._items.athrow(*args)
+
+    async def aclose(self) -> None:
+        await self._items.aclose()
+
+    async def stop(self) -> list[BatchItem]:
+        """Stop the batch early and return the items not read yet, by index.
+
+        No input is pulled and no create sent after this. Items that finished
+        but were not read come back as they ended; items still running come
+        back with a `PredictionAbandoned` error carrying the prediction (it runs
+        on and is billed: `session.wait(id)` picks it up again). Each id is also
+        logged at WARNING. A create in flight at the stop is finished and its id
+        logged. Safe to call at any time, and more than once.
+        """
+        await self._items.aclose()
+        if not self._tracker.feeding:
+            return []  # never started: nothing was pulled or created
+        await self._tracker.finished()
+        unread, self._tracker.unread = self._tracker.unread, []
+        return sorted(unread, key=lambda item: item.index)
 
 
 def log_abandoned(prediction: Prediction, why: str) -> None:

@@ -278,7 +278,13 @@ class _Batch:
         await self.journal.pending(item.key, item.index, item.line, item.input)
         outcome.state = "pending"
         try:
-            created = await self.session.create(self.options.model, item.input)
+            # The id is journaled as the create answers, even if this task is
+            # cancelled meanwhile.
+            created = await self.session.create(
+                self.options.model,
+                item.input,
+                on_created=lambda new: self.journal.created(item.key, new.id),
+            )
         except AmbiguousSubmitError as error:
             await self._finish(outcome, "ambiguous", error=str(error))
             return None
@@ -286,7 +292,6 @@ class _Batch:
             # Provably not created (a 4xx, or nothing sent): a plain failure.
             await self._finish(outcome, "failed", error=str(error))
             return None
-        await self.journal.created(item.key, created.id)
         outcome.state = "created"
         outcome.prediction_id = created.id
         return await self._wait(outcome, created.id)

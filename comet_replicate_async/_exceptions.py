@@ -18,7 +18,8 @@ CometReplicateError
 └── PredictionError               .prediction
     ├── PredictionFailed          status "failed"
     ├── PredictionCanceled        status "canceled" or "aborted"
-    └── PredictionTimeout         the local deadline passed; carries the id and last status
+    ├── PredictionTimeout         the local deadline passed; carries the id and last status
+    └── PredictionAbandoned       local tracking stopped (session closing, batch stopped)
 ```
 
 No message here ever contains the API key: errors are built from what the server
@@ -44,6 +45,7 @@ __all__ = [
     "InputValidationError",
     "NotFoundError",
     "PermissionDeniedError",
+    "PredictionAbandoned",
     "PredictionCanceled",
     "PredictionError",
     "PredictionFailed",
@@ -198,17 +200,32 @@ class PredictionCanceled(PredictionError):
     """The prediction's status is `canceled` or `aborted`."""
 
 
-class PredictionTimeout(PredictionError):
+class _TrackingStopped(PredictionError):
+    """Only local tracking stopped: `prediction_id` and `last_status` say where the
+    prediction stood (both None when nothing was created)."""
+
+    def __init__(self, message: str, prediction: Prediction | None) -> None:
+        super().__init__(message, prediction)
+        self.prediction_id: str | None = prediction.id if prediction else None
+        self.last_status: Status | None = prediction.status if prediction else None
+
+
+class PredictionTimeout(_TrackingStopped):
     """The local deadline passed before the prediction finished.
 
     The remote prediction carries on and is billed; only local tracking stopped.
     `prediction_id` and `last_status` say where it stood.
     """
 
-    def __init__(self, message: str, prediction: Prediction | None) -> None:
-        super().__init__(message, prediction)
-        self.prediction_id: str | None = prediction.id if prediction else None
-        self.last_status: Status | None = prediction.status if prediction else None
+
+class PredictionAbandoned(_TrackingStopped):
+    """Local tracking stopped before the prediction finished: the session closed
+    on an error, or the batch it belonged to was stopped.
+
+    The remote prediction, if it was created, carries on and is billed:
+    `prediction_id` (None when nothing was created) and `last_status` say where it
+    stood; another session's `wait(prediction_id)` picks it up again.
+    """
 
 
 def error_for_status(prediction: Prediction) -> PredictionError | None:

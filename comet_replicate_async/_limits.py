@@ -10,6 +10,7 @@ import asyncio
 import collections
 import math
 import time
+from collections.abc import Callable
 
 import anyio
 
@@ -82,7 +83,7 @@ class ConcurrencyWindow:
         try:
             await waiter
         except BaseException:
-            if waiter.done() and not waiter.cancelled():
+            if waiter.done() and not waiter.cancelled() and not waiter.exception():
                 # The slot was handed over just as we were cancelled: pass it on.
                 self.release()
             elif waiter in self._waiters:
@@ -94,6 +95,14 @@ class ConcurrencyWindow:
         """Give a slot back."""
         self._in_use -= 1
         self._wake()
+
+    def fail_waiters(self, error: Callable[[], BaseException]) -> None:
+        """Raise a new `error()` in every caller waiting for a slot (the session
+        is closing)."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(error())
 
     def _wake(self) -> None:
         while self._waiters and self._in_use < self._limit:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import enum
 import functools
+import inspect
 import itertools
 import logging
 import math
@@ -16,6 +17,7 @@ from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
+    Awaitable,
     Callable,
     Iterable,
     Mapping,
@@ -29,7 +31,7 @@ import aiohttp
 import anyio
 from anyio.abc import TaskGroup
 
-from ._batch import BatchTracker, CreateJob, Creators, log_abandoned
+from ._batch import BatchIterator, BatchTracker, CreateJob, Creators, log_abandoned
 from ._config import (
     RequestTimeout,
     resolve_api_key,
@@ -40,12 +42,14 @@ from ._exceptions import (
     AmbiguousSubmitError,
     CometReplicateError,
     InputValidationError,
+    PredictionAbandoned,
     PredictionTimeout,
     RateLimitError,
     deadline_passed,
     error_for_status,
 )
 from ._futures import PredictionFuture
+from ._handoff import CreateHandoff
 from ._inputs import FluxInput, InputArg, ModelArg, resolve_call
 from ._limits import ConcurrencyWindow, CreatePacer, Throttle
 from ._models import BatchItem, Prediction, Status
@@ -69,6 +73,8 @@ __all__ = ["Session"]
 logger = logging.getLogger("comet_replicate_async")
 
 BatchInput = Mapping[str, Any] | FluxInput
+# Told of each new prediction as its create answers, whatever became of the caller.
+OnCreated = Callable[[Prediction], Awaitable[None] | None]
 
 # Creates a batch has in flight at once. Sixteen at 0.5 s each is far above the
 # create rate limits seen in practice (hundreds a minute), and each waiting create
@@ -186,6 +192,8 @@ class Session:
         self._jobs = 0
         self._jobs_finished = anyio.Event()
         self._jobs_finished.set()
+        # Set by a close with a grace period: no create is sent any more.
+        self._closing = False
         self._futures: set[PredictionFuture] = set()
         self._rng = random.Random()
 
@@ -229,18 +237,34 @@ class Session:
     ) -> None:
         await self._close(abandon=exc is not None)
 
-    async def aclose(self) -> None:
+    async def aclose(self, *, grace: float | None = None) -> None:
         """Wait for outstanding predictions, then stop the poller and close the pool.
+
+        With `grace` (seconds), a shutdown for services: no create is sent from
+        now on (calls waiting for a slot or their turn, batch inputs not started
+        yet and futures not started end with `PredictionAbandoned`, "not
+        started: the session is closing"); predictions already created are
+        waited for up to `grace` seconds, then abandoned: their callers end with
+        `PredictionAbandoned` carrying the id, and the ids are logged.
 
         Closing twice is harmless. Call it from the task that opened the session.
         """
-        await self._close(abandon=False)
+        if grace is not None and grace < 0:
+            raise ValueError(f"grace must be 0 or more seconds, got {grace}")
+        await self._close(abandon=False, grace=grace)
 
-    async def _close(self, *, abandon: bool) -> None:
+    async def _close(self, *, abandon: bool, grace: float | None = None) -> None:
         if self._state is not _State.OPENED:
             self._state = _State.CLOSED
             return
+        if not abandon and grace is not None:
+            self._closing = True
+            self._window.fail_waiters(_not_started)
+            with anyio.move_on_after(grace):
+                await self._jobs_finished.wait()
+            abandon = self._jobs > 0
         if abandon:
+            self._state = _State.CLOSED
             self._abandon_outstanding()
         else:
             await self._jobs_finished.wait()
@@ -261,10 +285,18 @@ class Session:
         ids = self._registry.ids()
         if ids:
             logger.warning(
-                "closing on an error: abandoning %d unfinished prediction(s): %s",
+                "closing: abandoning %d unfinished prediction(s), which keep running "
+                "and are billed: %s",
                 len(ids),
                 ", ".join(ids),
             )
+        # Callers in other tasks would wait forever for a poller that is stopping:
+        # each ends now with the id it was waiting for.
+        for entry in self._registry.entries():
+            if not entry.outcome.done():
+                entry.outcome.set_exception(_closed_while_waiting(entry.prediction))
+                entry.outcome.exception()  # its waiters raise it; nothing to log
+        self._window.fail_waiters(_not_started)
 
     def _check_usable(self) -> None:
         if self._state is not _State.OPENED:
@@ -280,7 +312,13 @@ class Session:
 
     # Single calls
 
-    async def create(self, model: ModelArg, input: InputArg = None) -> Prediction:
+    async def create(
+        self,
+        model: ModelArg,
+        input: InputArg = None,
+        *,
+        on_created: OnCreated | None = None,
+    ) -> Prediction:
         """Start one prediction: a single create call, at most once.
 
         `model` is `"owner/name"` with a dict or typed `input`, or a typed input
@@ -289,11 +327,26 @@ class Session:
         retried; a failure after the request was sent raises `AmbiguousSubmitError`
         (unless the retry policy opts into `retry_ambiguous_creates`, which may pay
         twice).
+
+        `on_created` (a function, or an async one) is called with the new
+        prediction as soon as the create answers, and awaited before this call
+        returns: even if the caller was cancelled meanwhile, so a journal it
+        writes never misses a billed id. What it raises is logged, not raised.
         """
         self._check_usable()
-        return await self._create(*resolve_call(model, input))
+        model_id, body = resolve_call(model, input)
+        self._job_started()  # a normal close waits for it, whichever task it runs in
+        try:
+            return await self._create(model_id, body, on_created)
+        finally:
+            self._job_done()
 
-    async def _create(self, model: str, input: dict[str, Any]) -> Prediction:
+    async def _create(
+        self,
+        model: str,
+        input: dict[str, Any],
+        on_created: OnCreated | None = None,
+    ) -> Prediction:
         spec = build_create_request(model, input, prefer_wait=self.prefer_wait)
         read_timeout = None if self.prefer_wait is None else self.prefer_wait + 5.0
         may_exist = False
@@ -302,10 +355,12 @@ class Session:
             attempt += 1
             if self._pacer is not None:
                 await self._pacer.wait_turn()
+            if self._create_throttle.paused_for > 0:
+                await self._create_throttle.wait()
+            # A caller cancelled by now (a cancelled future, a scope) sends nothing.
+            await anyio.lowlevel.checkpoint_if_cancelled()
             try:
-                # Never interrupted once sent: a cancel must not lose a paid-for id.
-                with anyio.CancelScope(shield=True):
-                    prediction = await self._send(spec, read_timeout=read_timeout)
+                prediction = await self._hand_off_create(spec, read_timeout, on_created)
             except CometReplicateError as error:
                 may_exist = may_exist or create_may_have_happened(error)
                 delay = self._retry_delay("create", error, attempt)
@@ -314,15 +369,66 @@ class Session:
                         raise AmbiguousSubmitError(model, input, error) from error
                     raise
             else:
-                self._window.on_success()
-                self._emit(Event("created", prediction=prediction))
-                try:
-                    await anyio.lowlevel.checkpoint_if_cancelled()
-                except anyio.get_cancelled_exc_class():
-                    log_abandoned(prediction, "cancelled as its create answered")
-                    raise
                 return prediction
             await anyio.sleep(delay)
+
+    async def _hand_off_create(
+        self,
+        spec: RequestSpec,
+        read_timeout: float | None,
+        on_created: OnCreated | None,
+    ) -> Prediction:
+        """Send one create from a task of the session and wait for its answer.
+
+        Once sent, a create is never interrupted and its id never lost, whatever
+        cancels the caller (a scope, `task.cancel()`, `wait_for`, a server
+        cancelling its handler): the caller stops waiting at once, and the task
+        finishes the create and logs the id.
+        """
+        if self._closing or self._state is not _State.OPENED:
+            raise _not_started()
+        assert self._loop is not None
+        assert self._task_group is not None
+        handoff = CreateHandoff(self._loop.create_future())
+        self._job_started()
+        self._task_group.start_soon(
+            self._send_create, spec, read_timeout, on_created, handoff
+        )
+        try:
+            return await asyncio.shield(handoff.answer)
+        except asyncio.CancelledError:
+            handoff.caller_left()
+            raise
+
+    async def _send_create(
+        self,
+        spec: RequestSpec,
+        read_timeout: float | None,
+        on_created: OnCreated | None,
+        handoff: CreateHandoff,
+    ) -> None:
+        try:
+            if handoff.caller_gone:
+                handoff.failed(asyncio.CancelledError())  # never sent
+                return
+            if self._closing or self._state is not _State.OPENED:  # closing meanwhile
+                handoff.failed(_not_started())
+                return
+            # Never interrupted once sent: a cancel must not lose a paid-for id.
+            with anyio.CancelScope(shield=True):
+                try:
+                    prediction = await self._send(spec, read_timeout=read_timeout)
+                except Exception as error:
+                    handoff.failed(error)
+                    return
+            self._window.on_success()
+            self._emit(Event("created", prediction=prediction))
+            if on_created is not None:
+                with anyio.CancelScope(shield=True):
+                    await _call_on_created(on_created, prediction)
+            handoff.created(prediction)
+        finally:
+            self._job_done()
 
     async def get(self, prediction_id: str) -> Prediction:
         """Read one prediction's current state: a single query call, with retries."""
@@ -355,11 +461,17 @@ class Session:
             build_query_request(prediction)  # validates the id before any request
             prediction = Prediction(id=prediction, status=Status.STARTING)
         deadline = self._deadline(timeout)
-        return await self._wait_until(prediction, deadline)
+        self._job_started()
+        try:
+            return await self._wait_until(prediction, deadline)
+        finally:
+            self._job_done()
 
     async def _wait_until(self, prediction: Prediction, deadline: float) -> Prediction:
         if prediction.done:
             return _outcome(prediction)
+        if self._state is not _State.OPENED:
+            raise _closed_while_waiting(prediction)
         entry = self._poller.watch(prediction)
         entry.waiters += 1
         try:
@@ -386,16 +498,28 @@ class Session:
         self._check_usable()
         model_id, body = resolve_call(model, input)
         deadline = self._deadline(timeout)
-        self._counters.submitted += 1
-        await self._acquire_slot(deadline)
-        return await self._run_in_slot(model_id, body, deadline)
+        self._counters.started()
+        # A normal close waits for this call, whichever task it runs in.
+        self._job_started()
+        try:
+            await self._acquire_slot(deadline)
+            return await self._run_in_slot(model_id, body, deadline)
+        finally:
+            self._job_done()
 
     async def _acquire_slot(self, deadline: float) -> None:
         """Wait for a concurrency slot, but not past the deadline."""
-        with anyio.move_on_after(deadline - time.monotonic()):
-            await self._window.acquire()
-            return
-        self._counters.failed += 1
+        try:
+            with anyio.move_on_after(deadline - time.monotonic()):
+                await self._window.acquire()
+                return
+        except PredictionAbandoned:
+            self._counters.finished(succeeded=False)
+            raise
+        except anyio.get_cancelled_exc_class():
+            self._counters.cancelled()
+            raise
+        self._counters.finished(succeeded=False)
         raise PredictionTimeout(
             "the deadline passed while waiting for a free slot; nothing was created",
             None,
@@ -406,23 +530,34 @@ class Session:
         model: str,
         input: dict[str, Any],
         deadline: float,
-        on_created: Callable[[Prediction], None] | None = None,
+        on_created: OnCreated | None = None,
     ) -> Prediction:
         """Create and wait, holding a window slot taken by the caller; free it after."""
-        self._counters.in_flight += 1
-        succeeded = False
-        created: Prediction | None = None
         try:
             created = await self._create_by(model, input, deadline, on_created)
+        except anyio.get_cancelled_exc_class():
+            self._counters.cancelled()
+            self._window.release()
+            raise
+        except BaseException:
+            self._counters.finished(succeeded=False)
+            self._window.release()
+            raise
+        # None once counted as cancelled.
+        succeeded: bool | None = False
+        try:
             result = await self._wait_until(created, deadline)
             succeeded = True
             return result
         except anyio.get_cancelled_exc_class():
-            if created is not None and not created.done:
+            if not created.done:
                 log_abandoned(created, "stopped waiting (cancelled)")
+            self._counters.cancelled()
+            succeeded = None
             raise
         finally:
-            self._counters.finished(succeeded=succeeded)
+            if succeeded is not None:
+                self._counters.finished(succeeded=succeeded)
             self._window.release()
 
     async def _create_by(
@@ -430,16 +565,14 @@ class Session:
         model: str,
         input: dict[str, Any],
         deadline: float,
-        on_created: Callable[[Prediction], None] | None = None,
+        on_created: OnCreated | None = None,
     ) -> Prediction:
         """Create unless the deadline has passed; raise if it passed meanwhile."""
         if time.monotonic() >= deadline:
             raise PredictionTimeout(
                 "the deadline passed before the create; nothing was created", None
             )
-        created = await self._create(model, input)
-        if on_created is not None:
-            on_created(created)
+        created = await self._create(model, input, on_created)
         if time.monotonic() >= deadline and not created.done:
             raise PredictionTimeout(
                 f"prediction {created.id} was created after its deadline; "
@@ -458,7 +591,7 @@ class Session:
         """Start `run(model, input)` in the background and return its future at once."""
         self._check_usable()
         future = PredictionFuture(*resolve_call(model, input))
-        self._counters.submitted += 1
+        self._counters.started()
         self._job_started()
         self._futures.add(future)
         assert self._task_group is not None
@@ -482,7 +615,7 @@ class Session:
         except Exception as exc:
             error = exc
         except BaseException:
-            error = asyncio.CancelledError("the session closed before it finished")
+            error = _closed_while_waiting(future.prediction)
             raise
         finally:
             future._finish(prediction, error)
@@ -543,13 +676,15 @@ class Session:
         inputs: Iterable[BatchInput] | AsyncIterable[BatchInput],
         *,
         timeout: float | None = None,
-    ) -> AsyncGenerator[BatchItem, None]:
+    ) -> BatchIterator:
         """Run one prediction per input; yield a `BatchItem` for each as it finishes.
 
         Inputs are pulled lazily, one for each free slot of the concurrency window,
         so a huge (or endless) input never sits in memory. A failed item is a
         `BatchItem` with `error` set; its siblings carry on. Stop early with
-        `contextlib.aclosing(...)` and `break`: unfinished items are abandoned.
+        `contextlib.aclosing(...)` and `break` (items not read are logged at
+        WARNING, each with its id), or with `await items.stop()`, which also
+        returns them.
 
         `model` is `"owner/name"` or a typed input class such as `FluxSchnell`;
         each input is a dict or a typed input, validated when its turn comes (an
@@ -560,7 +695,8 @@ class Session:
             validate_model_id(model)
         elif not (isinstance(model, type) and issubclass(model, FluxInput)):
             resolve_call(model, None)  # raises the usual, clear error
-        return self._batch(model, inputs, timeout)
+        tracker = BatchTracker(self._registry, self._counters, self._window.release)
+        return BatchIterator(self._batch(model, inputs, timeout, tracker), tracker)
 
     async def gather(
         self,
@@ -581,14 +717,15 @@ class Session:
         model: str | type[FluxInput],
         inputs: Iterable[BatchInput] | AsyncIterable[BatchInput],
         timeout: float | None,
+        tracker: BatchTracker,
     ) -> AsyncGenerator[BatchItem, None]:
-        tracker = BatchTracker(self._registry, self._counters, self._window.release)
         feeder_scope = anyio.CancelScope()
         assert self._task_group is not None
         self._job_started()
         self._task_group.start_soon(
             self._feed_batch, model, inputs, timeout, tracker, feeder_scope
         )
+        tracker.feeding = True
         try:
             while (item := await tracker.next_item()) is not None:
                 yield item
@@ -638,7 +775,13 @@ class Session:
         inputs_left = _aiter(inputs)
         for index in itertools.count():
             # Take the slot before pulling the next input: backpressure.
-            await self._window.acquire()
+            try:
+                await self._window.acquire()
+            except PredictionAbandoned as error:
+                # The session is closing: no more inputs; the consumer learns why
+                # once the started items are read.
+                tracker.input_error = error
+                return
             tracker.slot_taken()
             try:
                 input = await anext(inputs_left)
@@ -655,8 +798,8 @@ class Session:
             try:
                 model_id, body = resolve_call(model, input)
             except InputValidationError as error:
-                self._counters.submitted += 1
-                self._counters.failed += 1
+                self._counters.started()
+                self._counters.finished(succeeded=False)
                 tracker.put(BatchItem(index, input, error=error))
                 continue
             await creators.submit((index, input, model_id, body, deadline))
@@ -665,8 +808,7 @@ class Session:
         """Create one item's prediction, then leave it to the tracker and the poller."""
         index, input, model, body, deadline = job
         # Counted from here: a job still queued when the batch stops never was.
-        self._counters.submitted += 1
-        self._counters.in_flight += 1
+        self._counters.started()
         try:
             created = await self._create_by(model, body, deadline)
         except Exception as error:
@@ -674,7 +816,7 @@ class Session:
             return
         except BaseException:
             # Stopped: its slot is given back when the batch finishes.
-            self._counters.finished(succeeded=False)
+            self._counters.cancelled()
             raise
         if created.done:
             tracker.ended(index, input, created, error_for_status(created))
@@ -768,6 +910,35 @@ class Session:
             self._on_event(event)
         except Exception:
             logger.exception("on_event handler raised; ignored")
+
+
+async def _call_on_created(on_created: OnCreated, prediction: Prediction) -> None:
+    try:
+        result = on_created(prediction)
+        if inspect.isawaitable(result):
+            await result
+    except Exception:
+        logger.exception("on_created raised for prediction %s; ignored", prediction.id)
+
+
+def _not_started() -> PredictionAbandoned:
+    return PredictionAbandoned(
+        "not started: the session is closing; nothing was created", None
+    )
+
+
+def _closed_while_waiting(prediction: Prediction | None) -> PredictionAbandoned:
+    """The error of a caller whose session closed under it."""
+    if prediction is None:
+        return PredictionAbandoned(
+            "the session closed before the create answered", None
+        )
+    return PredictionAbandoned(
+        f"the session closed while waiting for prediction "
+        f"{prediction.id} (last status: {prediction.status}); it may still run "
+        f"and be billed: another session's wait({prediction.id!r}) picks it up",
+        prediction,
+    )
 
 
 def _outcome(prediction: Prediction) -> Prediction:

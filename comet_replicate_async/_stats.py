@@ -20,9 +20,15 @@ class SessionStats:
 
     Attributes:
         submitted: predictions asked for through `run`, `submit` and batches.
-        in_flight: of those, created or being created and not finished.
+            At every moment `submitted == succeeded + failed + canceled +
+            in_flight`.
+        in_flight: of those, not ended yet: waiting for a slot, being created or
+            running.
         succeeded: finished with status `succeeded`.
-        failed: finished any other way (failed, canceled, aborted, error, timeout).
+        failed: ended any other way (failed, canceled or aborted upstream, an
+            error, a deadline, the session closing).
+        canceled: ended locally by a cancellation: the caller's task or scope was
+            cancelled, `PredictionFuture.cancel()`, or a batch stopped early.
         requests: HTTP requests sent, retries included.
         creates: create requests sent.
         queries: query requests sent.
@@ -36,6 +42,7 @@ class SessionStats:
     in_flight: int = 0
     succeeded: int = 0
     failed: int = 0
+    canceled: int = 0
     requests: int = 0
     creates: int = 0
     queries: int = 0
@@ -53,11 +60,17 @@ class StatsCounter:
     in_flight: int = 0
     succeeded: int = 0
     failed: int = 0
+    canceled: int = 0
     requests: int = 0
     creates: int = 0
     queries: int = 0
     retries: int = 0
     rate_limited: int = 0
+
+    def started(self) -> None:
+        """One prediction was asked for: in flight until it ends."""
+        self.submitted += 1
+        self.in_flight += 1
 
     def finished(self, *, succeeded: bool) -> None:
         """One prediction in flight ended, one way or the other."""
@@ -66,6 +79,11 @@ class StatsCounter:
             self.succeeded += 1
         else:
             self.failed += 1
+
+    def cancelled(self) -> None:
+        """One prediction in flight was ended by a cancellation."""
+        self.in_flight -= 1
+        self.canceled += 1
 
     def snapshot(self, *, watched: int, concurrency_limit: int) -> SessionStats:
         """A frozen copy."""

@@ -498,7 +498,7 @@ async def test_a_batch_stopped_half_way_gives_every_slot_back(stop: str) -> None
             stats = session.stats
 
     assert all(item.ok for item in again)
-    assert stats.submitted == stats.succeeded + stats.failed
+    assert stats.submitted == stats.succeeded + stats.failed + stats.canceled
 
 
 async def test_a_batch_keeps_no_task_per_waiting_prediction() -> None:

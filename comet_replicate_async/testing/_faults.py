@@ -108,7 +108,12 @@ class Fault:
 
     @classmethod
     def delay(cls, seconds: float, *, after_create: bool = True) -> Fault:
-        """Wait *seconds*, then reply normally (for read-timeout tests)."""
+        """Wait *seconds*, then reply normally (for read-timeout tests).
+
+        With *after_create* (the default) the prediction is created first and
+        only the reply is late: a create answered late, which is how a test
+        makes a cancellation land while a billed create is in flight.
+        """
         return cls("delay", seconds=seconds, after_create=after_create)
 
     @classmethod
