@@ -32,7 +32,8 @@ from typing import Any, Literal
 import anyio
 import attrs
 
-from ._exceptions import CometReplicateError, ConfigurationError
+from ._exceptions import CometReplicateError
+from ._journal_postgres_schema import SCHEMA_VERSION, migrate
 
 try:
     import psycopg
@@ -61,49 +62,6 @@ ItemState = Literal[
     "queued", "pending", "created", "succeeded", "failed", "canceled", "ambiguous"
 ]
 OUTCOMES: frozenset[str] = frozenset({"succeeded", "failed", "canceled", "ambiguous"})
-
-# Each entry moves the schema from version N to N + 1 and is applied once, in a
-# transaction, under an advisory lock. Change the schema by appending an entry;
-# never edit one that has shipped (databases out there have already run it).
-_MIGRATIONS: tuple[str, ...] = (
-    """
-    create table comet_replicate.items (
-        batch text not null,
-        position bigint not null,
-        digest text not null,
-        input jsonb not null,
-        state text not null default 'queued',
-        prediction_id text,
-        outcome jsonb,
-        worker text,
-        created_by text,
-        claims integer not null default 0,
-        updated_at timestamptz not null default clock_timestamp(),
-        primary key (batch, position)
-    );
-    create index items_open on comet_replicate.items (batch, position)
-        where state in ('queued', 'pending', 'created');
-    create table comet_replicate.workers (
-        batch text not null,
-        worker text not null,
-        host text not null,
-        pid integer not null,
-        started_at timestamptz not null default clock_timestamp(),
-        lease_until timestamptz not null,
-        primary key (batch, worker)
-    );
-    create table comet_replicate.create_budgets (
-        name text primary key,
-        per_second double precision not null,
-        burst double precision not null,
-        tokens double precision not null,
-        refilled_at timestamptz not null
-    );
-    """,
-)
-SCHEMA_VERSION = len(_MIGRATIONS)
-# Any constant works; it only has to be the same for every worker.
-_MIGRATION_LOCK = 0x636F6D6574
 
 
 class JournalInputChanged(CometReplicateError):
@@ -266,36 +224,7 @@ class PostgresJournal:
         return int(rows[0][0])
 
     async def _migrate(self) -> None:
-        async with self._conn.transaction():
-            # Two workers opening a fresh database at once: one creates, one waits.
-            await self._conn.execute(
-                "select pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,)
-            )
-            await self._conn.execute("create schema if not exists comet_replicate")
-            await self._conn.execute(
-                "create table if not exists comet_replicate.schema"
-                " (version integer not null)"
-            )
-            cursor = await self._conn.execute(
-                "select version from comet_replicate.schema"
-            )
-            row = await cursor.fetchone()
-            version = 0 if row is None else int(row[0])
-            if version > SCHEMA_VERSION:
-                raise ConfigurationError(
-                    f"the journal's schema is version {version}, newer than this "
-                    f"client's {SCHEMA_VERSION}: upgrade comet-replicate-async"
-                )
-            for migration in _MIGRATIONS[version:]:
-                await self._conn.execute(migration)
-            if row is None:
-                await self._conn.execute(
-                    "insert into comet_replicate.schema values (%s)", (SCHEMA_VERSION,)
-                )
-            elif version < SCHEMA_VERSION:
-                await self._conn.execute(
-                    "update comet_replicate.schema set version = %s", (SCHEMA_VERSION,)
-                )
+        await migrate(self._conn)
 
     async def _register(self) -> None:
         await self._execute(

@@ -14,7 +14,7 @@ import anyio
 import psycopg
 import pytest
 
-from comet_replicate_async import ConfigurationError
+from comet_replicate_async import ConfigurationError, _journal_postgres_schema
 from comet_replicate_async._journal_postgres import (
     SCHEMA_VERSION,
     ClaimLost,
@@ -259,3 +259,23 @@ async def test_the_shared_create_budget_holds_its_rate(postgres_url: str) -> Non
     measured = (len(turns) - 1) / (turns[-1] - turns[0])
     print(f"{len(turns)} creates by {takers} workers at {measured:.1f}/s")
     assert rate * 0.7 <= measured <= rate * 1.1
+
+
+async def test_a_new_migration_upgrades_an_older_database(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with PostgresJournal(postgres_url, batch="b") as journal:
+        await journal.record(INPUTS[:2])
+    # How the schema changes: one more entry at the end of the list.
+    upgraded = (
+        *_journal_postgres_schema._MIGRATIONS,
+        "alter table comet_replicate.items add column note text default 'kept'",
+    )
+    monkeypatch.setattr(_journal_postgres_schema, "_MIGRATIONS", upgraded)
+    monkeypatch.setattr(_journal_postgres_schema, "SCHEMA_VERSION", len(upgraded))
+
+    async with PostgresJournal(postgres_url, batch="b") as journal:
+        assert await journal.schema_version() == SCHEMA_VERSION + 1
+        assert await journal.record(INPUTS[:3]) == 1
+    rows = await sql(postgres_url, "select position, note from comet_replicate.items")
+    assert sorted(rows) == [(0, "kept"), (1, "kept"), (2, "kept")]
