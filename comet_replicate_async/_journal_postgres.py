@@ -20,13 +20,14 @@ server's clock, so the workers' clocks do not matter.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import socket
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import anyio
@@ -165,6 +166,7 @@ class PostgresJournal:
         self._rate = (creates_per_second, create_burst)
         self._connection: psycopg.AsyncConnection[tuple[Any, ...]] | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
+        self._lock = anyio.Lock()
         self.renewals = 0
 
     def __repr__(self) -> str:
@@ -178,7 +180,7 @@ class PostgresJournal:
             self._url, autocommit=True
         )
         try:
-            await self._migrate()
+            await migrate(self._conn)
             await self._register()
             per_second, burst = self._rate
             if per_second is not None:
@@ -212,19 +214,25 @@ class PostgresJournal:
             raise RuntimeError("use the journal inside `async with`")
         return self._connection
 
+    @contextlib.asynccontextmanager
+    async def _transaction(
+        self,
+    ) -> AsyncIterator[psycopg.AsyncConnection[tuple[Any, ...]]]:
+        # One transaction at a time on the connection: a second one opened by
+        # another task would nest inside the first as a savepoint.
+        async with self._lock, self._conn.transaction():
+            yield self._conn
+
     async def _execute(
         self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
     ) -> list[tuple[Any, ...]]:
-        async with self._conn.transaction():
-            cursor = await self._conn.execute(sql, params)
+        async with self._transaction() as connection:
+            cursor = await connection.execute(sql, params)
             return await cursor.fetchall() if cursor.description else []
 
     async def schema_version(self) -> int:
         rows = await self._execute("select version from comet_replicate.schema")
         return int(rows[0][0])
-
-    async def _migrate(self) -> None:
-        await migrate(self._conn)
 
     async def _register(self) -> None:
         await self._execute(
@@ -270,7 +278,7 @@ class PostgresJournal:
         if not rows:
             return 0
         positions = [row[1] for row in rows]
-        async with self._conn.transaction(), self._conn.cursor() as cursor:
+        async with self._transaction() as connection, connection.cursor() as cursor:
             await cursor.execute(
                 "select position, digest from comet_replicate.items"
                 " where batch = %s and position = any(%s)",

@@ -279,3 +279,23 @@ async def test_a_new_migration_upgrades_an_older_database(
         assert await journal.record(INPUTS[:3]) == 1
     rows = await sql(postgres_url, "select position, note from comet_replicate.items")
     assert sorted(rows) == [(0, "kept"), (1, "kept"), (2, "kept")]
+
+
+async def test_one_journal_serves_many_tasks_at_once(postgres_url: str) -> None:
+    # An engine calls one worker's journal from many tasks, beside the renewals.
+    async with PostgresJournal(postgres_url, batch="b", lease=0.05) as journal:
+        await journal.record(INPUTS[:60])
+        claims = await journal.claim(60)
+
+        async def run_one(position: int) -> None:
+            await journal.pending(position)
+            await journal.created(position, f"p{position}")
+            await journal.finish(position, "succeeded")
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as group:
+                for claim in claims:
+                    group.start_soon(run_one, claim.position)
+        status = await journal.status()
+    assert status.states == {"succeeded": 60}
+    assert journal.renewals > 0
