@@ -1,7 +1,7 @@
 """A throwaway PostgreSQL server for the whole test session.
 
 The server comes from the `pgserver` wheel (PostgreSQL's own binaries, no system
-package): a fresh cluster in a temporary folder, listening on a unix socket in
+package): a fresh cluster in a temporary folder of its own, listening on a unix socket in
 that folder only (no TCP port), trusted local logins, deleted at the end. As
 root it runs the server as a dedicated `pgserver` user, since PostgreSQL refuses
 to run as root. `COMET_TEST_POSTGRES_URL` points the tests at another server
@@ -12,6 +12,7 @@ the tests that need it are skipped with the reason.
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 import urllib.parse
 import uuid
@@ -24,7 +25,7 @@ from psycopg import sql
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_server() -> Iterator[str]:
     """The URL of the session's PostgreSQL server (its `postgres` database)."""
     url = os.environ.get("COMET_TEST_POSTGRES_URL")
     if url:
@@ -38,9 +39,10 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             warnings.simplefilter("ignore")
             from pgserver.postgres_server import get_server
 
-            server = get_server(
-                tmp_path_factory.mktemp("postgres"), cleanup_mode="delete"
-            )
+            # Not under pytest's temporary folder: another pytest run on the
+            # machine may prune it while this server still runs there.
+            folder = tempfile.mkdtemp(prefix="comet-replicate-postgres-")
+            server = get_server(folder, cleanup_mode="delete")
     except Exception as error:
         reason = f"no PostgreSQL server for the tests: {type(error).__name__}: {error}"
         if os.environ.get("CI"):
