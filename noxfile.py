@@ -28,7 +28,7 @@ def _install(session: nox.Session, *groups: str, extras: str = "") -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """The test suite, warnings as errors."""
-    _install(session, "tests", extras="[cli]")
+    _install(session, "tests", extras="[cli,postgresql]")
     session.run("pytest", *session.posargs)
 
 
@@ -43,7 +43,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typing(session: nox.Session) -> None:
     """mypy --strict on the package, tests/typing and the docs' example apps."""
-    _install(session, "typing", extras="[cli]")
+    _install(session, "typing", extras="[cli,postgresql]")
     session.run("mypy", "--strict", "comet_replicate_async", "tests/typing")
     # The examples import each other as top-level modules: check them from there.
     examples = sorted(path.name for path in (HERE / "docs" / "examples").glob("*.py"))

@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+# The session's PostgreSQL server, for the shared journal's tests.
+pytest_plugins = ["postgres_server"]
+
 
 @pytest.fixture
 def anyio_backend() -> str:
