@@ -203,6 +203,7 @@ def test_missing_key_exits_2(tmp_path: Path) -> None:
     assert "COMETAPI_KEY" in done.stderr
 
 
+@pytest.mark.timeout(120)
 def test_changed_input_is_refused_unless_forced(
     clean_fake: FakeProcess, tmp_path: Path
 ) -> None:
@@ -227,6 +228,7 @@ def test_changed_input_is_refused_unless_forced(
     assert clean_fake.stats()["created"] == 2  # the boat was not paid for twice
 
 
+@pytest.mark.timeout(120)
 def test_a_create_in_flight_at_a_crash_is_ambiguous_until_resubmitted(
     clean_fake: FakeProcess, tmp_path: Path
 ) -> None:
@@ -261,6 +263,7 @@ def test_a_create_in_flight_at_a_crash_is_ambiguous_until_resubmitted(
     )  # the resubmission paid again, as documented
 
 
+@pytest.mark.timeout(120)
 @pytest.mark.parametrize("stop_signal", [signal.SIGKILL, signal.SIGINT])
 def test_a_rerun_after_a_kill_finishes_every_input_paying_once(
     tmp_path: Path, stop_signal: signal.Signals
