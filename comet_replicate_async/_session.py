@@ -56,7 +56,7 @@ from ._sansio import (
 )
 from ._schedule import PollPolicy
 from ._stats import Event, EventHandler, EventKind, SessionStats, StatsCounter
-from ._transport import AiohttpTransport, HttpSession
+from ._transport import AiohttpTransport, ClientSession
 from ._transport_protocol import Transport
 
 __all__ = ["Session"]
@@ -127,7 +127,7 @@ class Session:
         timeout: float | None = None,
         request_timeout: RequestTimeout | None = None,
         prefer_wait: int | None = None,
-        http_session: HttpSession | None = None,
+        http_session: ClientSession | None = None,
         transport: Transport | None = None,
         on_event: EventHandler | None = None,
         download_concurrency: int = 8,
