@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -241,10 +242,11 @@ def test_a_create_in_flight_at_a_crash_is_ambiguous_until_resubmitted(
         == 0
     )
     # As a SIGKILL between "pending" and "created" leaves it:
-    with sqlite3.connect(out / "journal.sqlite3") as journal:
+    with closing(sqlite3.connect(out / "journal.sqlite3")) as journal:
         journal.execute(
             "update items set state = 'pending', prediction_id = null where key = '1'"
         )
+        journal.commit()
 
     reported = run_cli(
         ["batch", str(prompts), "-m", SCHNELL, "-o", str(out), "--json"], clean_fake
