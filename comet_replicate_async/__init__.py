@@ -52,9 +52,11 @@ from ._futures import PredictionFuture
 from ._inputs import FluxInput
 from ._models import BatchItem, Metrics, Prediction, Status
 from ._retry import RetryPolicy
+from ._sansio import RawResponse, RequestSpec
 from ._schedule import PollPolicy
 from ._session import Session
 from ._stats import Event, SessionStats
+from ._transport_protocol import Transport
 
 __all__ = [
     "APIConnectionError",
@@ -89,12 +91,15 @@ __all__ = [
     "PredictionFuture",
     "PredictionTimeout",
     "RateLimitError",
+    "RawResponse",
+    "RequestSpec",
     "RequestTimeout",
     "RetryPolicy",
     "ServerError",
     "Session",
     "SessionStats",
     "Status",
+    "Transport",
     "UnexpectedResponseError",
     "typed_input_class",
 ]

@@ -22,6 +22,7 @@ import re
 import sys
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 import cattrs
@@ -35,7 +36,7 @@ logger = logging.getLogger("comet_replicate_async")
 
 # The API sends up to 9 fractional digits; some parsers take at most 6.
 _EXTRA_FRACTION = re.compile(r"(\.\d{6})\d+")
-_BOOLEANS = {"true": True, "false": False}
+_BOOLEANS = MappingProxyType({"true": True, "false": False})
 _seen_unknown_statuses: set[str] = set()
 
 

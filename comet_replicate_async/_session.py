@@ -27,7 +27,6 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlsplit
 
-import aiohttp
 import anyio
 from anyio.abc import TaskGroup
 
@@ -66,7 +65,8 @@ from ._sansio import (
 )
 from ._schedule import PollPolicy
 from ._stats import Event, EventHandler, EventKind, SessionStats, StatsCounter
-from ._transport import AiohttpTransport
+from ._transport import AiohttpTransport, ClientSession
+from ._transport_protocol import Transport
 
 __all__ = ["Session"]
 
@@ -124,6 +124,10 @@ class Session:
             N seconds plus a margin; an unfinished reply falls back to polling.
         http_session: an `aiohttp.ClientSession` to borrow instead of owning one;
             it is never closed by the session.
+        transport: send requests through this object instead of an aiohttp pool
+            (any object with the `Transport` methods, such as
+            `testing.MockTransport`). It adds the key itself, so `api_key` and
+            `http_session` are not taken with it; the session closes it.
         on_event: called with an `Event` for creates, status changes, retries
             and 429s. Keep it quick: it runs on the event loop.
         download_concurrency: output files downloaded at once by `download`.
@@ -142,7 +146,8 @@ class Session:
         timeout: float | None = DEFAULT_TIMEOUT,
         request_timeout: RequestTimeout | float | None = None,
         prefer_wait: int | None = None,
-        http_session: aiohttp.ClientSession | None = None,
+        http_session: ClientSession | None = None,
+        transport: Transport | None = None,
         on_event: EventHandler | None = None,
         download_concurrency: int = 8,
     ) -> None:
@@ -150,7 +155,11 @@ class Session:
             raise ValueError(f"prefer_wait must be 1 to 60 seconds, got {prefer_wait}")
         if timeout is not None and timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout}")
-        self._api_key = resolve_api_key(api_key)
+        if transport is not None and (api_key is not None or http_session is not None):
+            raise ValueError(
+                "a transport of your own authenticates and sends the requests: "
+                "pass api_key and http_session to it, not to Session"
+            )
         self.base_url = resolve_base_url(base_url)
         self.retry = retry or RetryPolicy()
         self.poll = poll or PollPolicy()
@@ -164,12 +173,16 @@ class Session:
         # Every open connection holds buffers (about 13 KiB) whether used or not:
         # enough for the polls and the batch creates at once, and no more.
         connection_limit = self.poll.max_concurrent_queries + _BATCH_CREATES
-        self._transport = AiohttpTransport(
-            self.base_url,
-            self._api_key,
-            self.request_timeout,
-            http_session=http_session,
-            connection_limit=connection_limit,
+        self._transport: Transport = (
+            AiohttpTransport(
+                self.base_url,
+                resolve_api_key(api_key),
+                self.request_timeout,
+                http_session=http_session,
+                connection_limit=connection_limit,
+            )
+            if transport is None
+            else transport
         )
         self._on_event = on_event
         self._downloads = anyio.CapacityLimiter(download_concurrency)

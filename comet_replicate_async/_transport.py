@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeAlias
 
 import aiohttp
 import anyio
@@ -22,9 +23,13 @@ from ._config import ApiKey, RequestTimeout
 from ._exceptions import APIConnectionError, APITimeoutError
 from ._sansio import RawResponse, RequestSpec
 
-__all__ = ["AiohttpTransport", "map_aiohttp_exceptions"]
+__all__ = ["AiohttpTransport", "ClientSession", "map_aiohttp_exceptions"]
 
 logger = logging.getLogger("comet_replicate_async")
+
+# What `Session(http_session=...)` borrows, named here so that no other module of
+# the package imports aiohttp.
+ClientSession: TypeAlias = aiohttp.ClientSession
 
 
 def _without_query(url: str) -> str:

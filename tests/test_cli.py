@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -203,6 +204,7 @@ def test_missing_key_exits_2(tmp_path: Path) -> None:
     assert "COMETAPI_KEY" in done.stderr
 
 
+@pytest.mark.timeout(120)
 def test_changed_input_is_refused_unless_forced(
     clean_fake: FakeProcess, tmp_path: Path
 ) -> None:
@@ -227,6 +229,7 @@ def test_changed_input_is_refused_unless_forced(
     assert clean_fake.stats()["created"] == 2  # the boat was not paid for twice
 
 
+@pytest.mark.timeout(120)
 def test_a_create_in_flight_at_a_crash_is_ambiguous_until_resubmitted(
     clean_fake: FakeProcess, tmp_path: Path
 ) -> None:
@@ -239,10 +242,11 @@ def test_a_create_in_flight_at_a_crash_is_ambiguous_until_resubmitted(
         == 0
     )
     # As a SIGKILL between "pending" and "created" leaves it:
-    with sqlite3.connect(out / "journal.sqlite3") as journal:
+    with closing(sqlite3.connect(out / "journal.sqlite3")) as journal:
         journal.execute(
             "update items set state = 'pending', prediction_id = null where key = '1'"
         )
+        journal.commit()
 
     reported = run_cli(
         ["batch", str(prompts), "-m", SCHNELL, "-o", str(out), "--json"], clean_fake
@@ -261,6 +265,7 @@ def test_a_create_in_flight_at_a_crash_is_ambiguous_until_resubmitted(
     )  # the resubmission paid again, as documented
 
 
+@pytest.mark.timeout(120)
 @pytest.mark.parametrize("stop_signal", [signal.SIGKILL, signal.SIGINT])
 def test_a_rerun_after_a_kill_finishes_every_input_paying_once(
     tmp_path: Path, stop_signal: signal.Signals

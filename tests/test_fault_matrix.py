@@ -23,6 +23,7 @@ pytestmark = pytest.mark.anyio
 SIZE = int(os.environ.get("FAULT_MATRIX_SIZE", "400"))
 
 
+@pytest.mark.timeout(120)
 async def test_fault_matrix_every_input_accounted_for_and_none_paid_twice() -> None:
     fake = FakeCometAPI(
         default_latency=Latency.uniform(0.05, 0.3),

@@ -43,11 +43,13 @@ async def test_creates_per_minute_paces_the_whole_session() -> None:
             r.monotonic for r in fake.stats.requests_log if r.route == "create"
         )
 
-    gaps = [later - earlier for earlier, later in itertools.pairwise(creates)]
+    spacing = 60 / 1200
     assert len(creates) == 10
-    assert (
-        min(gaps) >= 0.04
-    )  # 1200 a minute is one every 0.05 s; allow scheduling slack
+    # The k-th create never leaves before k spacings after the first's turn. A gap
+    # between two arrivals also holds each one's scheduling delay, which a loaded
+    # machine stretches and shrinks; measured from the first arrival only its delay
+    # counts, and two spacings cover it.
+    assert all(at - creates[0] >= (k - 2) * spacing for k, at in enumerate(creates))
 
 
 async def test_window_hands_slots_over_in_order() -> None:

@@ -101,6 +101,7 @@ def test_retry_after_date_in_the_past_means_now() -> None:
     assert parse_retry_after(value, now=NOW) == 0
 
 
+@pytest.mark.timeout(120)
 @given(text=st.text(max_size=40))
 def test_retry_after_never_raises(text: str) -> None:
     result = parse_retry_after(text, now=NOW)

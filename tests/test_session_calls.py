@@ -28,22 +28,25 @@ from comet_replicate_async import (
     Status,
     UnexpectedResponseError,
 )
-from comet_replicate_async.testing import FakeCometAPI, Fault
+from comet_replicate_async.testing import FakeCometAPI, Fault, Latency
 
 from helpers import PRO, SCHNELL, session_for
 
 pytestmark = pytest.mark.anyio
 
 
-async def test_create_then_get(fake_comet: FakeCometAPI) -> None:
-    async with session_for(fake_comet) as session:
-        created = await session.create(SCHNELL, {"prompt": "a paper boat"})
-        again = await session.get(created.id)
+async def test_create_then_get() -> None:
+    # A slow model: its prediction is still starting when the create's reply is
+    # read, however late that is on a loaded machine.
+    async with FakeCometAPI(default_latency=Latency.constant(30.0)) as fake:
+        async with session_for(fake) as session:
+            created = await session.create(SCHNELL, {"prompt": "a paper boat"})
+            again = await session.get(created.id)
 
     assert created.status is Status.STARTING
     assert created.model == SCHNELL
     assert again.id == created.id
-    assert fake_comet.stats.created == 1
+    assert fake.stats.created == 1
 
 
 @pytest.mark.parametrize(

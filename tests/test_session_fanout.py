@@ -139,6 +139,7 @@ async def test_failed_and_aborted_predictions_raise_their_errors() -> None:
     assert aborted.value.prediction.status is Status.ABORTED
 
 
+@pytest.mark.timeout(120)
 async def test_gather_keeps_order_under_the_concurrency_limit(
     fake: FakeCometAPI,
 ) -> None:
@@ -420,8 +421,12 @@ async def test_a_deadline_that_passes_waiting_for_a_slot_creates_nothing() -> No
             outcomes: list[BaseException] = []
 
             async def run_one(n: int) -> None:
+                # The first holds the only slot past the others' deadlines: with
+                # equal ones, the slot it frees at its deadline could reach the next
+                # run a moment before that run's own, which would then create.
+                timeout = 0.6 if n == 0 else 0.3
                 try:
-                    await session.run(PRO, {"prompt": f"p{n}"}, timeout=0.3)
+                    await session.run(PRO, {"prompt": f"p{n}"}, timeout=timeout)
                 except PredictionTimeout as error:
                     outcomes.append(error)
 
@@ -471,6 +476,7 @@ async def test_stopping_a_batch_early_logs_the_abandoned_ids(
     assert all(prediction_id in caplog.text for prediction_id in slow_ids)
 
 
+@pytest.mark.timeout(120)
 @pytest.mark.parametrize("stop", ["after three items", "while creates are slow"])
 async def test_a_batch_stopped_half_way_gives_every_slot_back(stop: str) -> None:
     # Items being pulled, queued for a create, created or waiting each hold a slot

@@ -9,6 +9,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
+from types import MappingProxyType
 from typing import Any, Final
 
 import attrs
@@ -23,7 +24,7 @@ BAD_GATEWAY_PAGE: Final = (
     b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
     b"</body>\r\n</html>\r\n"
 )
-_PHRASES: Final = {524: "a timeout occurred"}
+_PHRASES: Final = MappingProxyType({524: "a timeout occurred"})
 
 
 @attrs.frozen

@@ -25,18 +25,23 @@ from comet_replicate_async import (
     PredictionFuture,
     PredictionTimeout,
     RateLimitError,
+    RawResponse,
+    RequestSpec,
     RequestTimeout,
     RetryPolicy,
     Session,
     SessionStats,
     Status,
+    Transport,
 )
 from comet_replicate_async.testing import (
     FakeCometAPI,
     FakeStats,
     Fault,
     Latency,
+    MockTransport,
     RequestRecord,
+    mock_reply,
 )
 
 
@@ -100,6 +105,21 @@ async def fake() -> int:
         async with Session(server.api_key, base_url=server.base_url) as session:
             await session.run("black-forest-labs/flux-schnell", {"prompt": "x"})
         return server.stats.duplicates + server.stats.peak_in_flight
+
+
+async def mocked() -> Prediction:
+    def answer(request: RequestSpec) -> RawResponse:
+        body = {"id": "p1", "status": "starting", "input": request.json_body}
+        return mock_reply(201, body, headers={"X-Request-Id": "r1"})
+
+    async def answer_later(request: RequestSpec) -> RawResponse:
+        return mock_reply(200, body=b"raw")
+
+    transport: Transport = MockTransport(answer)
+    sent: list[RequestSpec] = MockTransport(answer_later).requests
+    print(sent)
+    async with Session(transport=transport) as session:
+        return await session.create("black-forest-labs/flux-schnell", {"prompt": "x"})
 
 
 async def typed(image: bytes) -> list[BatchItem]:
