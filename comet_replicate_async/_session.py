@@ -33,6 +33,7 @@ from ._batch import BatchTracker, CreateJob, Creators, log_abandoned
 from ._config import RequestTimeout, resolve_api_key, resolve_base_url
 from ._exceptions import (
     AmbiguousSubmitError,
+    BatchStoppedError,
     CometReplicateError,
     InputValidationError,
     PredictionTimeout,
@@ -46,7 +47,13 @@ from ._limits import ConcurrencyWindow, CreatePacer, Throttle
 from ._models import BatchItem, Prediction, Status
 from ._poller import Poller
 from ._registry import Registry
-from ._retry import CallKind, RetryPolicy, create_may_have_happened
+from ._retry import (
+    CallKind,
+    RetryPolicy,
+    create_may_have_happened,
+    quota_from_headers,
+    stops_creates,
+)
 from ._sansio import (
     RequestSpec,
     build_create_request,
@@ -93,7 +100,10 @@ class Session:
         max_concurrency: predictions in flight at once (from create until they
             finish) through `run`, `submit` and the batch calls.
         creates_per_minute: pace creates evenly to at most this many a minute,
-            shared by every caller of the session (None: no pacing).
+            shared by every caller of the session (None: no ceiling). Either
+            way the session learns the create rate the server allows (from
+            429s, `Retry-After`, throttle messages and `ratelimit-*` headers)
+            and paces to it.
         adaptive_concurrency: halve the concurrency window while 429s keep coming
             and grow it back by one slot at a time when they stop; `stats`
             shows the current size.
@@ -139,9 +149,9 @@ class Session:
         self.request_timeout = request_timeout or RequestTimeout()
         self.prefer_wait = prefer_wait
         self._window = ConcurrencyWindow(max_concurrency, adaptive=adaptive_concurrency)
-        self._pacer = (
-            None if creates_per_minute is None else CreatePacer(creates_per_minute)
-        )
+        self._pacer = CreatePacer(creates_per_minute)
+        # Creates in flight, capped when the server refuses too many at once.
+        self._creates_sending = ConcurrencyWindow(_BATCH_CREATES * 64)
         # Every open connection holds buffers (about 13 KiB) whether used or not:
         # enough for the polls and the batch creates at once, and no more.
         connection_limit = self.poll.max_concurrent_queries + _BATCH_CREATES
@@ -183,7 +193,9 @@ class Session:
     def stats(self) -> SessionStats:
         """A snapshot of the live counters."""
         return self._counters.snapshot(
-            watched=len(self._registry), concurrency_limit=self._window.limit
+            watched=len(self._registry),
+            concurrency_limit=self._window.limit,
+            create_rate=self._pacer.rate,
         )
 
     # Lifecycle
@@ -280,15 +292,27 @@ class Session:
         self._check_usable()
         return await self._create(*resolve_call(model, input))
 
-    async def _create(self, model: str, input: dict[str, Any]) -> Prediction:
+    async def _create(
+        self,
+        model: str,
+        input: dict[str, Any],
+        deadline: float = math.inf,
+        stopped: Callable[[], CometReplicateError | None] | None = None,
+    ) -> Prediction:
+        """Create, retrying what provably created nothing until `deadline`.
+
+        `stopped` tells whether the batch has stopped creating (and why): checked
+        before each attempt that would be the first to reach the server.
+        """
         spec = build_create_request(model, input, prefer_wait=self.prefer_wait)
         read_timeout = None if self.prefer_wait is None else self.prefer_wait + 5.0
         may_exist = False
         attempt = 0
         while True:
             attempt += 1
-            if self._pacer is not None:
-                await self._pacer.wait_turn()
+            await self._pacer.wait_turn()
+            if not may_exist and stopped is not None and (reason := stopped()):
+                raise BatchStoppedError(reason) from reason
             try:
                 # Never interrupted once sent: a cancel must not lose a paid-for id.
                 with anyio.CancelScope(shield=True):
@@ -296,6 +320,8 @@ class Session:
             except CometReplicateError as error:
                 may_exist = may_exist or create_may_have_happened(error)
                 delay = self._retry_delay("create", error, attempt)
+                if delay is not None and time.monotonic() + delay >= deadline:
+                    delay = None  # retrying could not finish in time
                 if delay is None:
                     if may_exist:
                         raise AmbiguousSubmitError(model, input, error) from error
@@ -418,13 +444,14 @@ class Session:
         input: dict[str, Any],
         deadline: float,
         on_created: Callable[[Prediction], None] | None = None,
+        stopped: Callable[[], CometReplicateError | None] | None = None,
     ) -> Prediction:
         """Create unless the deadline has passed; raise if it passed meanwhile."""
         if time.monotonic() >= deadline:
             raise PredictionTimeout(
                 "the deadline passed before the create; nothing was created", None
             )
-        created = await self._create(model, input)
+        created = await self._create(model, input, deadline, stopped)
         if on_created is not None:
             on_created(created)
         if time.monotonic() >= deadline and not created.done:
@@ -640,8 +667,10 @@ class Session:
                 return
             deadline = self._deadline(timeout)
             try:
+                if tracker.stop_reason is not None:
+                    raise BatchStoppedError(tracker.stop_reason)
                 model_id, body = resolve_call(model, input)
-            except InputValidationError as error:
+            except (InputValidationError, BatchStoppedError) as error:
                 self._counters.submitted += 1
                 self._counters.failed += 1
                 tracker.put(BatchItem(index, input, error=error))
@@ -655,8 +684,12 @@ class Session:
         self._counters.submitted += 1
         self._counters.in_flight += 1
         try:
-            created = await self._create_by(model, body, deadline)
+            created = await self._create_by(
+                model, body, deadline, stopped=tracker.stopped
+            )
         except Exception as error:
+            if isinstance(error, CometReplicateError) and stops_creates(error):
+                tracker.stop_creates(error)
             tracker.ended(index, input, getattr(error, "prediction", None), error)
             return
         except BaseException:
@@ -691,6 +724,20 @@ class Session:
         read_timeout: float | None = None,
         previous: Prediction | None = None,
     ) -> Prediction:
+        if spec.kind == "create":
+            await self._creates_sending.acquire()
+            try:
+                return await self._send_once(spec, read_timeout, previous)
+            finally:
+                self._creates_sending.release()
+        return await self._send_once(spec, read_timeout, previous)
+
+    async def _send_once(
+        self,
+        spec: RequestSpec,
+        read_timeout: float | None,
+        previous: Prediction | None,
+    ) -> Prediction:
         throttle = (
             self._create_throttle if spec.kind == "create" else self._query_throttle
         )
@@ -703,9 +750,22 @@ class Session:
             self._counters.queries += 1
         try:
             response = await self._transport.send(spec, read_timeout=read_timeout)
-            return decipher_response(response, previous)
+            prediction = decipher_response(response, previous)
+            if spec.kind == "create":
+                self._pacer.on_accepted(*(quota_from_headers(response.headers) or ()))
+                if (cap := self._pacer.in_flight_cap) is not None:
+                    self._creates_sending.set_limit(cap)
+            return prediction
         except RateLimitError as error:
             self._counters.rate_limited += 1
+            if spec.kind == "create":
+                self._counters.creates_refused += 1
+                self._pacer.on_refused(
+                    retry_after=error.retry_after is not None,
+                    in_flight=self._creates_sending.in_use,
+                )
+                if (cap := self._pacer.in_flight_cap) is not None:
+                    self._creates_sending.set_limit(cap)
             # The whole session slows down, not only this caller: creates wait as
             # long as the server asked; polls too when a poll was refused, but a
             # refused create (the create limit is the one usually hit) only slows
