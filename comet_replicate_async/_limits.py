@@ -137,15 +137,15 @@ class CreatePacer:
     The learned rate starts unknown (no pacing). The first refused create (429)
     sets it to the rate creates were accepted at just before, and every accepted
     create then raises it by 5 %, to find the limit quickly from a poor first
-    guess. The second refusal sets it to the better of the rate just measured and
+    guess. The next refusal after ten accepted creates sets it to the better of the rate just measured and
     80 % of the rate that overshot; from then on each refusal cuts it by 5 % and
-    each accepted create raises it by 0.05 %, probing gently. One burst of 429s
+    each accepted create raises it by 0.02 %, probing gently. One burst of 429s
     counts once: a cut waits for a cooldown after the previous one.
 
     A 429 without `Retry-After` is what gateways built on new-api send when a
     key has too many requests in flight: it caps the creates in flight instead,
-    one below the count that was refused, growing back by one per cap's worth
-    of accepted creates (`in_flight_cap`, for the session to apply).
+    one below the count that was refused, growing back by one per eight caps'
+    worth of accepted creates (`in_flight_cap`, for the session to apply).
 
     All decisions are pure: the clock is injectable and `reserve` returns the
     wait instead of sleeping.
@@ -171,6 +171,9 @@ class CreatePacer:
         self._next_slot = -math.inf
         self._cap = math.inf
         self._cap_growth = 0.0
+        self._paused_until = -math.inf
+        self._pauses = 0
+        self._accepted_since_cut = 0
 
     @property
     def in_flight_cap(self) -> int | None:
@@ -194,10 +197,24 @@ class CreatePacer:
         return slot - now
 
     async def wait_turn(self) -> None:
-        """Sleep until this caller's slot comes."""
-        delay = self.reserve()
-        if delay > 0:
-            await anyio.sleep(delay)
+        """Sleep until this caller's slot comes (taking a new one after a pause)."""
+        while True:
+            pauses = self._pauses
+            delay = self.reserve()
+            if delay > 0:
+                await anyio.sleep(delay)
+            # A slot inside a pause that began meanwhile is void: the callers
+            # whose slots it swallowed would otherwise all go at its end at once.
+            if self._pauses == pauses or self._clock() >= self._paused_until:
+                return
+
+    def pause(self, seconds: float) -> None:
+        """Send no create for `seconds` from now (the server asked for it)."""
+        until = self._clock() + seconds
+        if until > self._paused_until:
+            self._paused_until = until
+            self._pauses += 1
+            self._next_slot = max(self._next_slot, until)
 
     def on_accepted(
         self, remaining: int | None = None, reset: float | None = None
@@ -205,13 +222,14 @@ class CreatePacer:
         """A create went through; `remaining` and `reset` from its headers, if sent."""
         now = self._clock()
         self._accepted.append(now)
+        self._accepted_since_cut += 1
         while self._accepted[0] < now - _MEASURE_SECONDS:
             self._accepted.popleft()
         if self._learned is not None:
             step = _FAST_PROBE if self._fast_probe else _SLOW_PROBE
             self._learned = min(self._learned * (1.0 + step), _MAX_RATE)
         if self._cap != math.inf:
-            self._cap_growth += 1.0 / self._cap
+            self._cap_growth += 1.0 / (self._cap * _CAP_PATIENCE)
             if self._cap_growth >= 1.0:
                 self._cap_growth = 0.0
                 self._cap += 1
@@ -245,7 +263,11 @@ class CreatePacer:
         self._last_cut = now
         if self._learned is None:
             self._learned = self._measured(now) or _FIRST_GUESS
+            self._accepted_since_cut = 0
             return
+        if self._fast_probe and self._accepted_since_cut < _SETTLE:
+            return  # creates that went before the first cut: not a new limit
+        self._accepted_since_cut = 0
         if self._fast_probe:
             self._fast_probe = False
             overshot = self._learned * _FIRST_CUT
@@ -269,7 +291,9 @@ _COOLDOWN = 1.0
 _FIRST_CUT = 0.8
 _CUT = 0.95
 _FAST_PROBE = 0.05
-_SLOW_PROBE = 0.0005
+_SLOW_PROBE = 0.0002
 _FIRST_GUESS = 1.0
+_CAP_PATIENCE = 8
+_SETTLE = 10
 _MIN_RATE = 1 / 60
 _MAX_RATE = 1e6

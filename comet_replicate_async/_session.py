@@ -166,7 +166,6 @@ class Session:
         self._downloads = anyio.CapacityLimiter(download_concurrency)
         self._counters = StatsCounter()
         # 429 pauses, one per kind of call: see _send.
-        self._create_throttle = Throttle()
         self._query_throttle = Throttle()
         self._registry = Registry()
         self._poller = Poller(
@@ -738,11 +737,9 @@ class Session:
         read_timeout: float | None,
         previous: Prediction | None,
     ) -> Prediction:
-        throttle = (
-            self._create_throttle if spec.kind == "create" else self._query_throttle
-        )
-        if throttle.paused_for > 0:
-            await throttle.wait()
+        # Creates have waited their turn in the pacer, which holds the 429 pauses.
+        if spec.kind == "query" and self._query_throttle.paused_for > 0:
+            await self._query_throttle.wait()
         self._counters.requests += 1
         if spec.kind == "create":
             self._counters.creates += 1
@@ -760,6 +757,10 @@ class Session:
             self._counters.rate_limited += 1
             if spec.kind == "create":
                 self._counters.creates_refused += 1
+            crowded = error.retry_after is None and self._creates_sending.in_use > 0
+            if spec.kind == "create" or crowded:
+                # A refused poll with no wait named: too many requests at once,
+                # and creates must leave room for polls.
                 self._pacer.on_refused(
                     retry_after=error.retry_after is not None,
                     in_flight=self._creates_sending.in_use,
@@ -769,12 +770,15 @@ class Session:
             # The whole session slows down, not only this caller: creates wait as
             # long as the server asked; polls too when a poll was refused, but a
             # refused create (the create limit is the one usually hit) only slows
-            # them, so results of running predictions are still seen.
+            # them, so results of running predictions are still seen. A create
+            # refused without a wait named was one too many at once: the cap on
+            # creates in flight answers that, not a pause.
             pause = error.retry_after
             if pause is None:
                 pause = self.retry.backoff(1, self._rng)
             pause = min(pause, self.retry.max_retry_after)
-            self._create_throttle.pause(pause)
+            if spec.kind == "query" or error.retry_after is not None:
+                self._pacer.pause(pause)
             if spec.kind == "create":
                 self._query_throttle.pause(min(pause, self.poll.min_interval * 4))
             else:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import time
 
+import aiohttp
 import pytest
 
 from comet_replicate_async import (
@@ -81,7 +84,7 @@ def test_a_burst_of_refusals_cuts_once_and_acceptances_probe_upwards() -> None:
     assert pacer.rate == pytest.approx(settled * 0.95)
     cut = pacer.rate
     accept(pacer, clock, 10, every=0.2)
-    assert pacer.rate == pytest.approx(cut * 1.0005**10)
+    assert pacer.rate == pytest.approx(cut * 1.0002**10)
 
 
 def test_a_refusal_without_retry_after_caps_the_creates_in_flight() -> None:
@@ -91,11 +94,27 @@ def test_a_refusal_without_retry_after_caps_the_creates_in_flight() -> None:
     pacer.on_refused(retry_after=False, in_flight=6)
     assert pacer.in_flight_cap == 5
     assert pacer.rate is None  # a cap on requests at once, not on their rate
-    accept(pacer, clock, 5, every=0.1)  # a cap's worth accepted: one more
+    accept(pacer, clock, 39, every=0.1)
+    assert pacer.in_flight_cap == 5
+    accept(pacer, clock, 1, every=0.1)  # eight caps' worth accepted: one more
     assert pacer.in_flight_cap == 6
     clock.now += 5
     pacer.on_refused(retry_after=False, in_flight=3)
     assert pacer.in_flight_cap == 2
+
+
+async def test_a_pause_voids_the_slots_it_swallowed() -> None:
+    pacer = CreatePacer(per_minute=600)  # one every 0.1 s
+    assert pacer.reserve() == 0.0
+    assert pacer.reserve() == pytest.approx(0.1, abs=0.01)
+    pacer.pause(0.3)
+    # The caller whose slot fell inside the pause takes a new one after it.
+    started = time.monotonic()
+    await pacer.wait_turn()
+    assert time.monotonic() - started >= 0.3
+    assert pacer.reserve() == pytest.approx(
+        0.4 - (time.monotonic() - started), abs=0.05
+    )
 
 
 def test_ceiling_from_creates_per_minute_always_holds() -> None:
@@ -225,3 +244,52 @@ async def test_a_wrong_key_stops_the_batch_after_the_creates_in_flight() -> None
     ]
     assert all(isinstance(reason, AuthenticationError) for reason in reasons)
     assert "nothing was sent" in str(not_sent[0].error)
+
+
+# The fake's limit shapes
+
+
+async def create_statuses(
+    fake: FakeCometAPI, count: int
+) -> list[tuple[int, dict[str, str]]]:
+    """Send `count` creates at once, raw; return each reply's status and headers."""
+    url = f"{fake.base_url}/replicate/v1/models/{SCHNELL}/predictions"
+    headers = {"Authorization": f"Bearer {fake.api_key}"}
+
+    async def one(http: aiohttp.ClientSession) -> tuple[int, dict[str, str]]:
+        async with http.post(
+            url, json={"input": {"prompt": "x"}}, headers=headers
+        ) as r:
+            return r.status, {k.lower(): v for k, v in r.headers.items()}
+
+    async with aiohttp.ClientSession() as http:
+        return list(await asyncio.gather(*(one(http) for _ in range(count))))
+
+
+async def test_fake_token_bucket_admits_its_burst_then_names_the_wait() -> None:
+    async with FakeCometAPI(
+        creates_per_second=1, burst=2, ratelimit_headers=True
+    ) as fake:
+        replies = await create_statuses(fake, 5)
+    statuses = sorted(status for status, _ in replies)
+    assert statuses == [201, 201, 429, 429, 429]
+    refused = [headers for status, headers in replies if status == 429]
+    assert all(headers["retry-after"] == "1" for headers in refused)
+    assert all(headers["ratelimit-remaining"] == "0" for headers in refused)
+    assert all(float(headers["ratelimit-reset"]) <= 1.0 for headers in refused)
+
+
+async def test_fake_sliding_window_reports_its_quota() -> None:
+    async with FakeCometAPI(creates_per_minute=3, ratelimit_headers=True) as fake:
+        replies = await create_statuses(fake, 4)
+    accepted = sorted(int(h["ratelimit-remaining"]) for s, h in replies if s == 201)
+    assert accepted == [0, 1, 2]
+    assert sum(status == 429 for status, _ in replies) == 1
+    assert all(h["ratelimit-limit"] == "3" for _, h in replies)
+
+
+async def test_fake_caps_requests_in_flight_without_naming_a_wait() -> None:
+    async with FakeCometAPI(max_in_flight=2, create_delay=0.2) as fake:
+        replies = await create_statuses(fake, 5)
+    assert sorted(status for status, _ in replies) == [201, 201, 429, 429, 429]
+    assert all("retry-after" not in headers for _, headers in replies)
