@@ -28,6 +28,7 @@ TIMED_OUT = -1
 # Typographic signs for the report, spelled by name so the source stays ASCII-clear.
 TIMES = "\N{MULTIPLICATION SIGN}"
 EN_DASH = "\N{EN DASH}"
+DIVIDED = "\N{DIVISION SIGN}"
 
 
 @dataclass(frozen=True)
@@ -261,7 +262,7 @@ def _limits_targets(result: WorkloadResult) -> list[list[str]]:
             _check(refused <= 0.2 * attempts),
         ],
         [
-            f"wall <= 1.15 {TIMES} (creates {EN_DASH} allowed "
+            f"wall <= 1.15 {TIMES} (creates {DIVIDED} allowed "
             f"{limit.allowed_rate:g}/s) + slowest prediction",
             f"{ours.wall_seconds:.1f} s (bound {bound:.1f} s)",
             _check(ours.wall_seconds <= bound),

@@ -137,10 +137,11 @@ class CreatePacer:
     The learned rate starts unknown (no pacing). The first refused create (429)
     sets it to the rate creates were accepted at just before, and every accepted
     create then raises it by 5 %, to find the limit quickly from a poor first
-    guess. The next refusal after ten accepted creates sets it to the better of the rate just measured and
-    80 % of the rate that overshot; from then on each refusal cuts it by 5 % and
+    guess. The next refusal after ten accepted creates sets it to the lower of
+    the rate just measured and 80 % of the rate that overshot; from then on each refusal cuts it by 5 % and
     each accepted create raises it by 0.02 %, probing gently. One burst of 429s
-    counts once: a cut waits for a cooldown after the previous one.
+    counts once: a cut waits for a cooldown after the previous one. The rate
+    only rises while it holds callers back.
 
     A 429 without `Retry-After` is what gateways built on new-api send when a
     key has too many requests in flight: it caps the creates in flight instead,
@@ -174,6 +175,7 @@ class CreatePacer:
         self._paused_until = -math.inf
         self._pauses = 0
         self._accepted_since_cut = 0
+        self._waited_at = -math.inf
 
     @property
     def in_flight_cap(self) -> int | None:
@@ -194,6 +196,8 @@ class CreatePacer:
             spacing = max(spacing, self._hint_spacing)
         slot = max(self._next_slot, now)
         self._next_slot = slot + spacing
+        if slot > now:
+            self._waited_at = now
         return slot - now
 
     async def wait_turn(self) -> None:
@@ -225,7 +229,9 @@ class CreatePacer:
         self._accepted_since_cut += 1
         while self._accepted[0] < now - _MEASURE_SECONDS:
             self._accepted.popleft()
-        if self._learned is not None:
+        # Only a pace that holds callers back is worth raising: otherwise it
+        # would climb far above what is sent, and take many 429s to come down.
+        if self._learned is not None and now - self._waited_at < _BINDING:
             step = _FAST_PROBE if self._fast_probe else _SLOW_PROBE
             self._learned = min(self._learned * (1.0 + step), _MAX_RATE)
         if self._cap != math.inf:
@@ -271,7 +277,8 @@ class CreatePacer:
         if self._fast_probe:
             self._fast_probe = False
             overshot = self._learned * _FIRST_CUT
-            self._learned = max(self._measured(now) or overshot, overshot)
+            measured = self._measured(now) or overshot
+            self._learned = max(min(measured, overshot), _MIN_RATE)
         else:
             self._learned = max(self._learned * _CUT, _MIN_RATE)
 
@@ -295,5 +302,6 @@ _SLOW_PROBE = 0.0002
 _FIRST_GUESS = 1.0
 _CAP_PATIENCE = 8
 _SETTLE = 10
+_BINDING = 1.0
 _MIN_RATE = 1 / 60
 _MAX_RATE = 1e6
