@@ -37,9 +37,25 @@ class Clock:
 
 
 def accept(pacer: CreatePacer, clock: Clock, count: int, every: float) -> None:
+    """`count` creates accepted, `every` seconds apart, with callers kept waiting."""
     for _ in range(count):
         clock.now += every
+        pacer.reserve()
+        pacer.reserve()  # a second caller in line: the pace holds it back
         pacer.on_accepted()
+
+
+def test_the_pace_does_not_rise_while_nobody_waits_for_it() -> None:
+    clock = Clock()
+    pacer = CreatePacer(clock=clock)
+    accept(pacer, clock, 10, every=0.2)
+    pacer.on_refused()
+    learned = pacer.rate
+    for _ in range(10):
+        clock.now += 5  # one create now and then: the pace holds nobody back
+        assert pacer.reserve() == 0.0
+        pacer.on_accepted()
+    assert pacer.rate == learned
 
 
 # The pacer, pure
