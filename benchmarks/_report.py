@@ -28,6 +28,7 @@ TIMED_OUT = -1
 # Typographic signs for the report, spelled by name so the source stays ASCII-clear.
 TIMES = "\N{MULTIPLICATION SIGN}"
 EN_DASH = "\N{EN DASH}"
+DIVIDED = "\N{DIVISION SIGN}"
 
 
 @dataclass(frozen=True)
@@ -246,10 +247,36 @@ def _faults_targets(result: WorkloadResult) -> list[list[str]]:
     ]
 
 
+def _limits_targets(result: WorkloadResult) -> list[list[str]]:
+    ours, limit = result.metrics["ours"], result.workload.limit
+    assert limit is not None
+    attempts = ours.requests_by_route.get("create", 0)
+    refused = ours.outcomes.throttled
+    rate_limited = ours.error_kinds.get("RateLimitError", 0)
+    bound = 1.15 * ours.created / limit.allowed_rate + ours.latency_max
+    return [
+        ["0 inputs end in RateLimitError", f"{rate_limited:,}", _check(rate_limited == 0)],
+        [
+            "refused creates (429) <= 20% of create attempts",
+            f"{refused:,} of {attempts:,} ({refused / max(attempts, 1):.1%})",
+            _check(refused <= 0.2 * attempts),
+        ],
+        [
+            f"wall <= 1.15 {TIMES} (creates {DIVIDED} allowed "
+            f"{limit.allowed_rate:g}/s) + slowest prediction",
+            f"{ours.wall_seconds:.1f} s (bound {bound:.1f} s)",
+            _check(ours.wall_seconds <= bound),
+        ],
+    ]  # fmt: skip
+
+
 _TARGETS: dict[str, Callable[[WorkloadResult], list[list[str]]]] = {
     "mixed": _mixed_targets,
     "scale": _scale_targets,
     "faults": _faults_targets,
+    "limits-bucket": _limits_targets,
+    "limits-window": _limits_targets,
+    "limits-inflight": _limits_targets,
 }
 
 
@@ -357,6 +384,21 @@ def _workload_section(result: WorkloadResult, chart: str | None) -> list[str]:
             _FAULT_COLUMNS,
             "In the table below, *lost predictions* counts every input without a "
             "succeeded result (errors included), as in the other workloads.",
+            "",
+        ]
+    if w.limit is not None:
+        limit_rows = [
+            [label, *(cell(result.metrics[k]) for k in keys)]
+            for label, cell in FAULT_ROWS
+        ]
+        lines += [
+            f"Create limit: {w.limit.description}. Every client runs at its "
+            "defaults. The three limit shapes ran at the same time, each against "
+            "its own fake server: their CPU figures share the machine.",
+            "",
+            "### What became of each input",
+            "",
+            *_table(header, limit_rows),
             "",
         ]
     lines += [*_table(header, rows), ""]

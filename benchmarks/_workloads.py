@@ -6,7 +6,15 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["WORKLOADS", "Faults", "ModelMix", "Workload", "build_items"]
+__all__ = [
+    "GROUPS",
+    "WORKLOADS",
+    "Faults",
+    "Limit",
+    "ModelMix",
+    "Workload",
+    "build_items",
+]
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,15 @@ class Faults:
 
 
 @dataclass(frozen=True)
+class Limit:
+    """A create limit shape the fake enforces, and the create rate it allows."""
+
+    description: str
+    args: tuple[str, ...]
+    allowed_rate: float  # creates per second
+
+
+@dataclass(frozen=True)
 class Workload:
     """A named workload: *total* predictions over *mix*, *concurrency* at once."""
 
@@ -62,6 +79,7 @@ class Workload:
     concurrency: int
     mix: tuple[ModelMix, ...]
     faults: Faults | None = None
+    limit: Limit | None = None
 
     def scaled(self, factor: float) -> Workload:
         """The same workload with counts and concurrency multiplied by *factor*.
@@ -86,13 +104,15 @@ class Workload:
             concurrency=max(1, round(self.concurrency * factor)),
             mix=self.mix,
             faults=faults,
+            limit=self.limit,
         )
 
     @property
     def fake_args(self) -> tuple[str, ...]:
         """Extra fake server options: its latencies, and its faults if any."""
         latency = tuple(arg for m in self.mix for arg in ("--latency", m.latency_arg))
-        return latency + (self.faults.args if self.faults else ())
+        limit = self.limit.args if self.limit else ()
+        return latency + (self.faults.args if self.faults else ()) + limit
 
 
 _FLUX = "black-forest-labs/"
@@ -131,6 +151,61 @@ WORKLOADS: dict[str, Workload] = {
             rate_window=60.0,
         ),
     ),
+}
+
+
+def _limits(name: str, limit: Limit) -> Workload:
+    return Workload(
+        name=f"limits-{name}",
+        title=f"limits: {name}",
+        total=1_000,
+        concurrency=100,
+        mix=(ModelMix(_FLUX + "flux-schnell", 1.0, 1.0, 3.0),),
+        limit=limit,
+    )
+
+
+# The three create limits real gateways have, each allowing about 5-10 creates/s.
+WORKLOADS |= {
+    "limits-bucket": _limits(
+        "bucket",
+        Limit(
+            "a token bucket of 5 creates/s with bursts of 2 (429 with Retry-After)",
+            ("--creates-per-second", "5", "--burst", "2"),
+            allowed_rate=5.0,
+        ),
+    ),
+    "limits-window": _limits(
+        "window",
+        Limit(
+            "a sliding window of 600 creates a minute, as Replicate documents (429 "
+            "with Retry-After; `ratelimit-remaining`/`ratelimit-reset` headers)",
+            (
+                "--creates-per-minute",
+                "600",
+                "--rate-window",
+                "60",
+                "--ratelimit-headers",
+            ),
+            allowed_rate=10.0,
+        ),
+    ),
+    "limits-inflight": _limits(
+        "inflight",
+        Limit(
+            "a per-key cap of 5 requests in flight (creates and queries), each "
+            "create taking 0.4 s on the server (429 without Retry-After, as new-api "
+            "gateways do); the allowed create rate is 4 / 0.4 s = 10/s, one of the "
+            "five slots left for the polls",
+            ("--max-in-flight", "5", "--create-delay", "0.4"),
+            allowed_rate=10.0,
+        ),
+    ),
+}
+
+#: Workloads run together under one name (``--workload limits``).
+GROUPS: dict[str, tuple[str, ...]] = {
+    "limits": ("limits-bucket", "limits-window", "limits-inflight"),
 }
 
 

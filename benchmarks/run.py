@@ -2,12 +2,16 @@
 
 Usage (from the repository root)::
 
-    python benchmarks/run.py [--workload mixed|scale|faults|all] [--scale-factor F]
-                             [--out docs/benchmarks.md]
+    python benchmarks/run.py [--workload mixed|scale|faults|limits|all]
+                             [--scale-factor F] [--out docs/benchmarks.md]
 
 For each workload: one fake server process; each client in its own child process,
 one after another on the same workload, with the fake's stats reset before each.
-Writes the report (and, for the mixed workload, its chart) from what was measured.
+The three limits workloads are rate-bound, not CPU-bound: they run at the same
+time, each with its own fake server (`--only limits` runs just them).
+Writes the report (and, for the mixed workload, its chart) from what was measured;
+a run of only some workloads writes to benchmarks/.out/ unless `--out` is given,
+so the full report in docs/ keeps every section.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import shlex
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +48,7 @@ from _report import (
     plot_requests_vs_lag,
     render,
 )
-from _workloads import WORKLOADS, Workload, build_items
+from _workloads import GROUPS, WORKLOADS, Workload, build_items
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -60,7 +65,11 @@ SCRIPTS = {
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--workload", choices=[*WORKLOADS, "all"], default="all", help="default: all"
+        "--workload",
+        "--only",
+        choices=[*WORKLOADS, *GROUPS, "all"],
+        default="all",
+        help="default: all",
     )
     parser.add_argument(
         "--scale-factor",
@@ -68,7 +77,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         default=1.0,
         help="multiply prediction counts and concurrency (0.05 for a smoke run)",
     )
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--out", type=Path, default=None)
     return parser.parse_args(argv)
 
 
@@ -92,6 +101,8 @@ def _timeout(workload: Workload) -> float:
     worst_ideal = workload.total * slowest / workload.concurrency + slowest
     if workload.faults is not None:  # creates beyond the limit wait their turn
         worst_ideal += workload.faults.throttled_seconds(workload.total)
+    if workload.limit is not None:
+        worst_ideal += workload.total / workload.limit.allowed_rate
     return 3 * worst_ideal + 60
 
 
@@ -216,7 +227,7 @@ def _run_workload(workload: Workload, env: dict[str, str]) -> WorkloadResult:
                 f"lag p50 {m.lag_p50:.3f} s p99 {m.lag_p99:.3f} s, lost {m.lost}",
                 flush=True,
             )
-            if workload.faults is not None:
+            if workload.faults is not None or workload.limit is not None:
                 o = m.outcomes
                 print(
                     f"[{workload.name}] {key}: succeeded {o.succeeded}, accounted "
@@ -273,12 +284,23 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     OUT.mkdir(exist_ok=True)
     env = _child_env()
-    names = list(WORKLOADS) if args.workload == "all" else [args.workload]
+    names = GROUPS.get(args.workload) or (
+        list(WORKLOADS) if args.workload == "all" else [args.workload]
+    )
     workloads = [WORKLOADS[name].scaled(args.scale_factor) for name in names]
     # Versions as the run starts: the checkout may change while it runs.
     context = _context(argv)
-    results = [_run_workload(workload, env) for workload in workloads]
-    out: Path = args.out
+    results = [_run_workload(w, env) for w in workloads if w.limit is None]
+    limited = [w for w in workloads if w.limit is not None]
+    if limited:
+        # Rate-bound: each shape has its own fake server, so they can share the time.
+        with ThreadPoolExecutor(len(limited)) as pool:
+            results += pool.map(lambda w: _run_workload(w, env), limited)
+    out: Path = args.out or (
+        ROOT / "docs" / "benchmarks.md"
+        if args.workload == "all"
+        else OUT / f"benchmarks-{args.workload}.md"
+    )
     chart_path = out.with_name(f"{out.stem}-requests-vs-lag.png")
     mixed = [result for result in results if result.workload.name == "mixed"]
     if mixed:

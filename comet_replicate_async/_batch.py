@@ -22,7 +22,12 @@ from typing import Any
 import attrs
 from anyio.abc import TaskGroup
 
-from ._exceptions import PredictionAbandoned, deadline_passed, error_for_status
+from ._exceptions import (
+    CometReplicateError,
+    PredictionAbandoned,
+    deadline_passed,
+    error_for_status,
+)
 from ._models import BatchItem, Prediction
 from ._registry import Entry, Registry
 from ._stats import StatsCounter
@@ -99,6 +104,8 @@ class BatchTracker:
         self.unread: list[BatchItem] = []
         #: Whether a feeder was started (it calls `finish` when it ends).
         self.feeding = False
+        #: The fatal create error that stopped the batch creating, if one came.
+        self.stop_reason: CometReplicateError | None = None
 
     # Feeder side
 
@@ -110,6 +117,16 @@ class BatchTracker:
         """Give back one slot the batch holds."""
         self._slots_held -= 1
         self._release_slot()
+
+    def stop_creates(self, reason: CometReplicateError) -> None:
+        """A create failed in a way every other create would: send no more."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            logger.error("batch stopped creating: %s", reason)
+
+    def stopped(self) -> CometReplicateError | None:
+        """Why the batch stopped creating; None while it goes on."""
+        return self.stop_reason
 
     def put(self, item: BatchItem) -> None:
         """Queue a finished item for the consumer."""

@@ -17,11 +17,17 @@ from typing import Any
 import anyio
 import attrs
 
-from ._exceptions import AmbiguousSubmitError, CometReplicateError, PredictionError
+from ._exceptions import (
+    AmbiguousSubmitError,
+    BatchStoppedError,
+    CometReplicateError,
+    PredictionError,
+)
 from ._gallery import GalleryEntry, write_gallery
 from ._journal import Journal, JournalEntry, State
 from ._models import Prediction, Status
 from ._prompts import PromptFile, PromptItem
+from ._retry import stops_creates
 from ._session import Session
 
 __all__ = [
@@ -105,12 +111,18 @@ class BulkSummary:
     gallery_path: Path
     journal_path: Path
     requests: int
+    #: The fatal create error that stopped the batch creating, if one came.
+    stopped_by: CometReplicateError | None = None
+    #: Inputs never sent because of it.
+    not_sent: int = 0
 
     @property
     def exit_code(self) -> int:
-        """0 all succeeded, 1 some did not, 130 interrupted."""
+        """0 all succeeded, 1 some did not, 3 a fatal error stopped it, 130 interrupted."""
         if self.interrupted:
             return 130
+        if self.stopped_by is not None:
+            return 3
         return 0 if self.progress.succeeded == self.progress.total else 1
 
 
@@ -165,6 +177,7 @@ class _Batch:
         self.progress = Progress(total=len(prompts.items))
         self.waits: set[anyio.CancelScope] = set()
         self.gallery_dirty = anyio.Event()
+        self.stopped_by: CometReplicateError | None = None
 
     async def check_and_record_input(self) -> None:
         meta = await self.journal.meta()
@@ -201,12 +214,20 @@ class _Batch:
                 for outcome, entry in work:
                     # Take the slot first: an item starts only when one is free.
                     await slots.acquire()
-                    if self.stop.is_set():
+                    if self.stop.is_set() or self.stopped_by is not None:
                         slots.release()
                         break
                     items.start_soon(self._run_item, outcome, entry, slots)
             background.cancel_scope.cancel()
+        if self.stopped_by is not None:
+            self._mark_not_sent(self.stopped_by)
         await self._write_results()
+
+    def _mark_not_sent(self, reason: CometReplicateError) -> None:
+        # Not journaled: a rerun (with the cause fixed) sends them.
+        for outcome in self.outcomes:
+            if outcome.state is None:
+                outcome.error = str(BatchStoppedError(reason))
 
     def _restore(self, outcome: Outcome, entry: JournalEntry) -> None:
         outcome.state = entry.state
@@ -275,6 +296,8 @@ class _Batch:
 
     async def _create_and_wait(self, outcome: Outcome) -> Prediction | None:
         item = outcome.item
+        if self.stopped_by is not None:
+            return None  # stopped while this item waited for its turn: never sent
         await self.journal.pending(item.key, item.index, item.line, item.input)
         outcome.state = "pending"
         try:
@@ -290,6 +313,8 @@ class _Batch:
             return None
         except CometReplicateError as error:
             # Provably not created (a 4xx, or nothing sent): a plain failure.
+            if stops_creates(error) and self.stopped_by is None:
+                self.stopped_by = error
             await self._finish(outcome, "failed", error=str(error))
             return None
         outcome.state = "created"
@@ -425,4 +450,6 @@ class _Batch:
             gallery_path=out_dir / GALLERY_NAME,
             journal_path=out_dir / JOURNAL_NAME,
             requests=self.session.stats.requests,
+            stopped_by=self.stopped_by,
+            not_sent=sum(outcome.state is None for outcome in self.outcomes),
         )

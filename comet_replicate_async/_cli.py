@@ -1,7 +1,9 @@
 """The `comet-replicate` command line (the `cli` extra: click and rich).
 
 Exit codes: 0 everything succeeded; 1 some predictions failed or are ambiguous;
-2 a usage or input error (nothing was sent); 130 interrupted (rerun to resume).
+2 a usage or input error, or the batch folder is in use (nothing was sent);
+3 a fatal error (wrong key, no access, no such model, no quota) stopped the
+batch; 130 interrupted (rerun to resume).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ._bulk import BulkOptions, BulkSummary, InputChanged, run_bulk
 from ._exceptions import CometReplicateError, ConfigurationError, InputValidationError
 from ._flux import typed_input_class
 from ._inputs import resolve_call
+from ._journal import JournalInUse
 from ._models import Prediction
 from ._progress import ProgressView
 from ._prompts import (
@@ -317,24 +320,33 @@ def _run_batch(
 ) -> BulkSummary:
     view = ProgressView(total=len(prompt_file.items), quiet=as_json)
 
-    async def go() -> BulkSummary | InputChanged:
+    async def go() -> BulkSummary | InputChanged | JournalInUse:
         stop = anyio.Event()
-        outcome: BulkSummary | InputChanged
+        outcome: BulkSummary | InputChanged | JournalInUse
         async with anyio.create_task_group() as group:
             group.start_soon(_stop_on_signal, stop, view)
             try:
                 outcome = await _batch_in_loop(
                     session, prompt_file, options, view, stop, fake
                 )
-            except InputChanged as refused:
+            except (InputChanged, JournalInUse) as refused:
                 # Kept, not raised: the task group would wrap it in a group.
                 outcome = refused
             group.cancel_scope.cancel()
         return outcome
 
     summary = anyio.run(go)
-    if isinstance(summary, InputChanged):
+    if isinstance(summary, InputChanged | JournalInUse):
         raise _UsageError(str(summary))
+    if summary.stopped_by is not None and not as_json:
+        # One line, not a table of identical failures.
+        click.echo(
+            f"error: stopped after a create failed with {summary.stopped_by}; "
+            f"{summary.not_sent} input(s) were not sent. Fix the cause and rerun "
+            "the same command to go on.",
+            err=True,
+        )
+        return summary
     view.print_summary(summary, as_json=as_json)
     if summary.interrupted:
         click.echo(

@@ -15,6 +15,7 @@ CometReplicateError
 ├── APIConnectionError            the request or its reply was lost on the wire
 │   └── APITimeoutError           connect or read timeout
 ├── AmbiguousSubmitError          a create that may or may not have happened
+├── BatchStoppedError             a fatal error stopped the batch: nothing was sent for this input
 └── PredictionError               .prediction
     ├── PredictionFailed          status "failed"
     ├── PredictionCanceled        status "canceled" or "aborted"
@@ -40,6 +41,7 @@ __all__ = [
     "AmbiguousSubmitError",
     "AuthenticationError",
     "BadRequestError",
+    "BatchStoppedError",
     "CometReplicateError",
     "ConfigurationError",
     "InputValidationError",
@@ -177,6 +179,21 @@ class AmbiguousSubmitError(CometReplicateError):
             f"create for {model} may or may not have happened ({cause}); "
             "the prediction may exist and be billed, and CometAPI cannot list it. "
             "Resubmitting may pay twice."
+        )
+
+
+class BatchStoppedError(CometReplicateError):
+    """This input was never sent: an earlier create of its batch failed fatally.
+
+    A wrong key (401), a forbidden model (403), a model path that does not exist
+    (404) or a quota or billing refusal would fail every create alike, so the batch
+    stops creating. `reason` is that first error (also `__cause__`).
+    """
+
+    def __init__(self, reason: CometReplicateError) -> None:
+        self.reason = reason
+        super().__init__(
+            f"nothing was sent for this input: the batch stopped creating after {reason}"
         )
 
 

@@ -2,14 +2,20 @@
 
 Each item is recorded `pending` right before its create is sent, `created` (with
 the prediction id) right after, and `succeeded`, `failed` or `ambiguous` at its
-end. Writes go to one writer task that commits them in batches in a worker
+end. One process at a time drives a journal: it holds an OS lock on a file beside
+it, which the OS releases however the process ends (a SIGKILL included), so a
+killed run's journal is taken over by the next one without clean-up. Writes go to one writer task that commits them in batches in a worker
 thread, so the event loop never waits on the disk; a caller that needs its write
 durable (pending, created) awaits the commit that contains it.
 """
 
 from __future__ import annotations
 
+import datetime
+import fcntl
 import json
+import os
+import socket
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -20,7 +26,7 @@ import anyio
 import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-__all__ = ["Journal", "JournalEntry", "State"]
+__all__ = ["Journal", "JournalEntry", "JournalInUse", "State"]
 
 State = Literal["pending", "created", "succeeded", "failed", "ambiguous"]
 FINISHED: frozenset[str] = frozenset({"succeeded", "failed"})
@@ -40,6 +46,10 @@ create table if not exists items (
     updated real not null
 );
 """
+
+
+class JournalInUse(Exception):
+    """Another process is running this batch (its journal is locked)."""
 
 
 @attrs.frozen
@@ -75,6 +85,7 @@ class Journal:
         self._task_group: anyio.abc.TaskGroup | None = None
         # One thread at a time touches the connection.
         self._thread = anyio.CapacityLimiter(1)
+        self._lock: int | None = None
 
     async def __aenter__(self) -> Journal:
         self._connection = await anyio.to_thread.run_sync(
@@ -97,6 +108,39 @@ class Journal:
             await anyio.to_thread.run_sync(self._close, limiter=self._thread)
 
     def _open(self) -> sqlite3.Connection:
+        self._take_lock()
+        try:
+            return self._connect()
+        except BaseException:
+            self._release_lock()
+            raise
+
+    def _take_lock(self) -> None:
+        """Lock the journal for this process, or say who holds it."""
+        path = self.path.with_name(self.path.name + ".lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 1024, 0).decode(errors="replace").strip()
+            os.close(fd)
+            raise JournalInUse(
+                f"{self.path.parent} is in use by {holder or 'another process'}; "
+                "wait for that run to end, or use another folder"
+            ) from None
+        since = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        os.ftruncate(fd, 0)
+        os.pwrite(
+            fd, f"pid {os.getpid()} on {socket.gethostname()} since {since}".encode(), 0
+        )
+        self._lock = fd
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # closing the descriptor drops the lock
+            self._lock = None
+
+    def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(
             self.path, check_same_thread=False, isolation_level=None
         )
@@ -111,6 +155,7 @@ class Journal:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+        self._release_lock()
 
     # Reading (at startup, before the batch runs)
 

@@ -1,6 +1,6 @@
 """Session-wide limits: the concurrency window, the create pace and the 429 pause.
 
-Both are shared by every caller of a session, so a throttled server slows the
+All are shared by every caller of a session, so a throttled server slows the
 whole session once instead of each caller retrying on its own.
 """
 
@@ -135,23 +135,181 @@ class Throttle:
 
 
 class CreatePacer:
-    """Spaces creates evenly: at most `per_minute`, one every `60 / per_minute` s.
+    """Spaces creates to the rate the server allows, shared by every caller.
 
-    Callers reserve the next free slot in order and sleep until it, so a batch
-    never bursts N creates at once and then stalls for the rest of the minute.
+    Callers reserve the next free slot in order and sleep until it, so creates
+    are spread evenly instead of bursting and stalling. The spacing is the widest
+    of three: `per_minute` (a ceiling the user sets), a learned rate, and a hint
+    from the server's `ratelimit-remaining` / `ratelimit-reset` headers.
+
+    The learned rate starts unknown (no pacing). The first refused create (429)
+    sets it to the rate creates were accepted at just before, and every accepted
+    create then raises it by 5 %, to find the limit quickly from a poor first
+    guess. The next refusal after ten accepted creates sets it to the lower of
+    the rate just measured and 80 % of the rate that overshot; from then on each refusal cuts it by 5 % and
+    each accepted create raises it by 0.02 %, probing gently. One burst of 429s
+    counts once: a cut waits for a cooldown after the previous one. The rate
+    only rises while it holds callers back.
+
+    A 429 without `Retry-After` is what gateways built on new-api send when a
+    key has too many requests in flight: it caps the creates in flight instead,
+    one below the count that was refused, growing back by one per eight caps'
+    worth of accepted creates (`in_flight_cap`, for the session to apply).
+
+    All decisions are pure: the clock is injectable and `reserve` returns the
+    wait instead of sleeping.
     """
 
-    def __init__(self, per_minute: float) -> None:
-        if per_minute <= 0:
+    def __init__(
+        self,
+        per_minute: float | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if per_minute is not None and per_minute <= 0:
             raise ValueError(f"creates_per_minute must be positive, got {per_minute}")
         self.per_minute = per_minute
-        self._spacing = 60.0 / per_minute
-        self._next_slot = 0.0
+        self._ceiling = math.inf if per_minute is None else per_minute / 60.0
+        self._clock = clock
+        self._learned: float | None = None
+        self._fast_probe = True
+        self._last_cut = -math.inf
+        self._accepted: collections.deque[float] = collections.deque()
+        self._hint_spacing = 0.0
+        self._hint_until = -math.inf
+        self._next_slot = -math.inf
+        self._cap = math.inf
+        self._cap_growth = 0.0
+        self._paused_until = -math.inf
+        self._pauses = 0
+        self._accepted_since_cut = 0
+        self._waited_at = -math.inf
+
+    @property
+    def in_flight_cap(self) -> int | None:
+        """Most creates to have in flight at once; None while nothing limits them."""
+        return None if self._cap == math.inf else int(self._cap)
+
+    @property
+    def rate(self) -> float | None:
+        """Creates per second allowed now; None when nothing limits them."""
+        rate = min(self._ceiling, self._learned or math.inf)
+        return None if rate == math.inf else rate
+
+    def reserve(self) -> float:
+        """Take the next slot; return how many seconds to wait for it."""
+        now = self._clock()
+        spacing = 0.0 if (rate := self.rate) is None else 1.0 / rate
+        if now < self._hint_until:
+            spacing = max(spacing, self._hint_spacing)
+        slot = max(self._next_slot, now)
+        self._next_slot = slot + spacing
+        if slot > now:
+            self._waited_at = now
+        return slot - now
 
     async def wait_turn(self) -> None:
-        """Sleep until this caller's slot comes."""
-        now = time.monotonic()
-        slot = max(self._next_slot, now)
-        self._next_slot = slot + self._spacing
-        if slot > now:
-            await anyio.sleep(slot - now)
+        """Sleep until this caller's slot comes (taking a new one after a pause)."""
+        while True:
+            pauses = self._pauses
+            delay = self.reserve()
+            if delay > 0:
+                await anyio.sleep(delay)
+            # A slot inside a pause that began meanwhile is void: the callers
+            # whose slots it swallowed would otherwise all go at its end at once.
+            if self._pauses == pauses or self._clock() >= self._paused_until:
+                return
+
+    def pause(self, seconds: float) -> None:
+        """Send no create for `seconds` from now (the server asked for it)."""
+        until = self._clock() + seconds
+        if until > self._paused_until:
+            self._paused_until = until
+            self._pauses += 1
+            self._next_slot = max(self._next_slot, until)
+
+    def on_accepted(
+        self, remaining: int | None = None, reset: float | None = None
+    ) -> None:
+        """A create went through; `remaining` and `reset` from its headers, if sent."""
+        now = self._clock()
+        self._accepted.append(now)
+        self._accepted_since_cut += 1
+        while self._accepted[0] < now - _MEASURE_SECONDS:
+            self._accepted.popleft()
+        # Only a pace that holds callers back is worth raising: otherwise it
+        # would climb far above what is sent, and take many 429s to come down.
+        if self._learned is not None and now - self._waited_at < _BINDING:
+            step = _FAST_PROBE if self._fast_probe else _SLOW_PROBE
+            self._learned = min(self._learned * (1.0 + step), _MAX_RATE)
+        if self._cap != math.inf:
+            self._cap_growth += 1.0 / (self._cap * _CAP_PATIENCE)
+            if self._cap_growth >= 1.0:
+                self._cap_growth = 0.0
+                self._cap += 1
+        if remaining is None or reset is None:
+            return
+        if remaining <= 0:
+            # The quota is spent: wait for the reset instead of spending a 429.
+            self._next_slot = max(self._next_slot, now + reset)
+        else:
+            # Spread what is left evenly until the reset.
+            self._hint_spacing = reset / remaining
+            self._hint_until = now + reset
+
+    def on_refused(self, *, retry_after: bool = True, in_flight: int = 1) -> None:
+        """A create was refused with 429: learn a lower rate, or a lower cap.
+
+        `retry_after`: whether the reply said when to retry; `in_flight`: creates
+        in flight when it came, this one included.
+        """
+        now = self._clock()
+        if not retry_after:
+            if now - self._last_cut >= _COOLDOWN:
+                self._last_cut = now
+                self._cap = float(max(1, min(self._cap, in_flight) - 1))
+                self._cap_growth = 0.0
+            return
+        current = self.rate
+        cooldown = max(_COOLDOWN, 2.0 / current) if current else _COOLDOWN
+        if now - self._last_cut < cooldown:
+            return
+        self._last_cut = now
+        if self._learned is None:
+            self._learned = self._measured(now) or _FIRST_GUESS
+            self._accepted_since_cut = 0
+            return
+        if self._fast_probe and self._accepted_since_cut < _SETTLE:
+            return  # creates that went before the first cut: not a new limit
+        self._accepted_since_cut = 0
+        if self._fast_probe:
+            self._fast_probe = False
+            overshot = self._learned * _FIRST_CUT
+            measured = self._measured(now) or overshot
+            self._learned = max(min(measured, overshot), _MIN_RATE)
+        else:
+            self._learned = max(self._learned * _CUT, _MIN_RATE)
+
+    def _measured(self, now: float) -> float | None:
+        """Creates accepted per second over the last moments, if any."""
+        while self._accepted and self._accepted[0] < now - _MEASURE_SECONDS:
+            self._accepted.popleft()
+        if not self._accepted:
+            return None
+        span = max(now - self._accepted[0], 1.0)
+        return len(self._accepted) / span
+
+
+# How the learned create rate moves (see CreatePacer).
+_MEASURE_SECONDS = 2.0
+_COOLDOWN = 1.0
+_FIRST_CUT = 0.8
+_CUT = 0.95
+_FAST_PROBE = 0.05
+_SLOW_PROBE = 0.0002
+_FIRST_GUESS = 1.0
+_CAP_PATIENCE = 8
+_SETTLE = 10
+_BINDING = 1.0
+_MIN_RATE = 1 / 60
+_MAX_RATE = 1e6

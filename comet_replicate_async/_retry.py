@@ -20,7 +20,11 @@ import attrs
 
 from ._exceptions import (
     APIConnectionError,
+    APIError,
+    AuthenticationError,
     CometReplicateError,
+    NotFoundError,
+    PermissionDeniedError,
     RateLimitError,
     ServerError,
     UnexpectedResponseError,
@@ -32,13 +36,21 @@ __all__ = [
     "compute_backoff",
     "create_may_have_happened",
     "parse_retry_after",
+    "quota_from_headers",
     "retry_after_from_body",
     "retry_after_from_response",
+    "stops_creates",
 ]
 
 CallKind = Literal["create", "query"]
 
 _RETRYABLE_QUERY_STATUSES = frozenset({500, 502, 503, 504, 524})
+# Error codes that mean "this key cannot pay": new-api's and OpenAI's spellings.
+_BILLING_CODES = frozenset({
+    "insufficient_user_quota", "insufficient_quota", "quota_exceeded",
+    "billing_not_active", "billing_hard_limit_reached", "insufficient_balance",
+    "account_deactivated",
+})  # fmt: skip
 # Replicate's throttle bodies: "... resets in ~30s." and "Expected available in 1 second."
 _BODY_HINTS = (
     re.compile(r"resets in ~?\s*(\d+(?:\.\d+)?)\s*s", re.IGNORECASE),
@@ -104,12 +116,18 @@ class RetryPolicy:
         A server-requested wait (`Retry-After`, or the body's hint) replaces the
         computed backoff, unless it is longer than `max_retry_after`.
         """
-        if attempt >= self.max_attempts or not self.is_retryable(kind, error):
+        if not self.is_retryable(kind, error):
+            return None
+        # A refused create created nothing: it is retried until its deadline (the
+        # caller's to enforce), never given up after a count of attempts.
+        refused_create = kind == "create" and isinstance(error, RateLimitError)
+        if attempt >= self.max_attempts and not refused_create:
             return None
         requested = getattr(error, "retry_after", None)
         if requested is not None:
             return None if requested > self.max_retry_after else requested
-        return self.backoff(attempt, rng)
+        # The session's create pace, not a growing backoff, spaces refused creates.
+        return self.backoff(1 if refused_create else attempt, rng)
 
 
 def _is_transient(error: CometReplicateError) -> bool:
@@ -132,6 +150,20 @@ def create_may_have_happened(error: CometReplicateError) -> bool:
     if isinstance(error, ServerError):
         return not (error.status_code == 500 and error.code == "invalid_request")
     return isinstance(error, UnexpectedResponseError) and 200 <= error.status_code < 300
+
+
+def stops_creates(error: CometReplicateError) -> bool:
+    """Whether a create's error means no other create can succeed either.
+
+    A wrong key (401), a key without access (403), a model path that does not
+    exist (404) and a quota or billing refusal fail every create alike: sending
+    more only wastes requests (and, for quota, may bill what slips through).
+    """
+    if isinstance(error, AuthenticationError | PermissionDeniedError | NotFoundError):
+        return True
+    if isinstance(error, APIError):
+        return error.status_code == 402 or error.code in _BILLING_CODES
+    return False
 
 
 def compute_backoff(
@@ -203,3 +235,18 @@ def retry_after_from_response(
         if seconds is not None:
             return seconds
     return retry_after_from_body(message)
+
+
+def quota_from_headers(headers: Mapping[str, str]) -> tuple[int, float] | None:
+    """`(remaining, reset seconds)` from `ratelimit-remaining` and `ratelimit-reset`.
+
+    None unless both are present and make sense.
+    """
+    try:
+        remaining = int(headers["ratelimit-remaining"])
+        reset = float(headers["ratelimit-reset"])
+    except (KeyError, ValueError):
+        return None
+    if remaining < 0 or not math.isfinite(reset) or reset < 0:
+        return None
+    return remaining, reset

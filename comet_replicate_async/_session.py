@@ -39,6 +39,7 @@ from ._config import (
 )
 from ._exceptions import (
     AmbiguousSubmitError,
+    BatchStoppedError,
     CometReplicateError,
     InputValidationError,
     PredictionAbandoned,
@@ -54,7 +55,13 @@ from ._limits import ConcurrencyWindow, CreatePacer, Throttle
 from ._models import BatchItem, Prediction, Status
 from ._poller import Poller
 from ._registry import Registry
-from ._retry import CallKind, RetryPolicy, create_may_have_happened
+from ._retry import (
+    CallKind,
+    RetryPolicy,
+    create_may_have_happened,
+    quota_from_headers,
+    stops_creates,
+)
 from ._sansio import (
     RequestSpec,
     build_create_request,
@@ -109,7 +116,10 @@ class Session:
         max_concurrency: predictions in flight at once (from create until they
             finish) through `run`, `submit` and the batch calls.
         creates_per_minute: pace creates evenly to at most this many a minute,
-            shared by every caller of the session (None: no pacing).
+            shared by every caller of the session (None: no ceiling). Either
+            way the session learns the create rate the server allows (from
+            429s, `Retry-After`, throttle messages and `ratelimit-*` headers)
+            and paces to it.
         adaptive_concurrency: halve the concurrency window while 429s keep coming
             and grow it back by one slot at a time when they stop; `stats`
             shows the current size.
@@ -167,9 +177,9 @@ class Session:
         self.request_timeout = resolve_request_timeout(request_timeout)
         self.prefer_wait = prefer_wait
         self._window = ConcurrencyWindow(max_concurrency, adaptive=adaptive_concurrency)
-        self._pacer = (
-            None if creates_per_minute is None else CreatePacer(creates_per_minute)
-        )
+        self._pacer = CreatePacer(creates_per_minute)
+        # Creates in flight, capped when the server refuses too many at once.
+        self._creates_sending = ConcurrencyWindow(_BATCH_CREATES * 64)
         # Every open connection holds buffers (about 13 KiB) whether used or not:
         # enough for the polls and the batch creates at once, and no more.
         connection_limit = self.poll.max_concurrent_queries + _BATCH_CREATES
@@ -188,7 +198,6 @@ class Session:
         self._downloads = anyio.CapacityLimiter(download_concurrency)
         self._counters = StatsCounter()
         # 429 pauses, one per kind of call: see _send.
-        self._create_throttle = Throttle()
         self._query_throttle = Throttle()
         self._registry = Registry()
         self._poller = Poller(
@@ -217,7 +226,9 @@ class Session:
     def stats(self) -> SessionStats:
         """A snapshot of the live counters."""
         return self._counters.snapshot(
-            watched=len(self._registry), concurrency_limit=self._window.limit
+            watched=len(self._registry),
+            concurrency_limit=self._window.limit,
+            create_rate=self._pacer.rate,
         )
 
     # Lifecycle
@@ -359,17 +370,23 @@ class Session:
         model: str,
         input: dict[str, Any],
         on_created: OnCreated | None = None,
+        deadline: float = math.inf,
+        stopped: Callable[[], CometReplicateError | None] | None = None,
     ) -> Prediction:
+        """Create, retrying what provably created nothing until `deadline`.
+
+        `stopped` tells whether the batch has stopped creating (and why): checked
+        before each attempt that would be the first to reach the server.
+        """
         spec = build_create_request(model, input, prefer_wait=self.prefer_wait)
         read_timeout = None if self.prefer_wait is None else self.prefer_wait + 5.0
         may_exist = False
         attempt = 0
         while True:
             attempt += 1
-            if self._pacer is not None:
-                await self._pacer.wait_turn()
-            if self._create_throttle.paused_for > 0:
-                await self._create_throttle.wait()
+            await self._pacer.wait_turn()
+            if not may_exist and stopped is not None and (reason := stopped()):
+                raise BatchStoppedError(reason) from reason
             # A caller cancelled by now (a cancelled future, a scope) sends nothing.
             await anyio.lowlevel.checkpoint_if_cancelled()
             try:
@@ -377,6 +394,8 @@ class Session:
             except CometReplicateError as error:
                 may_exist = may_exist or create_may_have_happened(error)
                 delay = self._retry_delay("create", error, attempt)
+                if delay is not None and time.monotonic() + delay >= deadline:
+                    delay = None  # retrying could not finish in time
                 if delay is None:
                     if may_exist:
                         raise AmbiguousSubmitError(model, input, error) from error
@@ -579,13 +598,14 @@ class Session:
         input: dict[str, Any],
         deadline: float,
         on_created: OnCreated | None = None,
+        stopped: Callable[[], CometReplicateError | None] | None = None,
     ) -> Prediction:
         """Create unless the deadline has passed; raise if it passed meanwhile."""
         if time.monotonic() >= deadline:
             raise PredictionTimeout(
                 "the deadline passed before the create; nothing was created", None
             )
-        created = await self._create(model, input, on_created)
+        created = await self._create(model, input, on_created, deadline, stopped)
         if time.monotonic() >= deadline and not created.done:
             raise PredictionTimeout(
                 f"prediction {created.id} was created after its deadline; "
@@ -809,8 +829,10 @@ class Session:
                 return
             deadline = self._deadline(timeout)
             try:
+                if tracker.stop_reason is not None:
+                    raise BatchStoppedError(tracker.stop_reason)
                 model_id, body = resolve_call(model, input)
-            except InputValidationError as error:
+            except (InputValidationError, BatchStoppedError) as error:
                 self._counters.started()
                 self._counters.finished(succeeded=False)
                 tracker.put(BatchItem(index, input, error=error))
@@ -823,8 +845,12 @@ class Session:
         # Counted from here: a job still queued when the batch stops never was.
         self._counters.started()
         try:
-            created = await self._create_by(model, body, deadline)
+            created = await self._create_by(
+                model, body, deadline, stopped=tracker.stopped
+            )
         except Exception as error:
+            if isinstance(error, CometReplicateError) and stops_creates(error):
+                tracker.stop_creates(error)
             tracker.ended(index, input, getattr(error, "prediction", None), error)
             return
         except BaseException:
@@ -860,11 +886,24 @@ class Session:
         previous: Prediction | None = None,
         asked_id: str | None = None,
     ) -> Prediction:
-        throttle = (
-            self._create_throttle if spec.kind == "create" else self._query_throttle
-        )
-        if throttle.paused_for > 0:
-            await throttle.wait()
+        if spec.kind == "create":
+            await self._creates_sending.acquire()
+            try:
+                return await self._send_once(spec, read_timeout, previous, asked_id)
+            finally:
+                self._creates_sending.release()
+        return await self._send_once(spec, read_timeout, previous, asked_id)
+
+    async def _send_once(
+        self,
+        spec: RequestSpec,
+        read_timeout: float | None,
+        previous: Prediction | None,
+        asked_id: str | None,
+    ) -> Prediction:
+        # Creates have waited their turn in the pacer, which holds the 429 pauses.
+        if spec.kind == "query" and self._query_throttle.paused_for > 0:
+            await self._query_throttle.wait()
         self._counters.requests += 1
         if spec.kind == "create":
             self._counters.creates += 1
@@ -872,18 +911,38 @@ class Session:
             self._counters.queries += 1
         try:
             response = await self._transport.send(spec, read_timeout=read_timeout)
-            return decipher_response(response, previous, asked_id=asked_id)
+            prediction = decipher_response(response, previous, asked_id=asked_id)
+            if spec.kind == "create":
+                self._pacer.on_accepted(*(quota_from_headers(response.headers) or ()))
+                if (cap := self._pacer.in_flight_cap) is not None:
+                    self._creates_sending.set_limit(cap)
+            return prediction
         except RateLimitError as error:
             self._counters.rate_limited += 1
+            if spec.kind == "create":
+                self._counters.creates_refused += 1
+            crowded = error.retry_after is None and self._creates_sending.in_use > 0
+            if spec.kind == "create" or crowded:
+                # A refused poll with no wait named: too many requests at once,
+                # and creates must leave room for polls.
+                self._pacer.on_refused(
+                    retry_after=error.retry_after is not None,
+                    in_flight=self._creates_sending.in_use,
+                )
+                if (cap := self._pacer.in_flight_cap) is not None:
+                    self._creates_sending.set_limit(cap)
             # The whole session slows down, not only this caller: creates wait as
             # long as the server asked; polls too when a poll was refused, but a
             # refused create (the create limit is the one usually hit) only slows
-            # them, so results of running predictions are still seen.
+            # them, so results of running predictions are still seen. A create
+            # refused without a wait named was one too many at once: the cap on
+            # creates in flight answers that, not a pause.
             pause = error.retry_after
             if pause is None:
                 pause = self.retry.backoff(1, self._rng)
             pause = min(pause, self.retry.max_retry_after)
-            self._create_throttle.pause(pause)
+            if spec.kind == "query" or error.retry_after is not None:
+                self._pacer.pause(pause)
             if spec.kind == "create":
                 self._query_throttle.pause(min(pause, self.poll.min_interval * 4))
             else:

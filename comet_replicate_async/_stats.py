@@ -34,8 +34,12 @@ class SessionStats:
         queries: query requests sent.
         retries: requests repeated after a retryable failure.
         rate_limited: replies with status 429.
+        creates_refused: of those, replies to creates (each proves nothing was
+            created; the create is retried until its deadline).
         watched: predictions the poller is watching now.
         concurrency_limit: the current size of the concurrency window.
+        create_rate: creates per second the session paces to now (learned from
+            the server, or `creates_per_minute`); None while nothing limits them.
     """
 
     submitted: int = 0
@@ -48,8 +52,10 @@ class SessionStats:
     queries: int = 0
     retries: int = 0
     rate_limited: int = 0
+    creates_refused: int = 0
     watched: int = 0
     concurrency_limit: int = 0
+    create_rate: float | None = None
 
 
 @attrs.define
@@ -66,6 +72,7 @@ class StatsCounter:
     queries: int = 0
     retries: int = 0
     rate_limited: int = 0
+    creates_refused: int = 0
 
     def started(self) -> None:
         """One prediction was asked for: in flight until it ends."""
@@ -85,12 +92,15 @@ class StatsCounter:
         self.in_flight -= 1
         self.canceled += 1
 
-    def snapshot(self, *, watched: int, concurrency_limit: int) -> SessionStats:
+    def snapshot(
+        self, *, watched: int, concurrency_limit: int, create_rate: float | None
+    ) -> SessionStats:
         """A frozen copy."""
         return SessionStats(
             **attrs.asdict(self),
             watched=watched,
             concurrency_limit=concurrency_limit,
+            create_rate=create_rate,
         )
 
 

@@ -6,8 +6,8 @@ Usage:
 python -m comet_replicate_async.testing --port 0 --latency flux-dev=uniform:1:3
 ```
 
-Prints `listening on http://HOST:PORT` once ready and serves until SIGINT or
-SIGTERM. Control routes: `GET /_fake/stats` and `POST /_fake/reset`.
+Prints `listening on http://HOST:PORT` once ready, then the two `export`
+lines that point a client at it, and serves until SIGINT or SIGTERM. Control routes: `GET /_fake/stats` and `POST /_fake/reset`.
 """
 
 from __future__ import annotations
@@ -70,6 +70,20 @@ def _parser() -> argparse.ArgumentParser:
     add("--slow-delay", type=float, default=1.0, metavar="S")
     add("--creates-per-minute", type=int, default=None, metavar="N")
     add("--rate-window", type=float, default=60.0, metavar="S")
+    add(
+        "--creates-per-second", type=float, default=None, metavar="R",
+        help="token bucket on creates instead of the sliding window",
+    )  # fmt: skip
+    add("--burst", type=int, default=1, metavar="N", help="token bucket size")
+    add(
+        "--max-in-flight", type=int, default=None, metavar="K",
+        help="429 past K requests in flight at once",
+    )  # fmt: skip
+    add("--create-delay", type=float, default=0.0, metavar="S")
+    add(
+        "--ratelimit-headers", action="store_true",
+        help="send ratelimit-limit/-remaining/-reset on creates",
+    )  # fmt: skip
     add("--seed", type=int, default=None)
     return parser
 
@@ -81,6 +95,11 @@ async def _serve(fake: FakeCometAPI) -> None:
         loop.add_signal_handler(signum, stop.set)
     async with fake:
         print(f"listening on {fake.base_url}", flush=True)
+        print(
+            f"export COMETAPI_BASE_URL={fake.base_url}\n"
+            f"export COMETAPI_KEY={fake.api_key}",
+            flush=True,
+        )
         await stop.wait()
 
 
@@ -102,6 +121,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             slow_delay=args.slow_delay,
             creates_per_minute=args.creates_per_minute,
             rate_window=args.rate_window,
+            creates_per_second=args.creates_per_second,
+            burst=args.burst,
+            max_in_flight=args.max_in_flight,
+            create_delay=args.create_delay,
+            ratelimit_headers=args.ratelimit_headers,
             seed=args.seed,
             host=args.host,
             port=args.port,

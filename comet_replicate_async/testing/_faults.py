@@ -10,7 +10,14 @@ from typing import Any, Final, Literal
 
 import attrs
 
-__all__ = ["Fault", "FaultKind", "FaultRates", "RateLimiter", "check_probability"]
+__all__ = [
+    "Fault",
+    "FaultKind",
+    "FaultRates",
+    "RateLimiter",
+    "TokenBucket",
+    "check_probability",
+]
 
 FaultKind = Literal[
     "ok", "status", "rate_limited", "ghost", "reset", "delay", "html", "truncated",
@@ -230,6 +237,56 @@ class RateLimiter:
             return None
         return max(1, math.ceil(self._accepted[0] + self.window - now))
 
+    def quota(self, now: float) -> tuple[int, float]:
+        """`(remaining, reset)`: creates left now, seconds until the oldest frees."""
+        remaining = self.limit - len(self._accepted)
+        reset = self._accepted[0] + self.window - now if self._accepted else 0.0
+        return remaining, max(0.0, reset)
+
     def clear(self) -> None:
         """Forget every accepted create."""
         self._accepted.clear()
+
+
+@attrs.define
+class TokenBucket:
+    """A token bucket on accepted creates: *rate* a second, bursts of *burst*.
+
+    Attributes:
+        rate: Tokens added per second.
+        burst: Most tokens held (the bucket starts full).
+    """
+
+    rate: float
+    burst: int
+    _tokens: float = attrs.field(init=False)
+    _stamp: float | None = attrs.field(default=None, init=False)
+
+    @_tokens.default
+    def _full(self) -> float:
+        return float(self.burst)
+
+    def _refill(self, now: float) -> None:
+        if self._stamp is not None:
+            self._tokens = min(
+                float(self.burst), self._tokens + (now - self._stamp) * self.rate
+            )
+        self._stamp = now
+
+    def admit(self, now: float) -> int | None:
+        """Take a token; else the whole seconds (at least 1) until one comes."""
+        self._refill(now)
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return None
+        return max(1, math.ceil((1.0 - self._tokens) / self.rate))
+
+    def quota(self, now: float) -> tuple[int, float]:
+        """`(remaining, reset)`: whole tokens now, seconds until the next one."""
+        self._refill(now)
+        remaining = int(self._tokens)
+        return remaining, (remaining + 1 - self._tokens) / self.rate
+
+    def clear(self) -> None:
+        """Fill the bucket again."""
+        self._tokens, self._stamp = float(self.burst), None

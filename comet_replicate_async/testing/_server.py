@@ -17,7 +17,7 @@ from typing import Any, Final, Literal, Self
 import attrs
 from aiohttp import web
 
-from ._faults import Fault, FaultRates, RateLimiter, check_probability
+from ._faults import Fault, FaultRates, RateLimiter, TokenBucket, check_probability
 from ._images import image_for
 from ._predictions import FinalStatus, Latency, PredictionRecord, new_prediction
 from ._replies import Reply, apply_fault, comet_error, json_reply, new_request_id
@@ -76,9 +76,21 @@ class FakeCometAPI:
             (creates are created first).
         slow_rate: Share answered normally after *slow_delay* seconds.
         slow_delay: See *slow_rate*.
-        creates_per_minute: Accepted creates per *rate_window*; more get 429
-            with `Retry-After`. `None`: unlimited.
+        creates_per_minute: Accepted creates per *rate_window* (a sliding
+            window, as Replicate documents); more get 429 with `Retry-After`.
+            `None`: unlimited.
         rate_window: Length of the sliding window, seconds.
+        creates_per_second: A token bucket instead: this many creates a
+            second, bursts of *burst*; more get 429 with `Retry-After`.
+        burst: The bucket's size.
+        max_in_flight: A per-key cap on API requests (creates and queries) in
+            flight at once, as gateways built on new-api have: one more gets a
+            429 without `Retry-After`.
+        create_delay: Seconds each create takes on the server (the gateway
+            forwarding it), during which it counts as in flight.
+        ratelimit_headers: Send `ratelimit-limit`, `ratelimit-remaining` and
+            `ratelimit-reset` (seconds, decimals) on create replies, for the
+            window or the bucket.
         seed: Seed of the random faults, latencies and outcomes.
         host: Interface to listen on.
         port: API port (0: any free port).
@@ -97,12 +109,17 @@ class FakeCometAPI:
     slow_delay: float = 1.0
     creates_per_minute: int | None = None
     rate_window: float = 60.0
+    creates_per_second: float | None = None
+    burst: int = 1
+    max_in_flight: int | None = None
+    create_delay: float = 0.0
+    ratelimit_headers: bool = False
     seed: int | None = None
     host: str = "127.0.0.1"
     port: int = 0
     stats: FakeStats = attrs.field(factory=FakeStats, init=False, repr=False)
     _rates: FaultRates = attrs.field(init=False, repr=False)
-    _limiter: RateLimiter | None = attrs.field(init=False, repr=False)
+    _limiter: RateLimiter | TokenBucket | None = attrs.field(init=False, repr=False)
     _rng: random.Random = attrs.field(init=False, repr=False)
     _scripts: dict[str, deque[Fault]] = attrs.field(init=False, repr=False)
     # Poll scripts by prediction id (with whether the last one repeats), and
@@ -114,6 +131,9 @@ class FakeCometAPI:
         tuple[Callable[[PredictionRecord], bool], tuple[Fault, ...], bool]
     ] = attrs.field(factory=list, init=False, repr=False)
     # The only attributes that change after construction: which ports are open.
+    _in_flight: int = attrs.field(
+        default=0, init=False, repr=False, on_setattr=attrs.setters.NO_OP
+    )
     _runners: list[web.AppRunner] = attrs.field(
         factory=list, init=False, repr=False, on_setattr=attrs.setters.NO_OP
     )
@@ -136,7 +156,12 @@ class FakeCometAPI:
         )
 
     @_limiter.default
-    def _make_limiter(self) -> RateLimiter | None:
+    def _make_limiter(self) -> RateLimiter | TokenBucket | None:
+        if self.creates_per_second is not None:
+            if self.creates_per_minute is not None:
+                msg = "give creates_per_minute or creates_per_second, not both"
+                raise ValueError(msg)
+            return TokenBucket(self.creates_per_second, self.burst)
         if self.creates_per_minute is None:
             return None
         return RateLimiter(self.creates_per_minute, self.rate_window)
@@ -320,7 +345,31 @@ class FakeCometAPI:
     # -- handlers -----------------------------------------------------------
 
     async def _create(self, request: web.Request) -> web.StreamResponse:
+        return await self._capped(request, self._create_capped)
+
+    async def _query(self, request: web.Request) -> web.StreamResponse:
+        return await self._capped(request, self._query_capped)
+
+    async def _capped(
+        self, request: web.Request, handler: Handler
+    ) -> web.StreamResponse:
+        """Refuse with 429 past `max_in_flight` requests at once, as new-api does."""
+        if self.max_in_flight is not None and self._in_flight >= self.max_in_flight:
+            request_id = new_request_id()
+            reply = comet_error(
+                429, "too many concurrent requests for this key", request_id, code=""
+            )
+            return self._send(request, reply, request_id)
+        self._in_flight += 1
+        try:
+            return await handler(request)
+        finally:
+            self._in_flight -= 1
+
+    async def _create_capped(self, request: web.Request) -> web.StreamResponse:
         request_id = new_request_id()
+        if self.create_delay:  # the gateway's own time, before it looks at anything
+            await asyncio.sleep(self.create_delay)
         fault = self._next_scripted("create")
         if not self._authorized(request):
             return self._send(request, _invalid_token(request_id), request_id)
@@ -344,9 +393,12 @@ class FakeCometAPI:
         reply = await apply_fault(
             fault, create, request_id=request_id, moved_url=_moved_url(request)
         )
-        return self._send(request, reply, request_id)
+        response = self._send(request, reply, request_id)
+        if self.ratelimit_headers and self._limiter is not None:
+            response.headers.update(self._quota_headers())
+        return response
 
-    async def _query(self, request: web.Request) -> web.StreamResponse:
+    async def _query_capped(self, request: web.Request) -> web.StreamResponse:
         request_id = new_request_id()
         fault = self._next_scripted("query")
         if not self._authorized(request):
@@ -423,6 +475,20 @@ class FakeCometAPI:
             return None
         wait = self._limiter.admit(time.monotonic())
         return None if wait is None else Fault.rate_limited(str(wait))
+
+    def _quota_headers(self) -> dict[str, str]:
+        assert self._limiter is not None
+        remaining, reset = self._limiter.quota(time.monotonic())
+        limit = (
+            self._limiter.limit
+            if isinstance(self._limiter, RateLimiter)
+            else self._limiter.burst
+        )
+        return {
+            "ratelimit-limit": str(limit),
+            "ratelimit-remaining": str(remaining),
+            "ratelimit-reset": f"{reset:.3f}",
+        }
 
     def _new_prediction(self, model: str, input: Mapping[str, Any]) -> PredictionRecord:
         roll = self._rng.random()

@@ -13,6 +13,8 @@ from comet_replicate_async import (
     APIConnectionError,
     APIError,
     BatchItem,
+    BatchStoppedError,
+    CometReplicateError,
     Event,
     Flux11ProUltra,
     FluxKontextPro,
@@ -96,6 +98,9 @@ async def batch() -> list[BatchItem]:
                 print(item.index, item.ok, item.error)
         stats: SessionStats = session.stats
         print(stats.requests, stats.in_flight)
+        refused: int = stats.creates_refused
+        pace: float | None = stats.create_rate
+        print(refused, pace)
         return await session.gather("black-forest-labs/flux-schnell", [{"prompt": "b"}])
 
 
@@ -183,6 +188,9 @@ def docs_error_fields(error: Exception) -> tuple[int, str]:
         return 422, "; ".join(error.problems)
     if isinstance(error, RateLimitError):
         return 503, str(error.retry_after or 10)
+    if isinstance(error, BatchStoppedError):
+        cause: CometReplicateError = error.reason
+        return 503, str(cause)
     if isinstance(error, PredictionFailed | PredictionCanceled):
         failed: Prediction | None = error.prediction
         reason: str | None = failed.error if failed is not None else None
