@@ -192,6 +192,7 @@ class BatchStoppedError(CometReplicateError):
 
     def __init__(self, reason: CometReplicateError) -> None:
         self.reason = reason
+        self.__cause__ = reason
         super().__init__(
             f"nothing was sent for this input: the batch stopped creating after {reason}"
         )

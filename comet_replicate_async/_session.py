@@ -87,6 +87,7 @@ OnCreated = Callable[[Prediction], Awaitable[None] | None]
 # create rate limits seen in practice (hundreds a minute), and each waiting create
 # would hold a task, a request and, past the pool, a queue place.
 _BATCH_CREATES = 16
+_UNCAPPED = 1 << 30
 
 # The default per-prediction deadline, in seconds. Replicate ends a prediction
 # after 30 minutes; five more cover a queue at the gateway and the last polls. A
@@ -178,8 +179,8 @@ class Session:
         self.prefer_wait = prefer_wait
         self._window = ConcurrencyWindow(max_concurrency, adaptive=adaptive_concurrency)
         self._pacer = CreatePacer(creates_per_minute)
-        # Creates in flight, capped when the server refuses too many at once.
-        self._creates_sending = ConcurrencyWindow(_BATCH_CREATES * 64)
+        # Creates in flight: unbounded until the server refuses too many at once.
+        self._creates_sending = ConcurrencyWindow(_UNCAPPED)
         # Every open connection holds buffers (about 13 KiB) whether used or not:
         # enough for the polls and the batch creates at once, and no more.
         connection_limit = self.poll.max_concurrent_queries + _BATCH_CREATES
@@ -197,7 +198,7 @@ class Session:
         self._on_event = on_event
         self._downloads = anyio.CapacityLimiter(download_concurrency)
         self._counters = StatsCounter()
-        # 429 pauses, one per kind of call: see _send.
+        # The polls' 429 pause (creates wait theirs in the pacer): see _send.
         self._query_throttle = Throttle()
         self._registry = Registry()
         self._poller = Poller(
@@ -386,7 +387,7 @@ class Session:
             attempt += 1
             await self._pacer.wait_turn()
             if not may_exist and stopped is not None and (reason := stopped()):
-                raise BatchStoppedError(reason) from reason
+                raise BatchStoppedError(reason)
             # A caller cancelled by now (a cancelled future, a scope) sends nothing.
             await anyio.lowlevel.checkpoint_if_cancelled()
             try:

@@ -86,17 +86,21 @@ def test_fake_server_prints_what_to_export() -> None:
     server = subprocess.Popen(
         [sys.executable, "-m", "comet_replicate_async", "fake-server", "--port", "0"],
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         env=cli_environment(None),
     )
     try:
         assert server.stdout is not None
-        lines = [server.stdout.readline().strip() for _ in range(3)]
+        assert server.stderr is not None
+        lines = [server.stdout.readline().strip()]
+        lines += [server.stderr.readline().strip() for _ in range(2)]
     finally:
         server.terminate()
         server.wait(timeout=10)
-        if server.stdout is not None:
-            server.stdout.close()
+        for stream in (server.stdout, server.stderr):
+            if stream is not None:
+                stream.close()
     url = lines[0].removeprefix("listening on ")
     assert url.startswith("http://127.0.0.1:")
     assert lines[1] == f"export COMETAPI_BASE_URL={url}"

@@ -25,7 +25,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from asgi_lifespan import LifespanManager
 
-from comet_replicate_async import PollPolicy, RetryPolicy, Session
+from comet_replicate_async import PollPolicy, Session
 from comet_replicate_async.testing import FakeCometAPI, Fault, Latency
 
 from helpers import SCHNELL, session_for
@@ -233,8 +233,9 @@ async def test_upstream_rate_limit_is_503_with_retry_after(
 ) -> None:
     fake.script("create", Fault.rate_limited("30"))
 
-    # One attempt: the session gives up at once instead of waiting the 30 s.
-    async with serve(fake, retry=RetryPolicy(max_attempts=1)) as service:
+    # A refused create is retried until its deadline; a wait that would end past
+    # it (30 s against 10) makes the session give up at once.
+    async with serve(fake, timeout=10) as service:
         response = await service.post("/images", {"prompt": "x"})
 
     assert response.status_code == 503

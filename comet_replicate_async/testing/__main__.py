@@ -6,8 +6,8 @@ Usage:
 python -m comet_replicate_async.testing --port 0 --latency flux-dev=uniform:1:3
 ```
 
-Prints `listening on http://HOST:PORT` once ready, then the two `export`
-lines that point a client at it, and serves until SIGINT or SIGTERM. Control routes: `GET /_fake/stats` and `POST /_fake/reset`.
+Prints `listening on http://HOST:PORT` once ready (and, on stderr, the two
+`export` lines that point a client at it), and serves until SIGINT or SIGTERM. Control routes: `GET /_fake/stats` and `POST /_fake/reset`.
 """
 
 from __future__ import annotations
@@ -95,9 +95,11 @@ async def _serve(fake: FakeCometAPI) -> None:
         loop.add_signal_handler(signum, stop.set)
     async with fake:
         print(f"listening on {fake.base_url}", flush=True)
+        # On stderr: stdout's one line is what scripts wait for and parse.
         print(
             f"export COMETAPI_BASE_URL={fake.base_url}\n"
             f"export COMETAPI_KEY={fake.api_key}",
+            file=sys.stderr,
             flush=True,
         )
         await stop.wait()
