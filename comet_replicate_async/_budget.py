@@ -22,11 +22,24 @@ from typing import Final, Literal
 
 import attrs
 
-from ._exceptions import BudgetExceededError
-from ._models import Status
+from ._exceptions import (
+    AmbiguousSubmitError,
+    APIConnectionError,
+    APIError,
+    BudgetExceededError,
+    PredictionError,
+)
+from ._models import Prediction, Status
 from ._prices import PriceBook, PriceSource
 
-__all__ = ["BudgetLedger", "Charge", "Outcome", "Reservation", "charge_for"]
+__all__ = [
+    "BudgetLedger",
+    "Charge",
+    "Outcome",
+    "Reservation",
+    "charge_for",
+    "outcome_of",
+]
 
 #: What a create came to. A `Status` is its prediction's last known status; the
 #: two words are for creates without one: `"ambiguous"` (sent, outcome unknown:
@@ -56,6 +69,31 @@ def charge_for(outcome: Outcome) -> Charge:
     if outcome in _BILLED:
         return Charge.BILLED
     return Charge.POSSIBLY_BILLED
+
+
+def outcome_of(result: Prediction | BaseException) -> Outcome:
+    """The outcome of a create from what the call gave: a prediction or an error.
+
+    A prediction's error stands for its last known status. An error without a
+    prediction is `"not_created"` only where the server provably made nothing (a
+    3xx or 4xx reply, such as a final 429; a connection that failed before
+    sending; a refused budget); anything else may have created a prediction and
+    is `"ambiguous"`, including a timeout or abandonment while the create was
+    awaited. A caller that knows its create was never sent releases instead.
+    """
+    if isinstance(result, Prediction):
+        return result.status
+    if isinstance(result, PredictionError) and result.prediction is not None:
+        return result.prediction.status
+    if isinstance(result, BudgetExceededError):
+        return "not_created"
+    if isinstance(result, AmbiguousSubmitError):
+        return "ambiguous"
+    if isinstance(result, APIConnectionError):
+        return "ambiguous" if result.request_sent else "not_created"
+    if isinstance(result, APIError) and 300 <= result.status_code < 500:
+        return "not_created"
+    return "ambiguous"
 
 
 @attrs.frozen
@@ -93,8 +131,10 @@ class BudgetLedger:
     """
 
     prices: PriceBook
-    cap: float | None = None
-    carried: float = 0.0
+    cap: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.ge(0))
+    )
+    carried: float = attrs.field(default=0.0, validator=attrs.validators.ge(0))
     _spent: Decimal = attrs.field(init=False)
     _possibly: Decimal = attrs.field(init=False, default=Decimal(0))
     _open: dict[int, Reservation] = attrs.field(init=False, factory=dict)

@@ -194,7 +194,9 @@ class BudgetExceededError(CometReplicateError):
         committed: dollars already spent or reserved when the create was refused.
     """
 
-    def __init__(self, model: str, *, price: float, cap: float, committed: float):
+    def __init__(
+        self, model: str, *, price: float, cap: float, committed: float
+    ) -> None:
         self.model = model
         self.price = price
         self.cap = cap

@@ -236,6 +236,7 @@ class PriceBook:
     fallback_as_of: date = FALLBACK_AS_OF
     _by_id: dict[str, float] = attrs.field(init=False, repr=False, eq=False)
     _by_name: dict[str, float] = attrs.field(init=False, repr=False, eq=False)
+    _fallback_by_id: dict[str, float] = attrs.field(init=False, repr=False, eq=False)
 
     @_by_id.default
     def _index_ids(self) -> dict[str, float]:
@@ -245,6 +246,10 @@ class PriceBook:
     def _index_names(self) -> dict[str, float]:
         return {_name_of(key): usd for key, usd in self.catalogue.items()}
 
+    @_fallback_by_id.default
+    def _index_fallback(self) -> dict[str, float]:
+        return {_model_key(key): usd for key, usd in self.fallback.items()}
+
     def get(self, model: str) -> Price | None:
         """The price of one create of `model`, or None when no source knows it."""
         key = _model_key(model)
@@ -253,11 +258,9 @@ class PriceBook:
         usd = self._by_id.get(key, self._by_name.get(_name_of(model)))
         if usd is not None:
             return Price(model, usd, self.catalogue_source, self.catalogue_as_of)
-        fallback = {_model_key(name): usd for name, usd in self.fallback.items()}
-        if key in fallback:
-            return Price(
-                model, fallback[key], PriceSource.FALLBACK, self.fallback_as_of
-            )
+        usd = self._fallback_by_id.get(key)
+        if usd is not None:
+            return Price(model, usd, PriceSource.FALLBACK, self.fallback_as_of)
         return None
 
     def price(self, model: str) -> tuple[float, PriceSource]:

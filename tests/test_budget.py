@@ -8,13 +8,28 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from comet_replicate_async import BudgetExceededError, ConfigurationError, Status
+from comet_replicate_async import (
+    AmbiguousSubmitError,
+    APIConnectionError,
+    APIError,
+    BadRequestError,
+    BudgetExceededError,
+    ConfigurationError,
+    Prediction,
+    PredictionCanceled,
+    PredictionFailed,
+    PredictionTimeout,
+    RateLimitError,
+    ServerError,
+    Status,
+)
 from comet_replicate_async._budget import (
     BudgetLedger,
     Charge,
     Outcome,
     Reservation,
     charge_for,
+    outcome_of,
 )
 from comet_replicate_async._prices import PriceBook, PriceSource
 from tests.helpers import PRO, SCHNELL
@@ -193,3 +208,41 @@ def test_threads_sharing_a_ledger_never_pass_the_cap() -> None:
 
     assert len(admitted) == 25
     assert ledger.spent == pytest.approx(0.25)
+
+
+def prediction(status: Status) -> Prediction:
+    return Prediction(id="p1", status=status, model=SCHNELL)
+
+
+def api_error(error_class: type[APIError], status: int) -> APIError:
+    return error_class("refused", status_code=status)
+
+
+@pytest.mark.parametrize(
+    ("result", "outcome"),
+    [
+        (prediction(Status.SUCCEEDED), Status.SUCCEEDED),
+        (PredictionFailed("nsfw", prediction(Status.FAILED)), Status.FAILED),
+        (PredictionCanceled("x", prediction(Status.ABORTED)), Status.ABORTED),
+        (PredictionTimeout("late", prediction(Status.PROCESSING)), Status.PROCESSING),
+        (PredictionTimeout("create never answered", None), "ambiguous"),
+        (AmbiguousSubmitError(SCHNELL, {}, TimeoutError()), "ambiguous"),
+        (api_error(RateLimitError, 429), "not_created"),
+        (api_error(BadRequestError, 400), "not_created"),
+        (api_error(ServerError, 502), "ambiguous"),
+        (APIConnectionError("refused", request_sent=False), "not_created"),
+        (APIConnectionError("reset", request_sent=True), "ambiguous"),
+        (BudgetExceededError(SCHNELL, price=0.01, cap=0, committed=0), "not_created"),
+        (RuntimeError("anything else"), "ambiguous"),
+    ],
+)
+def test_outcome_of_a_call(
+    result: Prediction | BaseException, outcome: Outcome
+) -> None:
+    assert outcome_of(result) == outcome
+
+
+@pytest.mark.parametrize("options", [{"cap": -1.0}, {"carried": -0.5}])
+def test_negative_money_is_refused(options: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="must be >= 0"):
+        BudgetLedger(BOOK, **options)
