@@ -32,7 +32,8 @@ from comet_replicate_async._budget import (
     outcome_of,
 )
 from comet_replicate_async._prices import PriceBook, PriceSource
-from tests.helpers import PRO, SCHNELL
+
+from helpers import PRO, SCHNELL
 
 BOOK = PriceBook(overrides={SCHNELL: 0.01, PRO: 0.05})
 

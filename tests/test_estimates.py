@@ -7,7 +7,8 @@ import pytest
 from comet_replicate_async import FluxDev
 from comet_replicate_async._estimates import billed_images, estimate_cost
 from comet_replicate_async._prices import FALLBACK_PRICES, PriceBook, PriceSource
-from tests.helpers import PRO, SCHNELL
+
+from helpers import PRO, SCHNELL
 
 DEV = "black-forest-labs/flux-dev"
 

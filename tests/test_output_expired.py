@@ -11,7 +11,8 @@ from comet_replicate_async._config import ApiKey, RequestTimeout
 from comet_replicate_async._sansio import download_error
 from comet_replicate_async._transport import AiohttpTransport
 from comet_replicate_async.testing import FakeCometAPI, Fault
-from tests.helpers import SCHNELL, session_for
+
+from helpers import SCHNELL, session_for
 
 pytestmark = pytest.mark.anyio
 

@@ -33,7 +33,8 @@ from comet_replicate_async._sansio import RawResponse
 from comet_replicate_async._transport import AiohttpTransport
 from comet_replicate_async.testing import FakeCometAPI, Fault
 from comet_replicate_async.testing.__main__ import _parser
-from tests.helpers import PRO, SCHNELL
+
+from helpers import PRO, SCHNELL
 
 pytestmark = pytest.mark.anyio
 

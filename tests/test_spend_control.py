@@ -18,7 +18,8 @@ from comet_replicate_async._price_cache import load_price_book
 from comet_replicate_async._prices import PriceBook, PriceSource
 from comet_replicate_async._transport import AiohttpTransport
 from comet_replicate_async.testing import FakeCometAPI
-from tests.helpers import SCHNELL, session_for
+
+from helpers import SCHNELL, session_for
 
 pytestmark = pytest.mark.anyio
 
