@@ -16,6 +16,8 @@ CometReplicateError
 │   └── APITimeoutError           connect or read timeout
 ├── AmbiguousSubmitError          a create that may or may not have happened
 ├── BatchStoppedError             a fatal error stopped the batch: nothing was sent for this input
+├── BudgetExceededError           the cost cap is reached: nothing was sent for this input
+├── OutputExpiredError            an output file answered 404 or 410 (output files expire)
 └── PredictionError               .prediction
     ├── PredictionFailed          status "failed"
     ├── PredictionCanceled        status "canceled" or "aborted"
@@ -42,10 +44,12 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BatchStoppedError",
+    "BudgetExceededError",
     "CometReplicateError",
     "ConfigurationError",
     "InputValidationError",
     "NotFoundError",
+    "OutputExpiredError",
     "PermissionDeniedError",
     "PredictionAbandoned",
     "PredictionCanceled",
@@ -195,6 +199,55 @@ class BatchStoppedError(CometReplicateError):
         self.__cause__ = reason
         super().__init__(
             f"nothing was sent for this input: the batch stopped creating after {reason}"
+        )
+
+
+class BudgetExceededError(CometReplicateError):
+    """The cost cap is reached: nothing was sent for this input.
+
+    Attributes:
+        model: the model the input was for.
+        price: what its create would have cost, in US dollars.
+        cap: the cap, in US dollars.
+        committed: dollars already spent or reserved when the create was refused.
+    """
+
+    def __init__(
+        self, model: str, *, price: float, cap: float, committed: float
+    ) -> None:
+        self.model = model
+        self.price = price
+        self.cap = cap
+        self.committed = committed
+        super().__init__(
+            f"cost cap of ${cap:.4f} reached (${committed:.4f} spent or reserved; "
+            f"a create of {model} costs ${price:.4f}): nothing was sent for this input"
+        )
+
+
+class OutputExpiredError(CometReplicateError):
+    """An output file answered 404 or 410: it was deleted, most likely because it
+    expired (Replicate deletes output files after an hour, BFL's links expire after
+    about ten minutes). Download outputs as soon as their prediction succeeds.
+
+    Attributes:
+        prediction_id: the prediction the file belongs to.
+        status_code: 404 or 410.
+        age: seconds between the prediction's completion (else its creation) and
+            the refused download; None when the prediction carries no timestamp.
+    """
+
+    def __init__(
+        self, prediction_id: str, *, status_code: int, age: float | None
+    ) -> None:
+        self.prediction_id = prediction_id
+        self.status_code = status_code
+        self.age = age
+        how_old = "" if age is None else f", output {age:.0f} s old"
+        super().__init__(
+            f"an output of prediction {prediction_id} is gone "
+            f"(HTTP {status_code}{how_old}); output files expire: download them "
+            "as soon as the prediction succeeds"
         )
 
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import attrs
@@ -22,8 +24,10 @@ from ._exceptions import (
     APIError,
     AuthenticationError,
     BadRequestError,
+    CometReplicateError,
     InputValidationError,
     NotFoundError,
+    OutputExpiredError,
     PermissionDeniedError,
     RateLimitError,
     ServerError,
@@ -37,7 +41,9 @@ __all__ = [
     "RequestSpec",
     "build_create_request",
     "build_query_request",
+    "cancel_after_header",
     "decipher_response",
+    "download_error",
     "error_from_response",
     "excerpt",
     "validate_model_id",
@@ -50,6 +56,8 @@ _MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*$", re.IGNORE
 _PREDICTION_ID = re.compile(r"[A-Za-z0-9_-]+")
 _REQUEST_ID = re.compile(r"\(request id: ([^)\s]+)\)")
 _EXCERPT_CHARS = 300
+#: Replicate refuses a `Cancel-After` under 5 seconds.
+_MIN_CANCEL_AFTER = 5
 
 
 @attrs.frozen
@@ -84,9 +92,17 @@ def validate_model_id(model: str) -> tuple[str, str]:
 
 
 def build_create_request(
-    model: str, input: Mapping[str, Any], *, prefer_wait: int | None = None
+    model: str,
+    input: Mapping[str, Any],
+    *,
+    prefer_wait: int | None = None,
+    cancel_after: float | None = None,
 ) -> RequestSpec:
-    """The create call: `POST /replicate/v1/models/{owner}/{name}/predictions`."""
+    """The create call: `POST /replicate/v1/models/{owner}/{name}/predictions`.
+
+    `cancel_after` (seconds) asks the server to stop the prediction that long after
+    its creation, with Replicate's `Cancel-After` header (see `cancel_after_header`).
+    """
     owner, name = validate_model_id(model)
     if not isinstance(input, Mapping):
         raise InputValidationError(
@@ -95,6 +111,8 @@ def build_create_request(
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     if prefer_wait is not None:
         headers["Prefer"] = f"wait={prefer_wait}"
+    if cancel_after is not None:
+        headers["Cancel-After"] = cancel_after_header(cancel_after)
     return RequestSpec(
         kind="create",
         method="POST",
@@ -102,6 +120,24 @@ def build_create_request(
         headers=headers,
         json_body={"input": dict(input)},
     )
+
+
+def cancel_after_header(seconds: float) -> str:
+    """Replicate's `Cancel-After` duration for a deadline `seconds` from now.
+
+    The format is whole units with suffixes (`45s`, `5m`, `1h2m5s`). Fractions are
+    rounded up and anything under Replicate's minimum of 5 s is raised to it: the
+    server must never stop a prediction before the local deadline gives it up.
+    """
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise InputValidationError(
+            f"cancel_after must be a positive number of seconds, got {seconds!r}"
+        )
+    rest = max(_MIN_CANCEL_AFTER, math.ceil(seconds))
+    hours, rest = divmod(rest, 3600)
+    minutes, rest = divmod(rest, 60)
+    parts = [(hours, "h"), (minutes, "m"), (rest, "s")]
+    return "".join(f"{amount}{unit}" for amount, unit in parts if amount)
 
 
 def build_query_request(prediction_id: str) -> RequestSpec:
@@ -204,6 +240,27 @@ def error_from_response(response: RawResponse) -> APIError:
         body=excerpt(response.body),
         retry_after=retry_after_from_response(response.headers, message),
     )
+
+
+def download_error(
+    response: RawResponse, prediction: Prediction, *, now: datetime | None = None
+) -> CometReplicateError:
+    """The error for a refused download of one of `prediction`'s output files.
+
+    404 and 410 mean the file is gone (output files expire): `OutputExpiredError`,
+    with the output's age counted from the prediction's completion, else its
+    creation, to `now`. Any other status is read as `error_from_response` does.
+    """
+    if response.status not in (404, 410):
+        return error_from_response(response)
+    born = prediction.completed_at or prediction.created_at
+    age = None
+    if born is not None:
+        now = now or datetime.now(UTC)
+        if born.tzinfo is None:  # replies without a zone are read as UTC
+            born = born.replace(tzinfo=UTC)
+        age = max(0.0, (now - born).total_seconds())
+    return OutputExpiredError(prediction.id, status_code=response.status, age=age)
 
 
 def _class_for_status(status: int) -> type[APIError]:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -9,8 +10,11 @@ from comet_replicate_async import (
     APIError,
     AuthenticationError,
     BadRequestError,
+    InputValidationError,
     NotFoundError,
+    OutputExpiredError,
     PermissionDeniedError,
+    Prediction,
     RateLimitError,
     ServerError,
     Status,
@@ -21,8 +25,10 @@ from comet_replicate_async._sansio import (
     build_create_request,
     build_query_request,
     decipher_response,
+    download_error,
 )
 
+SCHNELL = "black-forest-labs/flux-schnell"
 JSON = {"content-type": "application/json"}
 
 
@@ -285,3 +291,86 @@ def test_long_bodies_are_cut_to_a_short_excerpt() -> None:
         )
 
     assert len(caught.value.body) < 400
+
+
+@pytest.mark.parametrize(
+    ("seconds", "header"),
+    [
+        (45, "45s"),
+        (60, "1m"),
+        (300, "5m"),
+        (3600, "1h"),
+        (3725, "1h2m5s"),
+        (2100, "35m"),
+        (90.2, "1m31s"),  # rounded up: never before the local deadline
+        (1, "5s"),  # Replicate's minimum
+    ],
+)
+def test_create_request_with_cancel_after(seconds: float, header: str) -> None:
+    spec = build_create_request(SCHNELL, {"prompt": "x"}, cancel_after=seconds)
+
+    assert spec.headers["Cancel-After"] == header
+
+
+def test_create_request_without_cancel_after_sends_no_header() -> None:
+    assert "Cancel-After" not in build_create_request(SCHNELL, {"prompt": "x"}).headers
+
+
+@pytest.mark.parametrize("seconds", [0, -3, float("nan"), float("inf")])
+def test_cancel_after_must_be_a_positive_finite_duration(seconds: float) -> None:
+    with pytest.raises(InputValidationError, match="cancel_after"):
+        build_create_request(SCHNELL, {"prompt": "x"}, cancel_after=seconds)
+
+
+def finished(
+    created_at: datetime | None = None, completed_at: datetime | None = None
+) -> Prediction:
+    return Prediction(
+        id="abc123",
+        status=Status.SUCCEEDED,
+        model=SCHNELL,
+        created_at=created_at,
+        completed_at=completed_at,
+    )
+
+
+@pytest.mark.parametrize("status", [404, 410])
+def test_a_gone_output_file_is_output_expired_with_its_age(status: int) -> None:
+    done = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    prediction = finished(created_at=done - timedelta(minutes=1), completed_at=done)
+
+    error = download_error(
+        reply(status, b"Not Found"), prediction, now=done + timedelta(minutes=61)
+    )
+
+    assert isinstance(error, OutputExpiredError)
+    assert (error.prediction_id, error.status_code) == ("abc123", status)
+    assert error.age == 61 * 60
+    assert "abc123" in str(error)
+    assert "3660 s old" in str(error)
+
+
+def test_output_age_counts_from_creation_without_a_completion_time() -> None:
+    created = datetime(2026, 12, 1, 12, 0)  # no zone: read as UTC
+    now = datetime(2026, 12, 1, 12, 10, tzinfo=UTC)
+
+    error = download_error(reply(404, b""), finished(created_at=created), now=now)
+
+    assert isinstance(error, OutputExpiredError)
+    assert error.age == 600
+
+
+def test_output_age_is_unknown_without_timestamps() -> None:
+    error = download_error(reply(410, b""), finished())
+
+    assert isinstance(error, OutputExpiredError)
+    assert error.age is None
+    assert "s old" not in str(error)
+
+
+@pytest.mark.parametrize(("status", "error_class"), [(403, PermissionDeniedError),
+                                                      (503, ServerError)])  # fmt: skip
+def test_other_download_refusals_keep_their_status_error(
+    status: int, error_class: type[APIError]
+) -> None:
+    assert isinstance(download_error(reply(status, b"no"), finished()), error_class)

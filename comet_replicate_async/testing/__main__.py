@@ -18,6 +18,8 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from comet_replicate_async._prices import FALLBACK_PRICES
+
 from ._predictions import Latency
 from ._server import FakeCometAPI
 
@@ -37,6 +39,18 @@ def _model_latency(item: str) -> tuple[str, Latency]:
         msg = f"expected MODEL=SPEC, got {item!r}"
         raise argparse.ArgumentTypeError(msg)
     return model, _latency(spec)
+
+
+def _model_price(item: str) -> tuple[str, float]:
+    model, sep, usd = item.partition("=")
+    try:
+        price = float(usd)
+    except ValueError:
+        price = -1.0
+    if not sep or not model or not price >= 0:
+        msg = f"expected MODEL=USD (a non-negative number), got {item!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return model, price
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -84,6 +98,11 @@ def _parser() -> argparse.ArgumentParser:
         "--ratelimit-headers", action="store_true",
         help="send ratelimit-limit/-remaining/-reset on creates",
     )  # fmt: skip
+    add(
+        "--price", type=_model_price, action="append", default=[],
+        metavar="MODEL=USD", help="catalogue price per request (repeatable; "
+        "default: the bundled FLUX estimates)",
+    )  # fmt: skip
     add("--seed", type=int, default=None)
     return parser
 
@@ -128,6 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_in_flight=args.max_in_flight,
             create_delay=args.create_delay,
             ratelimit_headers=args.ratelimit_headers,
+            prices=dict(args.price) or FALLBACK_PRICES,
             seed=args.seed,
             host=args.host,
             port=args.port,

@@ -17,6 +17,8 @@ from typing import Any, Final, Literal, Self
 import attrs
 from aiohttp import web
 
+from comet_replicate_async._prices import FALLBACK_PRICES
+
 from ._faults import Fault, FaultRates, RateLimiter, TokenBucket, check_probability
 from ._images import image_for
 from ._predictions import FinalStatus, Latency, PredictionRecord, new_prediction
@@ -25,7 +27,7 @@ from ._stats import FakeStats, RequestRecord
 
 __all__ = ["FakeCometAPI", "ScriptedRoute"]
 
-ScriptedRoute = Literal["create", "query", "file"]
+ScriptedRoute = Literal["create", "query", "file", "catalogue"]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: Which predictions a poll script is for: an id, or a test on each new record.
 PollTarget = str | Callable[[PredictionRecord], bool]
@@ -91,6 +93,9 @@ class FakeCometAPI:
         ratelimit_headers: Send `ratelimit-limit`, `ratelimit-remaining` and
             `ratelimit-reset` (seconds, decimals) on create replies, for the
             window or the bucket.
+        prices: Per-request prices in US dollars, by `owner/name`, served by
+            the public model catalogue `GET /api/models` (in CometAPI's shape);
+            the bundled estimates by default.
         seed: Seed of the random faults, latencies and outcomes.
         host: Interface to listen on.
         port: API port (0: any free port).
@@ -114,6 +119,7 @@ class FakeCometAPI:
     max_in_flight: int | None = None
     create_delay: float = 0.0
     ratelimit_headers: bool = False
+    prices: Mapping[str, float] = FALLBACK_PRICES
     seed: int | None = None
     host: str = "127.0.0.1"
     port: int = 0
@@ -172,7 +178,7 @@ class FakeCometAPI:
 
     @_scripts.default
     def _make_scripts(self) -> dict[str, deque[Fault]]:
-        return {"create": deque(), "query": deque(), "file": deque()}
+        return {route: deque() for route in ("create", "query", "file", "catalogue")}
 
     def __attrs_post_init__(self) -> None:
         if self.failure_rate + self.abort_rate > 1.0:
@@ -302,6 +308,7 @@ class FakeCometAPI:
             name="create",
         )
         app.router.add_get("/replicate/v1/predictions/{id}", self._query, name="query")
+        app.router.add_get("/api/models", self._catalogue, name="catalogue")
         app.router.add_get("/_fake/stats", self._stats, name="control")
         app.router.add_post("/_fake/reset", self._reset, name="control-reset")
         app.router.add_route("*", "/moved/{tail:.*}", self._moved, name="other")
@@ -439,6 +446,19 @@ class FakeCometAPI:
         )
         return self._send(request, reply, request_id)
 
+    async def _catalogue(self, request: web.Request) -> web.StreamResponse:
+        # Public, as CometAPI's is: no key needed.
+        request_id = new_request_id()
+        fault = self._next_scripted("catalogue") or Fault.ok()
+
+        async def catalogue() -> Reply:
+            return json_reply(200, _catalogue_json(self.prices))
+
+        reply = await apply_fault(
+            fault, catalogue, request_id=request_id, moved_url=_moved_url(request)
+        )
+        return self._send(request, reply, request_id)
+
     async def _stats(self, request: web.Request) -> web.StreamResponse:
         include_log = request.query.get("log", "") not in {"", "0", "false"}
         return web.json_response(self.stats.to_json(include_log=include_log))
@@ -548,6 +568,33 @@ class FakeCometAPI:
         response.headers.update(reply.headers)
         response.headers["X-Request-Id"] = request_id
         return response
+
+
+def _catalogue_json(prices: Mapping[str, float]) -> dict[str, Any]:
+    """A model catalogue in the shape of CometAPI's documented example."""
+    records = [
+        {
+            "id": model,
+            "provider": "Black Forest Labs",
+            "model_type": "image",
+            "features": ["text-to-image"],
+            "pricing": {
+                "currency": "USD",
+                "input": None,
+                "output": None,
+                "per_request": usd,
+                "per_second": None,
+            },
+        }
+        for model, usd in prices.items()
+    ]
+    return {
+        "success": True,
+        "page": 0,
+        "page_size": 0,
+        "total": len(records),
+        "data": records,
+    }
 
 
 async def _read_input(request: web.Request, request_id: str) -> dict[str, Any] | Reply:

@@ -24,7 +24,8 @@ class RequestRecord:
     """One request as the server saw it.
 
     Attributes:
-        route: `"create"`, `"query"`, `"file"`, `"control"` or `"other"`.
+        route: `"create"`, `"query"`, `"file"`, `"catalogue"`, `"control"` or
+            `"other"`.
         method: HTTP method.
         path: Request path (no query string).
         status: Reply status; 0 when the connection was reset or abandoned.
