@@ -15,6 +15,7 @@ from typing import Any
 
 import attrs
 
+from ._asgi import CancelOnDisconnect
 from ._batch import BatchIterator
 from ._config import RequestTimeout
 from ._exceptions import (
@@ -65,6 +66,7 @@ __all__ = [
     "BadRequestError",
     "BatchItem",
     "BatchIterator",
+    "CancelOnDisconnect",
     "CometReplicateError",
     "ConfigurationError",
     "Event",

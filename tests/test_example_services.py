@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -282,7 +283,7 @@ async def test_deadline_is_504_with_the_prediction_id(serve: Serve) -> None:
 
 
 async def test_ambiguous_create_is_502_saying_it_may_be_billed(
-    serve: Serve, fake: FakeCometAPI
+    serve: Serve, fake: FakeCometAPI, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake.script("create", Fault.ghost(502))
 
@@ -290,10 +291,26 @@ async def test_ambiguous_create_is_502_saying_it_may_be_billed(
         response = await service.post("/images", {"prompt": "x"})
 
     assert response.status_code == 502
-    assert response.json()["error"] == "ambiguous_submit"
-    assert "billed" in response.json()["detail"]
+    body = response.json()
+    assert body["error"] == "ambiguous_submit"
+    assert "billed" in body["detail"]
     assert fake.stats.created == 1  # why it says so: the prediction does exist
     assert fake.stats.duplicates == 0
+    # What the gateway said, to reconcile with: its status and request id.
+    assert body["upstream_status"] == 502
+    assert body["request_id"]
+    # Logged once at WARNING with the same facts and a digest of the input.
+    warnings = [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == "image_service" and record.levelno == logging.WARNING
+    ]
+    assert len(warnings) == 1
+    assert body["request_id"] in warnings[0]
+    assert body["input_digest"] in warnings[0]
+    assert "502" in warnings[0]
+    assert fake.api_key not in caplog.text
+    assert fake.api_key not in response.text
 
 
 @pytest.mark.parametrize("upstream_status", [400, 401, 403])
