@@ -27,7 +27,6 @@ Two things make it cost nothing it should not:
   to finish, then their ids are logged. uvicorn runs the lifespan's exit only
   after every connection has closed, and a streamed batch would go on creating
   until then.
-
 """
 
 from __future__ import annotations
@@ -130,8 +129,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:
         # Entered and left by the server's lifespan task: the session's poller
-        # runs for as long as the app serves.
-        # Timestamped lines, unless the server's logging config already set them
+        # runs for as long as the app serves. Log lines get a time, level and
+        # logger, unless the server's logging config already gave them one
         # (`python fastapi_app.py` does; `uvicorn fastapi_app:app` does not).
         configure_logging()
         stopping = anyio.Event()
