@@ -15,6 +15,7 @@ from typing import Any
 
 import attrs
 
+from ._asgi import CancelOnDisconnect
 from ._batch import BatchIterator
 from ._config import RequestTimeout
 from ._exceptions import (
@@ -72,6 +73,7 @@ __all__ = [
     "BatchIterator",
     "BatchStoppedError",
     "BudgetExceededError",
+    "CancelOnDisconnect",
     "CometReplicateError",
     "ConfigurationError",
     "Event",

@@ -377,6 +377,7 @@ async def test_a_caller_cancelled_while_waiting_for_a_slot_is_counted(
 
     assert mid.in_flight == 1
     assert mid.canceled == 1
+    assert slow.stats.created == 1  # the caller that waited for a slot sent nothing
     assert adds_up(mid)
     assert end.in_flight == 0
     assert end.canceled == 2

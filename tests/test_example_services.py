@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -98,14 +99,18 @@ class FastAPIService:
             return [json.loads(line) async for line in response.aiter_lines() if line]
 
 
+def _example(module: str) -> Any:
+    # The example is a script beside its helper module: import it the same way.
+    if str(EXAMPLES) not in sys.path:
+        sys.path.append(str(EXAMPLES))
+    return importlib.import_module(module)
+
+
 def _app(
     module: str, fake: FakeCometAPI, options: dict[str, Any]
 ) -> tuple[Any, list[Session]]:
     """The example's app, with a session factory pointed at `fake`."""
-    # The example is a script beside its helper module: import it the same way.
-    if str(EXAMPLES) not in sys.path:
-        sys.path.append(str(EXAMPLES))
-    example = importlib.import_module(module)
+    example = _example(module)
     sessions: list[Session] = []
     options.setdefault("poll", QUICK_POLL)
 
@@ -212,6 +217,7 @@ async def test_batch_item_errors_are_lines_with_their_http_status(
         ("/images", {"prompt": "x", "input": {"prompt": "x"}}),
         ("/images", {"model": "not-a-model-id", "prompt": "x"}),
         ("/images", {"prompt": "x", "timeout": -1}),
+        ("/images", {"prompt": "x", "timeout": 51}),  # past the service's deadline
         ("/batches", {"model": "not-a-model-id", "prompts": ["x"]}),
         ("/batches", {"prompts": []}),
     ],
@@ -282,8 +288,24 @@ async def test_deadline_is_504_with_the_prediction_id(serve: Serve) -> None:
     assert body["last_status"] in {"starting", "processing"}
 
 
+async def test_an_image_request_has_the_service_deadline_by_default(
+    serve: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # IMAGE_SERVICE_DEADLINE (50 s by default, read at import) made short.
+    monkeypatch.setattr(_example("image_service"), "REQUEST_DEADLINE", 0.2)
+    latency = {"flux-1.1-pro-ultra": Latency.constant(5.0)}
+    async with FakeCometAPI(default_latency=QUICK, latency=latency) as slow:
+        async with serve(slow) as service:
+            response = await service.post(
+                "/images", {"model": ULTRA, "input": {"prompt": "x"}}
+            )
+
+    assert response.status_code == 504
+    assert response.json()["prediction_id"] in slow.predictions
+
+
 async def test_ambiguous_create_is_502_saying_it_may_be_billed(
-    serve: Serve, fake: FakeCometAPI
+    serve: Serve, fake: FakeCometAPI, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake.script("create", Fault.ghost(502))
 
@@ -291,10 +313,26 @@ async def test_ambiguous_create_is_502_saying_it_may_be_billed(
         response = await service.post("/images", {"prompt": "x"})
 
     assert response.status_code == 502
-    assert response.json()["error"] == "ambiguous_submit"
-    assert "billed" in response.json()["detail"]
+    body = response.json()
+    assert body["error"] == "ambiguous_submit"
+    assert "billed" in body["detail"]
     assert fake.stats.created == 1  # why it says so: the prediction does exist
     assert fake.stats.duplicates == 0
+    # What the gateway said, to reconcile with: its status and request id.
+    assert body["upstream_status"] == 502
+    assert body["request_id"]
+    # Logged once at WARNING with the same facts and a digest of the input.
+    warnings = [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == "image_service" and record.levelno == logging.WARNING
+    ]
+    assert len(warnings) == 1
+    assert body["request_id"] in warnings[0]
+    assert body["input_digest"] in warnings[0]
+    assert "502" in warnings[0]
+    assert fake.api_key not in caplog.text
+    assert fake.api_key not in response.text
 
 
 @pytest.mark.parametrize("upstream_status", [400, 401, 403])

@@ -2,13 +2,25 @@
 
 `fastapi_app.py` and `aiohttp_app.py` serve the same two routes through one shared
 `Session`; what does not depend on the web framework lives here, written once:
-reading a request into a job, turning predictions and batch items into JSON, and
-mapping this client's errors to HTTP statuses.
+reading a request into a job, turning predictions and batch items into JSON,
+mapping this client's errors to HTTP statuses, and the settings and logging a
+production service needs.
+
+Settings, from the environment:
+
+- `IMAGE_SERVICE_DEADLINE`: seconds a `POST /images` may wait for its prediction
+  (default 50, below the 60 s read timeout of a typical proxy).
+- `IMAGE_SERVICE_GRACE`: seconds a shutdown waits for predictions already created
+  before abandoning them (default 20, below Kubernetes' 30 s kill grace).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +35,7 @@ from comet_replicate_async import (
     FluxSchnell,
     InputValidationError,
     Prediction,
+    PredictionAbandoned,
     PredictionCanceled,
     PredictionFailed,
     PredictionTimeout,
@@ -30,9 +43,27 @@ from comet_replicate_async import (
     typed_input_class,
 )
 
+logger = logging.getLogger("image_service")
+
+
+def _seconds_from_env(name: str, default: float) -> float:
+    value = float(os.environ.get(name, default))
+    if not 0 < value <= 3600:
+        raise ValueError(f"{name}={value!r}: must be more than 0 and at most 3600")
+    return value
+
+
 DEFAULT_MODEL = FluxSchnell.model
 MAX_BATCH_SIZE = 500
+# A batch streams a line per finished prediction, so its deadline (per prediction)
+# may be long; a single prediction answers at once, and a proxy in front gives up
+# on a silent reply after its read timeout (nginx and AWS ALB: 60 s). Past that
+# the client sees a gateway error although its prediction goes on and is billed,
+# so the service's own deadline comes first, and its 504 names the prediction.
 MAX_TIMEOUT = 600.0
+REQUEST_DEADLINE = _seconds_from_env("IMAGE_SERVICE_DEADLINE", 50.0)
+SHUTDOWN_GRACE = _seconds_from_env("IMAGE_SERVICE_GRACE", 20.0)
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Sent when the upstream 429 named no wait: long enough for the session's own
 # pause to run out before the caller tries again.
 DEFAULT_RETRY_AFTER = 10
@@ -67,6 +98,17 @@ class ErrorReply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+def configure_logging(level: int = logging.INFO) -> None:
+    """Log lines with their time, level and logger, e.g. the library's warnings."""
+    logging.basicConfig(level=level, format=LOG_FORMAT)
+
+
+def input_digest(input: Mapping[str, Any]) -> str:
+    """A short fingerprint of an input, to find it in logs without logging it."""
+    text = json.dumps(input, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def model_for(model_id: str) -> Model:
     """The typed input class of a known FLUX model, else the id itself."""
     # The seven FLUX models are checked by their typed class before anything is
@@ -87,13 +129,13 @@ def image_job(
         InputValidationError: neither or both of `prompt` and `input` were given,
             or the timeout is out of range.
     """
-    problems = _timeout_problems(timeout)
+    problems = _timeout_problems(timeout, REQUEST_DEADLINE)
     if (prompt is None) == (input is None):
         problems.append("give either 'prompt' or 'input', not both and not neither")
     if problems:
         raise InputValidationError(problems)
     body = {"prompt": prompt} if input is None else dict(input)
-    return ImageJob(model_for(model), body, timeout)
+    return ImageJob(model_for(model), body, timeout or REQUEST_DEADLINE)
 
 
 def batch_job(
@@ -109,7 +151,7 @@ def batch_job(
         InputValidationError: neither or both lists were given, the list is empty
             or too long, or the timeout is out of range.
     """
-    problems = _timeout_problems(timeout)
+    problems = _timeout_problems(timeout, MAX_TIMEOUT)
     if (prompts is None) == (inputs is None):
         problems.append("give either 'prompts' or 'inputs', not both and not neither")
         items: list[dict[str, Any]] = []
@@ -198,10 +240,10 @@ _NOUNS: dict[type, tuple[str, str]] = {
 }
 
 
-def _timeout_problems(timeout: float | None) -> list[str]:
-    if timeout is None or 0 < timeout <= MAX_TIMEOUT:
+def _timeout_problems(timeout: float | None, longest: float) -> list[str]:
+    if timeout is None or 0 < timeout <= longest:
         return []
-    return [f"timeout={timeout!r}: must be more than 0 and at most {MAX_TIMEOUT:g}"]
+    return [f"timeout={timeout!r}: must be more than 0 and at most {longest:g}"]
 
 
 def prediction_json(prediction: Prediction) -> dict[str, Any]:
@@ -221,8 +263,17 @@ def item_json(item: BatchItem) -> dict[str, Any]:
     if item.ok and item.prediction is not None:
         return {"index": item.index, "ok": True, **prediction_json(item.prediction)}
     assert item.error is not None, "a BatchItem holds a prediction or an error"
-    reply = error_reply(item.error)
-    return {"index": item.index, "ok": False, "status": reply.status, **reply.body}
+    return {"index": item.index, **error_json(item.error)}
+
+
+def error_json(error: BaseException) -> dict[str, Any]:
+    """A failed NDJSON line: the error as HTTP would say it.
+
+    Also the last line of a batch that ended early (the session is shutting down),
+    which names no item.
+    """
+    reply = error_reply(error)
+    return {"ok": False, "status": reply.status, **reply.body}
 
 
 def error_reply(error: BaseException) -> ErrorReply:
@@ -274,12 +325,17 @@ def error_reply(error: BaseException) -> ErrorReply:
             },
         )
     if isinstance(error, AmbiguousSubmitError):
+        return _ambiguous_reply(error)
+    if isinstance(error, PredictionAbandoned):
         return ErrorReply(
-            502,
+            503,
             {
-                "error": "ambiguous_submit",
-                "detail": "the image API may have created the prediction, which may "
-                "be billed but cannot be looked up; sending it again may pay twice",
+                "error": "abandoned",
+                "detail": "the service is shutting down"
+                if error.prediction_id is None
+                else "the service is shutting down; the prediction may still finish "
+                "(and be billed) upstream",
+                "prediction_id": error.prediction_id,
             },
         )
     if isinstance(error, APIError):
@@ -301,6 +357,37 @@ def error_reply(error: BaseException) -> ErrorReply:
         return ErrorReply(502, {"error": "upstream_error", "detail": str(error)})
     # A bug, not an upstream problem: say nothing about internals.
     return ErrorReply(500, {"error": "internal_error"})
+
+
+def _ambiguous_reply(error: AmbiguousSubmitError) -> ErrorReply:
+    # What the gateway said (a 5xx with its request id) or nothing (the reply was
+    # lost): what CometAPI support needs to find the prediction, and all the
+    # caller can reconcile with, since the API cannot list predictions.
+    cause = error.__cause__
+    upstream = cause if isinstance(cause, APIError) else None
+    status = upstream.status_code if upstream else None
+    request_id = upstream.request_id if upstream else None
+    digest = input_digest(error.input)
+    logger.warning(
+        "ambiguous create for %s, input %s: upstream status %s, request id %s (%s); "
+        "the prediction may exist and be billed",
+        error.model,
+        digest,
+        status,
+        request_id,
+        type(cause).__name__,
+    )
+    return ErrorReply(
+        502,
+        {
+            "error": "ambiguous_submit",
+            "detail": "the image API may have created the prediction, which may "
+            "be billed but cannot be looked up; sending it again may pay twice",
+            "upstream_status": status,
+            "request_id": request_id,
+            "input_digest": digest,
+        },
+    )
 
 
 def _reason(prediction: Prediction | None) -> str:
