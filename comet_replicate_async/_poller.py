@@ -188,21 +188,12 @@ class Poller:
 
     def _on_failure(self, entry: Entry, error: CometReplicateError) -> None:
         entry.failures += 1
-        limit = self.policy.max_consecutive_failures
-        if isinstance(error, UnexpectedResponseError):
-            # A success reply that is not a prediction is unlikely to become one:
-            # give up after the retry policy's attempts, not an outage's patience.
-            limit = min(limit, self._retry.max_attempts)
-        if not self._retry.is_retryable("query", error) or entry.failures >= limit:
+        delay = self._retry.poll_delay(
+            error, entry.failures, self.policy.max_consecutive_failures, self._rng
+        )
+        if delay is None:
             self._give_up(entry, error)
             return
-        # More patient than a single call: the prediction surely exists and is
-        # billed, so an outage of minutes is waited out rather than given up on.
-        requested = getattr(error, "retry_after", None)
-        if requested is not None:
-            delay = min(requested, self._retry.max_retry_after)
-        else:
-            delay = self._retry.backoff(entry.failures, self._rng)
         logger.debug("poll of %s failed (%s); next in %.2f s", entry.id, error, delay)
         self._reschedule(entry, time.monotonic() + max(delay, self.policy.min_interval))
 
