@@ -15,19 +15,13 @@ import pytest
 from comet_replicate_async import (
     AmbiguousSubmitError,
     APIConnectionError,
-    Event,
     NotFoundError,
-    PollPolicy,
-    RequestSpec,
+    RawResponse,
     RetryPolicy,
 )
-from comet_replicate_async._calls import Calls
-from comet_replicate_async._limits import ConcurrencyWindow, CreatePacer
-from comet_replicate_async._sansio import RawResponse, build_create_request
-from comet_replicate_async._stats import StatsCounter
-from comet_replicate_async.testing import MockTransport, mock_reply
+from comet_replicate_async.testing import mock_reply
 
-from helpers import SCHNELL, FakeClock
+from helpers import SCHNELL, MockCalls
 
 pytestmark = pytest.mark.anyio
 
@@ -38,49 +32,14 @@ def prediction(status: str) -> dict[str, Any]:
     return {"id": "p1", "model": SCHNELL, "status": status}
 
 
-class Layer:
-    """A call layer wired as a session wires it, answered in turn by `replies`."""
-
-    def __init__(
-        self, *replies: RawResponse | Exception, retry: RetryPolicy = POLICY
-    ) -> None:
-        self.clock = FakeClock()
-        self.events: list[Event] = []
-        self.counters = StatsCounter()
-        self.window = ConcurrencyWindow(8, adaptive=True, clock=self.clock)
-        self.pacer = CreatePacer(clock=self.clock)
-        answers = list(replies)
-
-        def handler(request: RequestSpec) -> RawResponse:
-            answer = answers.pop(0)
-            if isinstance(answer, Exception):
-                raise answer
-            return answer
-
-        self.transport = MockTransport(handler)
-        self.calls = Calls(
-            self.transport,
-            retry=retry,
-            poll=PollPolicy(),
-            window=self.window,
-            pacer=self.pacer,
-            counters=self.counters,
-            emit=self.events.append,
-            clock=self.clock,
-        )
-
-    async def create(self, deadline: float = float("inf")) -> Any:
-        spec = build_create_request(SCHNELL, {"prompt": "x"})
-        return await self.calls.create(
-            SCHNELL,
-            {"prompt": "x"},
-            lambda: self.calls.send(spec),
-            deadline=deadline,
-        )
+def mock_calls(
+    *replies: RawResponse | Exception, retry: RetryPolicy = POLICY
+) -> MockCalls:
+    return MockCalls(*replies, retry=retry)
 
 
 async def test_a_query_is_retried_on_a_server_error_until_it_answers() -> None:
-    layer = Layer(
+    layer = mock_calls(
         mock_reply(503, {"detail": "busy"}),
         APIConnectionError("reset", request_sent=True),
         mock_reply(200, prediction("processing")),
@@ -101,7 +60,7 @@ async def test_a_query_is_retried_on_a_server_error_until_it_answers() -> None:
 
 
 async def test_a_query_gives_up_after_max_attempts() -> None:
-    layer = Layer(*[mock_reply(503, {"detail": "busy"})] * 4)
+    layer = mock_calls(*[mock_reply(503, {"detail": "busy"})] * 4)
 
     with anyio.fail_after(5), pytest.raises(Exception, match="busy"):
         await layer.calls.get("p1")
@@ -111,7 +70,7 @@ async def test_a_query_gives_up_after_max_attempts() -> None:
 
 
 async def test_a_query_is_not_retried_on_a_final_error() -> None:
-    layer = Layer(mock_reply(404, {"detail": "no such prediction"}))
+    layer = mock_calls(mock_reply(404, {"detail": "no such prediction"}))
 
     with anyio.fail_after(5), pytest.raises(NotFoundError):
         await layer.calls.get("p1")
@@ -121,7 +80,7 @@ async def test_a_query_is_not_retried_on_a_final_error() -> None:
 
 
 async def test_a_refused_create_waits_the_requested_time_and_pauses_everyone() -> None:
-    layer = Layer(
+    layer = mock_calls(
         mock_reply(429, {"detail": "slow down"}, headers={"Retry-After": "3"}),
         mock_reply(201, prediction("starting")),
     )
@@ -143,7 +102,7 @@ async def test_a_refused_create_waits_the_requested_time_and_pauses_everyone() -
 async def test_a_create_failing_after_it_was_sent_is_ambiguous_and_not_retried() -> (
     None
 ):
-    layer = Layer(mock_reply(503, {"detail": "busy"}))
+    layer = mock_calls(mock_reply(503, {"detail": "busy"}))
 
     with anyio.fail_after(5), pytest.raises(AmbiguousSubmitError):
         await layer.create()
@@ -153,7 +112,7 @@ async def test_a_create_failing_after_it_was_sent_is_ambiguous_and_not_retried()
 
 
 async def test_a_create_that_failed_before_sending_is_retried() -> None:
-    layer = Layer(
+    layer = mock_calls(
         APIConnectionError("refused", request_sent=False),
         mock_reply(201, prediction("starting")),
     )
@@ -166,7 +125,7 @@ async def test_a_create_that_failed_before_sending_is_retried() -> None:
 
 
 async def test_an_earlier_sent_create_makes_a_later_give_up_ambiguous() -> None:
-    layer = Layer(
+    layer = mock_calls(
         APIConnectionError("reset", request_sent=True),
         mock_reply(429, {"detail": "slow down"}, headers={"Retry-After": "1"}),
         mock_reply(400, {"detail": "bad input"}),
@@ -180,7 +139,7 @@ async def test_an_earlier_sent_create_makes_a_later_give_up_ambiguous() -> None:
 
 
 async def test_no_retry_is_tried_that_could_not_finish_before_the_deadline() -> None:
-    layer = Layer(
+    layer = mock_calls(
         mock_reply(429, {"detail": "slow down"}, headers={"Retry-After": "10"}),
         mock_reply(201, prediction("starting")),
     )
@@ -197,7 +156,7 @@ async def test_an_unknown_status_is_logged_once_per_session(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="comet_replicate_async")
     replies = [mock_reply(200, prediction("queued-for-gpu"))] * 2
-    first, second = Layer(*replies), Layer(*replies)
+    first, second = mock_calls(*replies), mock_calls(*replies)
 
     with anyio.fail_after(5):
         for layer in (first, second, first, second):
