@@ -25,12 +25,12 @@ from ._exceptions import (
     RateLimitError,
 )
 from ._limits import ConcurrencyWindow, CreatePacer, Throttle
-from ._models import Prediction
 from ._retry import CallKind, RetryPolicy, create_may_have_happened, quota_from_headers
 from ._sansio import RequestSpec, build_query_request, decipher_response
 from ._schedule import PollPolicy
 from ._stats import Event, StatsCounter
 from ._transport_protocol import Transport
+from ._values import Prediction
 
 __all__ = ["Calls", "SendCreate"]
 

@@ -28,7 +28,7 @@ from typing import Any
 import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 
-from ._models import Metrics, Prediction, Status
+from ._values import Metrics, Prediction, Status
 
 __all__ = ["CONVERTER", "make_converter", "structure_prediction"]
 

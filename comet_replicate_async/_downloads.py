@@ -11,8 +11,8 @@ import anyio
 
 from ._calls import Calls
 from ._exceptions import CometReplicateError
-from ._models import Prediction
 from ._sansio import error_from_response
+from ._values import Prediction
 
 __all__ = ["Downloads"]
 

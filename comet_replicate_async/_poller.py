@@ -30,11 +30,11 @@ from anyio.abc import TaskStatus
 
 from ._clock import SYSTEM_CLOCK, Clock
 from ._exceptions import CometReplicateError, UnexpectedResponseError
-from ._models import Prediction, Status
 from ._registry import Entry, Registry
 from ._retry import RetryPolicy
 from ._sansio import excerpt
 from ._schedule import PollPolicy, TimingBook, next_poll_delay
+from ._values import Prediction, Status
 
 __all__ = ["Poller"]
 

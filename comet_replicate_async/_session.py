@@ -49,7 +49,6 @@ from ._futures import PredictionFuture
 from ._handoff import CreateHandoff
 from ._inputs import FluxInput, InputArg, ModelArg, resolve_call
 from ._limits import ConcurrencyWindow, CreatePacer
-from ._models import BatchItem, Prediction, Status
 from ._poller import Poller
 from ._registry import Registry
 from ._retry import (
@@ -66,6 +65,7 @@ from ._schedule import PollPolicy
 from ._stats import Event, EventHandler, EventKind, SessionStats, StatsCounter
 from ._transport import AiohttpTransport, ClientSession
 from ._transport_protocol import Transport
+from ._values import BatchItem, Prediction, Status
 
 __all__ = ["Session"]
 
