@@ -54,13 +54,13 @@ from ._flux import (
 )
 from ._futures import PredictionFuture
 from ._inputs import FluxInput
-from ._models import BatchItem, Metrics, Prediction, Status
 from ._retry import RetryPolicy
 from ._sansio import RawResponse, RequestSpec
 from ._schedule import PollPolicy
 from ._session import Session
 from ._stats import Event, SessionStats
 from ._transport_protocol import Transport
+from ._values import BatchItem, Metrics, Prediction, Status
 
 __all__ = [
     "APIConnectionError",

@@ -28,9 +28,9 @@ from ._exceptions import (
     deadline_passed,
     error_for_status,
 )
-from ._models import BatchItem, Prediction
 from ._registry import Entry, Registry
 from ._stats import StatsCounter
+from ._values import BatchItem, Prediction
 
 __all__ = ["BatchIterator", "BatchTracker", "CreateJob", "Creators", "log_abandoned"]
 

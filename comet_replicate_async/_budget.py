@@ -29,8 +29,8 @@ from ._exceptions import (
     BudgetExceededError,
     PredictionError,
 )
-from ._models import Prediction, Status
 from ._prices import PriceBook, PriceSource
+from ._values import Prediction, Status
 
 __all__ = [
     "BudgetLedger",

@@ -25,10 +25,10 @@ from ._exceptions import (
 )
 from ._gallery import GalleryEntry, write_gallery
 from ._journal import Journal, JournalEntry, State
-from ._models import Prediction, Status
 from ._prompts import PromptFile, PromptItem
 from ._retry import stops_creates
 from ._session import Session
+from ._values import Prediction, Status
 
 __all__ = [
     "BulkOptions",

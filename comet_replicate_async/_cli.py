@@ -27,7 +27,6 @@ from ._exceptions import CometReplicateError, ConfigurationError, InputValidatio
 from ._flux import typed_input_class
 from ._inputs import resolve_call
 from ._journal import JournalInUse
-from ._models import Prediction
 from ._progress import ProgressView
 from ._prompts import (
     PromptFile,
@@ -37,6 +36,7 @@ from ._prompts import (
     read_prompts,
 )
 from ._session import Session
+from ._values import Prediction
 
 __all__ = ["cli", "main"]
 

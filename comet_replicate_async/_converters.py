@@ -28,7 +28,7 @@ from typing import Any
 import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 
-from ._models import Metrics, Prediction, Status
+from ._values import Metrics, Prediction, Status
 
 __all__ = ["CONVERTER", "make_converter", "structure_prediction"]
 
@@ -37,7 +37,6 @@ logger = logging.getLogger("comet_replicate_async")
 # The API sends up to 9 fractional digits; some parsers take at most 6.
 _EXTRA_FRACTION = re.compile(r"(\.\d{6})\d+")
 _BOOLEANS = MappingProxyType({"true": True, "false": False})
-_seen_unknown_statuses: set[str] = set()
 
 
 class _Unreadable(ValueError):
@@ -65,12 +64,8 @@ def _structure_datetime(value: Any, _: type) -> datetime | None:
 def _structure_status(value: Any, _: type) -> Status:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"a status must be a non-empty string, got {value!r}")
-    status = Status(value.strip().lower())
-    if not status.known and status.value not in _seen_unknown_statuses:
-        # Logged once per value: the poller sees it on every query otherwise.
-        _seen_unknown_statuses.add(status.value)
-        logger.warning("unknown prediction status %r, treated as not finished", value)
-    return status
+    # An unknown one is kept as it is (and logged once by the session reading it).
+    return Status(value.strip().lower())
 
 
 def _structure_bool(value: Any, _: type) -> bool:

@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ._models import Prediction, Status
+from ._values import Prediction, Status
 
 __all__ = [
     "APIConnectionError",

@@ -8,7 +8,7 @@ from typing import Any
 
 import anyio
 
-from ._models import Prediction, Status
+from ._values import Prediction, Status
 
 __all__ = ["PredictionFuture"]
 

@@ -16,8 +16,8 @@ import attrs
 
 from ._batch import log_abandoned
 from ._exceptions import CometReplicateError
-from ._models import Prediction
 from ._retry import create_may_have_happened
+from ._values import Prediction
 
 __all__ = ["CreateHandoff"]
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import math
-import time
 from collections.abc import Callable
 
-import anyio
+from ._clock import SYSTEM_CLOCK, Clock
 
 __all__ = ["ConcurrencyWindow", "CreatePacer", "Throttle"]
 
@@ -25,12 +24,15 @@ class ConcurrencyWindow:
     the item's own task gives it back when its prediction ends.
     """
 
-    def __init__(self, limit: int, *, adaptive: bool = False) -> None:
+    def __init__(
+        self, limit: int, *, adaptive: bool = False, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         if limit < 1:
             raise ValueError(f"max_concurrency must be at least 1, got {limit}")
         self._limit = limit
         self._ceiling = limit
         self._adaptive = adaptive
+        self._clock = clock
         self._in_use = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._successes = 0
@@ -57,7 +59,7 @@ class ConcurrencyWindow:
         The cooldown keeps a burst of 429s from one overload from shrinking the
         window to 1 in one go.
         """
-        now = time.monotonic()
+        now = self._clock.now()
         if not self._adaptive or now - self._last_decrease < cooldown:
             return
         self._last_decrease = now
@@ -115,23 +117,24 @@ class ConcurrencyWindow:
 class Throttle:
     """A pause the server asked for (429, `Retry-After`) that every request honours."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
+        self._clock = clock
         self._resume_at = 0.0
 
     @property
     def paused_for(self) -> float:
         """Seconds left of the current pause; 0 when not paused."""
-        return max(0.0, self._resume_at - time.monotonic())
+        return max(0.0, self._resume_at - self._clock.now())
 
     def pause(self, seconds: float) -> None:
         """Hold every request for `seconds` from now (a longer pause already set wins)."""
-        self._resume_at = max(self._resume_at, time.monotonic() + seconds)
+        self._resume_at = max(self._resume_at, self._clock.now() + seconds)
 
     async def wait(self) -> None:
         """Return once no pause is in force."""
         # A loop, not an Event: a later 429 may push the resume time further out.
-        while (remaining := self._resume_at - time.monotonic()) > 0:  # noqa: ASYNC110
-            await anyio.sleep(remaining)
+        while (remaining := self._resume_at - self._clock.now()) > 0:
+            await self._clock.sleep(remaining)
 
 
 class CreatePacer:
@@ -164,7 +167,7 @@ class CreatePacer:
         self,
         per_minute: float | None = None,
         *,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         if per_minute is not None and per_minute <= 0:
             raise ValueError(f"creates_per_minute must be positive, got {per_minute}")
@@ -198,7 +201,7 @@ class CreatePacer:
 
     def reserve(self) -> float:
         """Take the next slot; return how many seconds to wait for it."""
-        now = self._clock()
+        now = self._clock.now()
         spacing = 0.0 if (rate := self.rate) is None else 1.0 / rate
         if now < self._hint_until:
             spacing = max(spacing, self._hint_spacing)
@@ -214,15 +217,15 @@ class CreatePacer:
             pauses = self._pauses
             delay = self.reserve()
             if delay > 0:
-                await anyio.sleep(delay)
+                await self._clock.sleep(delay)
             # A slot inside a pause that began meanwhile is void: the callers
             # whose slots it swallowed would otherwise all go at its end at once.
-            if self._pauses == pauses or self._clock() >= self._paused_until:
+            if self._pauses == pauses or self._clock.now() >= self._paused_until:
                 return
 
     def pause(self, seconds: float) -> None:
         """Send no create for `seconds` from now (the server asked for it)."""
-        until = self._clock() + seconds
+        until = self._clock.now() + seconds
         if until > self._paused_until:
             self._paused_until = until
             self._pauses += 1
@@ -232,7 +235,7 @@ class CreatePacer:
         self, remaining: int | None = None, reset: float | None = None
     ) -> None:
         """A create went through; `remaining` and `reset` from its headers, if sent."""
-        now = self._clock()
+        now = self._clock.now()
         self._accepted.append(now)
         self._accepted_since_cut += 1
         while self._accepted[0] < now - _MEASURE_SECONDS:
@@ -263,7 +266,7 @@ class CreatePacer:
         `retry_after`: whether the reply said when to retry; `in_flight`: creates
         in flight when it came, this one included.
         """
-        now = self._clock()
+        now = self._clock.now()
         if not retry_after:
             if now - self._last_cut >= _COOLDOWN:
                 self._last_cut = now

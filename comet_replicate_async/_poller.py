@@ -22,19 +22,19 @@ import collections
 import logging
 import math
 import random
-import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 import anyio
 from anyio.abc import TaskStatus
 
+from ._clock import SYSTEM_CLOCK, Clock
 from ._exceptions import CometReplicateError, UnexpectedResponseError
-from ._models import Prediction, Status
 from ._registry import Entry, Registry
 from ._retry import RetryPolicy
 from ._sansio import excerpt
 from ._schedule import PollPolicy, TimingBook, next_poll_delay
+from ._values import Prediction, Status
 
 __all__ = ["Poller"]
 
@@ -59,11 +59,13 @@ class Poller:
         policy: PollPolicy,
         retry: RetryPolicy,
         on_update: Callable[[Prediction, Prediction], None],
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._registry = registry
         self._query_once = query_once
         self._retry = retry
         self._on_update = on_update
+        self._clock = clock
         self.policy = policy
         self.timings = TimingBook(policy)
         self._rng = random.Random()
@@ -79,7 +81,7 @@ class Poller:
 
     def watch(self, prediction: Prediction) -> Entry:
         """Register a prediction (or find its entry) and schedule its first poll."""
-        now = time.monotonic()
+        now = self._clock.now()
         first = now + self.timings.next_delay(prediction.model, 0.0, 0, self._rng)
         entry = self._registry.add(prediction, now=now, first_poll_at=first)
         self._wake_if_sooner(entry.next_poll_at)
@@ -95,7 +97,7 @@ class Poller:
                 workers.start_soon(self._worker)
             task_status.started()
             while True:
-                now = time.monotonic()
+                now = self._clock.now()
                 horizon = now + self.policy.coalesce
                 while (entry := self._registry.pop_due(horizon)) is not None:
                     self._hand_over(entry)
@@ -109,7 +111,7 @@ class Poller:
                 timer = (
                     None
                     if due_at is None
-                    else loop.call_at(self._sleeping_until, _resolve, wakeup)
+                    else self._clock.call_at(self._sleeping_until, _resolve, wakeup)
                 )
                 try:
                     await wakeup
@@ -167,7 +169,7 @@ class Poller:
             if not entry.outcome.done():
                 entry.outcome.set_result(prediction)
             return
-        now = time.monotonic()
+        now = self._clock.now()
         age = now - entry.registered_at
         model = prediction.model or entry.model
         timings = self.timings.get(model)
@@ -188,23 +190,16 @@ class Poller:
 
     def _on_failure(self, entry: Entry, error: CometReplicateError) -> None:
         entry.failures += 1
-        limit = self.policy.max_consecutive_failures
-        if isinstance(error, UnexpectedResponseError):
-            # A success reply that is not a prediction is unlikely to become one:
-            # give up after the retry policy's attempts, not an outage's patience.
-            limit = min(limit, self._retry.max_attempts)
-        if not self._retry.is_retryable("query", error) or entry.failures >= limit:
+        delay = self._retry.poll_delay(
+            error, entry.failures, self.policy.max_consecutive_failures, self._rng
+        )
+        if delay is None:
             self._give_up(entry, error)
             return
-        # More patient than a single call: the prediction surely exists and is
-        # billed, so an outage of minutes is waited out rather than given up on.
-        requested = getattr(error, "retry_after", None)
-        if requested is not None:
-            delay = min(requested, self._retry.max_retry_after)
-        else:
-            delay = self._retry.backoff(entry.failures, self._rng)
         logger.debug("poll of %s failed (%s); next in %.2f s", entry.id, error, delay)
-        self._reschedule(entry, time.monotonic() + max(delay, self.policy.min_interval))
+        self._reschedule(
+            entry, self._clock.now() + max(delay, self.policy.min_interval)
+        )
 
     def _give_up(self, entry: Entry, error: BaseException) -> None:
         self._registry.remove(entry)
@@ -223,7 +218,7 @@ class Poller:
             _resolve(self._wakeup)
 
     def _learn(self, prediction: Prediction, entry: Entry) -> None:
-        age = time.monotonic() - entry.registered_at
+        age = self._clock.now() - entry.registered_at
         duration = _server_duration(prediction.created_at, prediction.completed_at)
         if duration is None or not 0.0 <= duration <= age + _CLOCK_SLACK:
             # Absent, or not what this client saw (a reply's odd timestamps): one
@@ -241,7 +236,7 @@ class Poller:
         # predictions were scheduled blind, some of them far ahead (see
         # PollPolicy.survivors). Bring forward those now due sooner.
         timings = self.timings.get(model)
-        now = time.monotonic()
+        now = self._clock.now()
         # Entries due within `coalesce` may have been handed to a worker already.
         taken_by = now + self.policy.coalesce
         for entry in self._registry.entries():

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 import attrs
 
-from ._models import Prediction
+from ._values import Prediction
 
 __all__ = ["Entry", "Registry"]
 

@@ -129,6 +129,30 @@ class RetryPolicy:
         # The session's create pace, not a growing backoff, spaces refused creates.
         return self.backoff(1 if refused_create else attempt, rng)
 
+    def poll_delay(
+        self,
+        error: CometReplicateError,
+        failures: int,
+        max_failures: int,
+        rng: random.Random | None = None,
+    ) -> float | None:
+        """Seconds to the next poll after `failures` failed queries in a row, or None.
+
+        More patient than a single call: the prediction surely exists and is
+        billed, so an outage of minutes (`max_failures` queries) is waited out, and
+        a long server-requested wait is shortened to `max_retry_after`, not given
+        up on. A success reply that is not a prediction is unlikely to become one:
+        it is given up on after `max_attempts`, not an outage's patience.
+        """
+        if isinstance(error, UnexpectedResponseError):
+            max_failures = min(max_failures, self.max_attempts)
+        if not self.is_retryable("query", error) or failures >= max_failures:
+            return None
+        requested = getattr(error, "retry_after", None)
+        if requested is not None:
+            return float(min(requested, self.max_retry_after))
+        return self.backoff(failures, rng)
+
 
 def _is_transient(error: CometReplicateError) -> bool:
     if isinstance(error, APIConnectionError):

@@ -33,8 +33,8 @@ from ._exceptions import (
     ServerError,
     UnexpectedResponseError,
 )
-from ._models import Prediction
 from ._retry import retry_after_from_response
+from ._values import Prediction
 
 __all__ = [
     "RawResponse",

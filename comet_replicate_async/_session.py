@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import functools
 import inspect
@@ -11,7 +10,6 @@ import itertools
 import logging
 import math
 import os
-import random
 import time
 from collections.abc import (
     AsyncGenerator,
@@ -22,58 +20,52 @@ from collections.abc import (
     Iterable,
     Mapping,
 )
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import urlsplit
 
 import anyio
 from anyio.abc import TaskGroup
 
 from ._batch import BatchIterator, BatchTracker, CreateJob, Creators, log_abandoned
+from ._calls import Calls
 from ._config import (
     RequestTimeout,
     resolve_api_key,
     resolve_base_url,
     resolve_request_timeout,
 )
+from ._downloads import Downloads
 from ._exceptions import (
-    AmbiguousSubmitError,
     BatchStoppedError,
     CometReplicateError,
     InputValidationError,
     PredictionAbandoned,
     PredictionTimeout,
-    RateLimitError,
     deadline_passed,
     error_for_status,
 )
 from ._futures import PredictionFuture
 from ._handoff import CreateHandoff
 from ._inputs import FluxInput, InputArg, ModelArg, resolve_call
-from ._limits import ConcurrencyWindow, CreatePacer, Throttle
-from ._models import BatchItem, Prediction, Status
+from ._limits import ConcurrencyWindow, CreatePacer
 from ._poller import Poller
 from ._registry import Registry
 from ._retry import (
-    CallKind,
     RetryPolicy,
-    create_may_have_happened,
-    quota_from_headers,
     stops_creates,
 )
 from ._sansio import (
     RequestSpec,
     build_create_request,
     build_query_request,
-    decipher_response,
-    error_from_response,
     validate_model_id,
 )
 from ._schedule import PollPolicy
 from ._stats import Event, EventHandler, EventKind, SessionStats, StatsCounter
 from ._transport import AiohttpTransport, ClientSession
 from ._transport_protocol import Transport
+from ._values import BatchItem, Prediction, Status
 
 __all__ = ["Session"]
 
@@ -87,7 +79,6 @@ OnCreated = Callable[[Prediction], Awaitable[None] | None]
 # create rate limits seen in practice (hundreds a minute), and each waiting create
 # would hold a task, a request and, past the pool, a queue place.
 _BATCH_CREATES = 16
-_UNCAPPED = 1 << 30
 
 # The default per-prediction deadline, in seconds. Replicate ends a prediction
 # after 30 minutes; five more cover a queue at the gateway and the last polls. A
@@ -178,9 +169,6 @@ class Session:
         self.request_timeout = resolve_request_timeout(request_timeout)
         self.prefer_wait = prefer_wait
         self._window = ConcurrencyWindow(max_concurrency, adaptive=adaptive_concurrency)
-        self._pacer = CreatePacer(creates_per_minute)
-        # Creates in flight: unbounded until the server refuses too many at once.
-        self._creates_sending = ConcurrencyWindow(_UNCAPPED)
         # Every open connection holds buffers (about 13 KiB) whether used or not:
         # enough for the polls and the batch creates at once, and no more.
         connection_limit = self.poll.max_concurrent_queries + _BATCH_CREATES
@@ -196,14 +184,21 @@ class Session:
             else transport
         )
         self._on_event = on_event
-        self._downloads = anyio.CapacityLimiter(download_concurrency)
         self._counters = StatsCounter()
-        # The polls' 429 pause (creates wait theirs in the pacer): see _send.
-        self._query_throttle = Throttle()
+        self._calls = Calls(
+            self._transport,
+            retry=self.retry,
+            poll=self.poll,
+            window=self._window,
+            pacer=CreatePacer(creates_per_minute),
+            counters=self._counters,
+            emit=self._emit,
+        )
+        self._downloads = Downloads(self._calls, download_concurrency)
         self._registry = Registry()
         self._poller = Poller(
             self._registry,
-            self._query_once,
+            self._calls.query_once,
             policy=self.poll,
             retry=self.retry,
             on_update=self._on_poll_update,
@@ -218,7 +213,6 @@ class Session:
         # Set by a close with a grace period: no create is sent any more.
         self._closing = False
         self._futures: set[PredictionFuture] = set()
-        self._rng = random.Random()
 
     def __repr__(self) -> str:
         return f"<Session base_url={self.base_url!r} state={self._state.value}>"
@@ -229,7 +223,7 @@ class Session:
         return self._counters.snapshot(
             watched=len(self._registry),
             concurrency_limit=self._window.limit,
-            create_rate=self._pacer.rate,
+            create_rate=self._calls.pacer.rate,
         )
 
     # Lifecycle
@@ -381,29 +375,13 @@ class Session:
         """
         spec = build_create_request(model, input, prefer_wait=self.prefer_wait)
         read_timeout = None if self.prefer_wait is None else self.prefer_wait + 5.0
-        may_exist = False
-        attempt = 0
-        while True:
-            attempt += 1
-            await self._pacer.wait_turn()
-            if not may_exist and stopped is not None and (reason := stopped()):
-                raise BatchStoppedError(reason)
-            # A caller cancelled by now (a cancelled future, a scope) sends nothing.
-            await anyio.lowlevel.checkpoint_if_cancelled()
-            try:
-                prediction = await self._hand_off_create(spec, read_timeout, on_created)
-            except CometReplicateError as error:
-                may_exist = may_exist or create_may_have_happened(error)
-                delay = self._retry_delay("create", error, attempt)
-                if delay is not None and time.monotonic() + delay >= deadline:
-                    delay = None  # retrying could not finish in time
-                if delay is None:
-                    if may_exist:
-                        raise AmbiguousSubmitError(model, input, error) from error
-                    raise
-            else:
-                return prediction
-            await anyio.sleep(delay)
+        return await self._calls.create(
+            model,
+            input,
+            lambda: self._hand_off_create(spec, read_timeout, on_created),
+            deadline=deadline,
+            stopped=stopped,
+        )
 
     async def _hand_off_create(
         self,
@@ -450,7 +428,7 @@ class Session:
             # Never interrupted once sent: a cancel must not lose a paid-for id.
             with anyio.CancelScope(shield=True):
                 try:
-                    prediction = await self._send(spec, read_timeout=read_timeout)
+                    prediction = await self._calls.send(spec, read_timeout=read_timeout)
                 except Exception as error:
                     handoff.failed(error)
                     return
@@ -466,17 +444,7 @@ class Session:
     async def get(self, prediction_id: str) -> Prediction:
         """Read one prediction's current state: a single query call, with retries."""
         self._check_usable()
-        spec = build_query_request(prediction_id)
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return await self._send(spec, asked_id=prediction_id)
-            except CometReplicateError as error:
-                delay = self._retry_delay("query", error, attempt)
-                if delay is None:
-                    raise
-            await anyio.sleep(delay)
+        return await self._calls.get(prediction_id)
 
     # Waiting through the poller
 
@@ -672,35 +640,7 @@ class Session:
         hour on Replicate's CDN), so download soon after the prediction finishes.
         """
         self._check_usable()
-        folder = Path(directory)
-        await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
-        stem = stem or prediction.id
-        paths = [
-            folder / f"{stem}-{n}{_suffix(url)}"
-            for n, url in enumerate(prediction.output_urls)
-        ]
-        async with anyio.create_task_group() as group:
-            for url, path in zip(prediction.output_urls, paths, strict=True):
-                group.start_soon(self._download_one, url, path)
-        return paths
-
-    async def _download_one(self, url: str, path: Path) -> None:
-        attempt = 0
-        async with self._downloads:
-            while True:
-                attempt += 1
-                try:
-                    failed = await self._transport.download(url, path)
-                    if failed is None:
-                        return
-                    raise error_from_response(failed)
-                except CometReplicateError as error:
-                    delay = self._retry_delay("query", error, attempt)
-                    if delay is None:
-                        with contextlib.suppress(OSError):
-                            path.with_name(path.name + ".part").unlink(missing_ok=True)
-                        raise
-                await anyio.sleep(delay)
+        return await self._downloads.save(prediction, directory, stem)
 
     # Batches
 
@@ -879,98 +819,6 @@ class Session:
         if self._jobs == 0:
             self._jobs_finished.set()
 
-    async def _send(
-        self,
-        spec: RequestSpec,
-        *,
-        read_timeout: float | None = None,
-        previous: Prediction | None = None,
-        asked_id: str | None = None,
-    ) -> Prediction:
-        if spec.kind == "create":
-            await self._creates_sending.acquire()
-            try:
-                return await self._send_once(spec, read_timeout, previous, asked_id)
-            finally:
-                self._creates_sending.release()
-        return await self._send_once(spec, read_timeout, previous, asked_id)
-
-    async def _send_once(
-        self,
-        spec: RequestSpec,
-        read_timeout: float | None,
-        previous: Prediction | None,
-        asked_id: str | None,
-    ) -> Prediction:
-        # Creates have waited their turn in the pacer, which holds the 429 pauses.
-        if spec.kind == "query" and self._query_throttle.paused_for > 0:
-            await self._query_throttle.wait()
-        self._counters.requests += 1
-        if spec.kind == "create":
-            self._counters.creates += 1
-        else:
-            self._counters.queries += 1
-        try:
-            response = await self._transport.send(spec, read_timeout=read_timeout)
-            prediction = decipher_response(response, previous, asked_id=asked_id)
-            if spec.kind == "create":
-                self._pacer.on_accepted(*(quota_from_headers(response.headers) or ()))
-                if (cap := self._pacer.in_flight_cap) is not None:
-                    self._creates_sending.set_limit(cap)
-            return prediction
-        except RateLimitError as error:
-            self._counters.rate_limited += 1
-            if spec.kind == "create":
-                self._counters.creates_refused += 1
-            crowded = error.retry_after is None and self._creates_sending.in_use > 0
-            if spec.kind == "create" or crowded:
-                # A refused poll with no wait named: too many requests at once,
-                # and creates must leave room for polls.
-                self._pacer.on_refused(
-                    retry_after=error.retry_after is not None,
-                    in_flight=self._creates_sending.in_use,
-                )
-                if (cap := self._pacer.in_flight_cap) is not None:
-                    self._creates_sending.set_limit(cap)
-            # The whole session slows down, not only this caller: creates wait as
-            # long as the server asked; polls too when a poll was refused, but a
-            # refused create (the create limit is the one usually hit) only slows
-            # them, so results of running predictions are still seen. A create
-            # refused without a wait named was one too many at once: the cap on
-            # creates in flight answers that, not a pause.
-            pause = error.retry_after
-            if pause is None:
-                pause = self.retry.backoff(1, self._rng)
-            pause = min(pause, self.retry.max_retry_after)
-            if spec.kind == "query" or error.retry_after is not None:
-                self._pacer.pause(pause)
-            if spec.kind == "create":
-                self._query_throttle.pause(min(pause, self.poll.min_interval * 4))
-            else:
-                self._query_throttle.pause(pause)
-            self._window.on_throttled(cooldown=max(pause, 1.0))
-            self._emit(Event("rate_limited", error=error, delay=pause))
-            raise
-
-    async def _query_once(self, known: Prediction) -> Prediction:
-        return await self._send(build_query_request(known.id), previous=known)
-
-    def _retry_delay(
-        self, kind: CallKind, error: CometReplicateError, attempt: int
-    ) -> float | None:
-        delay = self.retry.delay(kind, error, attempt, self._rng)
-        if delay is not None:
-            self._counters.retries += 1
-            logger.debug(
-                "%s attempt %d failed (%s); retrying in %.2f s",
-                kind,
-                attempt,
-                type(error).__name__,
-                delay,
-            )
-            self._emit(Event("retry", error=error, delay=delay))
-        return delay
-
     def _on_poll_update(self, previous: Prediction, current: Prediction) -> None:
         if current.status != previous.status and self._on_event is not None:
             kind: EventKind = "finished" if current.done else "status"
@@ -1020,14 +868,6 @@ def _outcome(prediction: Prediction) -> Prediction:
     if error is not None:
         raise error
     return prediction
-
-
-def _suffix(url: str) -> str:
-    suffix = PurePosixPath(urlsplit(url).path).suffix.lower()
-    return suffix if suffix in _FILE_SUFFIXES else ".bin"
-
-
-_FILE_SUFFIXES = frozenset({".webp", ".png", ".jpg", ".jpeg", ".gif", ".mp4"})
 
 
 async def _aiter(

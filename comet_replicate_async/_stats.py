@@ -7,7 +7,7 @@ from typing import Literal
 
 import attrs
 
-from ._models import Prediction
+from ._values import Prediction
 
 __all__ = ["Event", "EventHandler", "EventKind", "SessionStats", "StatsCounter"]
 

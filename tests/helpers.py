@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import math
 from collections.abc import Callable
 from typing import Any
 
 import anyio
+import attrs
 
-from comet_replicate_async import RetryPolicy, Session
-from comet_replicate_async.testing import FakeCometAPI
+from comet_replicate_async import (
+    Event,
+    PollPolicy,
+    Prediction,
+    RawResponse,
+    RequestSpec,
+    RetryPolicy,
+    Session,
+)
+from comet_replicate_async._calls import Calls
+from comet_replicate_async._limits import ConcurrencyWindow, CreatePacer
+from comet_replicate_async._sansio import build_create_request
+from comet_replicate_async._stats import StatsCounter
+from comet_replicate_async.testing import FakeCometAPI, MockTransport
 
 SCHNELL = "black-forest-labs/flux-schnell"
 PRO = "black-forest-labs/flux-pro"
@@ -29,3 +45,127 @@ async def eventually(condition: Callable[[], bool], *, within: float = 5.0) -> N
         # The state belongs to other tasks and has no event of its own to await.
         while not condition():  # noqa: ASYNC110
             await anyio.sleep(0.005)
+
+
+class MockCalls:
+    """A call layer wired as a session wires it, on a `FakeClock`.
+
+    Its `MockTransport` answers with `replies` in turn (an exception is raised).
+    """
+
+    def __init__(
+        self, *replies: RawResponse | Exception, retry: RetryPolicy = FAST_RETRY
+    ) -> None:
+        self.clock = FakeClock()
+        self.events: list[Event] = []
+        self.counters = StatsCounter()
+        self.window = ConcurrencyWindow(8, adaptive=True, clock=self.clock)
+        self.pacer = CreatePacer(clock=self.clock)
+        answers = list(replies)
+
+        def handler(request: RequestSpec) -> RawResponse:
+            answer = answers.pop(0)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+
+        self.transport = MockTransport(handler)
+        self.calls = Calls(
+            self.transport,
+            retry=retry,
+            poll=PollPolicy(),
+            window=self.window,
+            pacer=self.pacer,
+            counters=self.counters,
+            emit=self.events.append,
+            clock=self.clock,
+        )
+
+    async def create(self, deadline: float = math.inf) -> Prediction:
+        spec = build_create_request(SCHNELL, {"prompt": "x"})
+        return await self.calls.create(
+            SCHNELL,
+            {"prompt": "x"},
+            lambda: self.calls.send(spec),
+            deadline=deadline,
+        )
+
+
+class FakeClock:
+    """A clock that moves only when told to, or when its sleepers need it to.
+
+    A sleep lets the other ready tasks run (and go to sleep themselves), then moves
+    the time to the soonest wake-up and wakes that sleeper: sleepers wake in order
+    of their wake-up times, at exactly those times, in no wall-clock time.
+    """
+
+    def __init__(self, start: float = 100.0) -> None:
+        self.time = start
+        self.sleeps: list[float] = []
+        self._sleepers: list[tuple[float, int, anyio.Event]] = []
+        self._timers: list[Timer] = []
+        self._order = itertools.count()
+
+    def now(self) -> float:
+        return self.time
+
+    def advance(self, seconds: float) -> None:
+        """Move the time on, running the timers that fall due on the way, in order."""
+        until = self.time + seconds
+        while self._timers and self._timers[0].when <= until:
+            timer = heapq.heappop(self._timers)
+            self.time = max(self.time, timer.when)
+            if not timer.cancelled:
+                timer.callback(*timer.args)
+        self.time = until
+
+    def next_timer_at(self) -> float | None:
+        """When the soonest live timer is due; None without one."""
+        while self._timers and self._timers[0].cancelled:
+            heapq.heappop(self._timers)
+        return self._timers[0].when if self._timers else None
+
+    async def run_timers_until(self, done: Callable[[], bool]) -> None:
+        """Let the tasks settle, jump to the next timer, again, until `done()`."""
+        with anyio.fail_after(5):
+            while True:
+                await anyio.wait_all_tasks_blocked()
+                if done():
+                    return
+                when = self.next_timer_at()
+                assert when is not None, "nothing left to wait for"
+                self.advance(max(when - self.time, 0.0))
+
+    def call_at(self, when: float, callback: Callable[..., Any], *args: Any) -> Timer:
+        timer = Timer(when, next(self._order), callback, args)
+        heapq.heappush(self._timers, timer)
+        return timer
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        woken = anyio.Event()
+        wake_at = self.time + max(seconds, 0.0)
+        heapq.heappush(self._sleepers, (wake_at, next(self._order), woken))
+        # Tasks started alongside this one take their turns (and sleeps) first.
+        await anyio.lowlevel.checkpoint()
+        await anyio.lowlevel.checkpoint()
+        soonest, _, sleeper = heapq.heappop(self._sleepers)
+        self.time = max(self.time, soonest)
+        if sleeper is not woken:
+            # Another's turn first: it runs on, and a later sleep wakes this one.
+            sleeper.set()
+            await woken.wait()
+
+
+@attrs.define(order=True)
+class Timer:
+    """A `FakeClock` timer, in the order it falls due."""
+
+    when: float
+    order: int
+    callback: Callable[..., Any] = attrs.field(order=False)
+    args: tuple[Any, ...] = attrs.field(order=False)
+    cancelled: bool = attrs.field(default=False, order=False)
+
+    def cancel(self) -> None:
+        self.cancelled = True

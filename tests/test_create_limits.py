@@ -21,38 +21,28 @@ from comet_replicate_async._limits import CreatePacer
 from comet_replicate_async._retry import quota_from_headers, stops_creates
 from comet_replicate_async.testing import FakeCometAPI, Fault, Latency
 
-from helpers import SCHNELL, session_for
+from helpers import SCHNELL, FakeClock, session_for
 
 pytestmark = pytest.mark.anyio
 
 
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def accept(pacer: CreatePacer, clock: Clock, count: int, every: float) -> None:
+def accept(pacer: CreatePacer, clock: FakeClock, count: int, every: float) -> None:
     """`count` creates accepted, `every` seconds apart, with callers kept waiting."""
     for _ in range(count):
-        clock.now += every
+        clock.advance(every)
         pacer.reserve()
         pacer.reserve()  # a second caller in line: the pace holds it back
         pacer.on_accepted()
 
 
 def test_the_pace_does_not_rise_while_nobody_waits_for_it() -> None:
-    clock = Clock()
+    clock = FakeClock()
     pacer = CreatePacer(clock=clock)
     accept(pacer, clock, 10, every=0.2)
     pacer.on_refused()
     learned = pacer.rate
     for _ in range(10):
-        clock.now += 5  # one create now and then: the pace holds nobody back
+        clock.advance(5)  # one create now and then: the pace holds nobody back
         assert pacer.reserve() == 0.0
         pacer.on_accepted()
     assert pacer.rate == learned
@@ -62,14 +52,14 @@ def test_the_pace_does_not_rise_while_nobody_waits_for_it() -> None:
 
 
 def test_pacer_is_off_until_the_server_refuses() -> None:
-    clock = Clock()
+    clock = FakeClock()
     pacer = CreatePacer(clock=clock)
     assert pacer.rate is None
     assert [pacer.reserve() for _ in range(5)] == [0.0] * 5
 
 
 def test_first_refusal_paces_to_the_rate_accepted_just_before() -> None:
-    clock = Clock()
+    clock = FakeClock()
     pacer = CreatePacer(clock=clock)
     accept(pacer, clock, 10, every=0.25)  # 4 a second
     pacer.on_refused()
@@ -80,7 +70,7 @@ def test_first_refusal_paces_to_the_rate_accepted_just_before() -> None:
 
 
 def test_a_burst_of_refusals_cuts_once_and_acceptances_probe_upwards() -> None:
-    clock = Clock()
+    clock = FakeClock()
     pacer = CreatePacer(clock=clock)
     accept(pacer, clock, 10, every=0.2)
     pacer.on_refused()  # learned: about 5 a second
@@ -95,7 +85,7 @@ def test_a_burst_of_refusals_cuts_once_and_acceptances_probe_upwards() -> None:
     for _ in range(20):  # the same burst: within the cooldown, ignored
         pacer.on_refused()
     assert pacer.rate == settled
-    clock.now += 5
+    clock.advance(5)
     pacer.on_refused()
     assert pacer.rate == pytest.approx(settled * 0.95)
     cut = pacer.rate
@@ -104,7 +94,7 @@ def test_a_burst_of_refusals_cuts_once_and_acceptances_probe_upwards() -> None:
 
 
 def test_a_refusal_without_retry_after_caps_the_creates_in_flight() -> None:
-    clock = Clock()
+    clock = FakeClock()
     pacer = CreatePacer(clock=clock)
     assert pacer.in_flight_cap is None
     pacer.on_refused(retry_after=False, in_flight=6)
@@ -114,7 +104,7 @@ def test_a_refusal_without_retry_after_caps_the_creates_in_flight() -> None:
     assert pacer.in_flight_cap == 5
     accept(pacer, clock, 1, every=0.1)  # eight caps' worth accepted: one more
     assert pacer.in_flight_cap == 6
-    clock.now += 5
+    clock.advance(5)
     pacer.on_refused(retry_after=False, in_flight=3)
     assert pacer.in_flight_cap == 2
 
@@ -134,7 +124,7 @@ async def test_a_pause_voids_the_slots_it_swallowed() -> None:
 
 
 def test_ceiling_from_creates_per_minute_always_holds() -> None:
-    clock = Clock()
+    clock = FakeClock()
     pacer = CreatePacer(per_minute=60, clock=clock)
     assert pacer.rate == 1.0
     accept(pacer, clock, 10, every=0.1)
@@ -145,11 +135,11 @@ def test_ceiling_from_creates_per_minute_always_holds() -> None:
 
 
 def test_ratelimit_headers_spread_the_quota_and_wait_for_its_reset() -> None:
-    clock = Clock()
+    clock = FakeClock()
     pacer = CreatePacer(clock=clock)
     pacer.on_accepted(remaining=4, reset=2.0)  # 4 left in 2 s: one per 0.5 s
     assert [pacer.reserve() for _ in range(3)] == pytest.approx([0.0, 0.5, 1.0])
-    clock.now += 10  # the hint has expired
+    clock.advance(10)  # the hint has expired
     pacer.on_accepted(remaining=0, reset=3.0)  # spent: wait for the reset
     assert pacer.reserve() == pytest.approx(3.0)
 

@@ -201,3 +201,27 @@ def test_opting_in_retries_ambiguous_creates_like_queries(
     policy = RetryPolicy(retry_ambiguous_creates=True)
 
     assert policy.is_retryable("create", error) is query
+
+
+def test_polls_wait_out_more_failures_than_a_single_call() -> None:
+    policy = RetryPolicy(max_attempts=2)
+
+    assert policy.delay("query", server(503), 2) is None
+    assert policy.poll_delay(server(503), 2, max_failures=5) is not None
+    assert policy.poll_delay(server(503), 5, max_failures=5) is None
+
+
+def test_polls_shorten_a_long_requested_wait_instead_of_giving_up() -> None:
+    error = RateLimitError("slow down", status_code=429, retry_after=600)
+    policy = RetryPolicy(max_retry_after=120)
+
+    assert policy.delay("query", error, 1) is None
+    assert policy.poll_delay(error, 1, max_failures=5) == 120
+
+
+def test_polls_give_up_on_an_unreadable_reply_after_max_attempts() -> None:
+    policy = RetryPolicy(max_attempts=2)
+
+    assert policy.poll_delay(BAD_BODY, 1, max_failures=50) is not None
+    assert policy.poll_delay(BAD_BODY, 2, max_failures=50) is None
+    assert policy.poll_delay(REDIRECT, 1, max_failures=50) is None

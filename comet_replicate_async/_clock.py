@@ -1,0 +1,59 @@
+"""The clock that the limits and the retry loop read and sleep on.
+
+Injectable, so that tests of pacing, retrying and the poll schedule run on a
+clock they move themselves and assert exact gaps, with no wall-clock waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import anyio
+import attrs
+
+__all__ = ["SYSTEM_CLOCK", "Clock", "MonotonicClock", "Timer"]
+
+
+class Timer(Protocol):
+    """A callback set to run later (an `asyncio.TimerHandle` is one)."""
+
+    def cancel(self) -> None:
+        """Do not run it."""
+        ...
+
+
+class Clock(Protocol):
+    """Seconds on a monotonic scale; sleeps and timers on the same scale."""
+
+    def now(self) -> float:
+        """The current time, in seconds."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Return once `seconds` have passed on this clock."""
+        ...
+
+    def call_at(self, when: float, callback: Callable[..., Any], *args: Any) -> Timer:
+        """Call `callback(*args)` on the event loop once the time is `when`."""
+        ...
+
+
+@attrs.frozen
+class MonotonicClock:
+    """`time.monotonic` and anyio's sleep: the clock of the event loop."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await anyio.sleep(seconds)
+
+    def call_at(self, when: float, callback: Callable[..., Any], *args: Any) -> Timer:
+        # asyncio's loop time is time.monotonic.
+        return asyncio.get_running_loop().call_at(when, callback, *args)
+
+
+SYSTEM_CLOCK: Clock = MonotonicClock()
