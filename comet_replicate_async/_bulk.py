@@ -24,7 +24,7 @@ from ._exceptions import (
     PredictionError,
 )
 from ._gallery import GalleryEntry, write_gallery
-from ._journal import Journal, JournalEntry, State
+from ._journal import JournalEntry, SqliteJournal, State
 from ._models import Prediction, Status
 from ._prompts import PromptFile, PromptItem
 from ._retry import stops_creates
@@ -148,7 +148,7 @@ async def run_bulk(
     """
     out_dir = options.out_dir
     await anyio.Path(out_dir).mkdir(parents=True, exist_ok=True)
-    async with Journal(out_dir / JOURNAL_NAME) as journal:
+    async with SqliteJournal(out_dir / JOURNAL_NAME) as journal:
         batch = _Batch(
             session, journal, prompts, options, on_progress, stop or anyio.Event()
         )
@@ -161,7 +161,7 @@ class _Batch:
     def __init__(
         self,
         session: Session,
-        journal: Journal,
+        journal: SqliteJournal,
         prompts: PromptFile,
         options: BulkOptions,
         on_progress: ProgressCallback | None,
