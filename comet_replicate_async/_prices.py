@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any, Final
 
 import attrs
@@ -39,15 +40,17 @@ CATALOGUE_PATH: Final = "/api/models"
 #: CometAPI's own pages state differently from one page to the next); they serve
 #: only when neither the catalogue nor its cache can be read.
 FALLBACK_AS_OF: Final = date(2026, 12, 1)
-FALLBACK_PRICES: Final[Mapping[str, float]] = {
-    "black-forest-labs/flux-schnell": 0.003,
-    "black-forest-labs/flux-dev": 0.025,
-    "black-forest-labs/flux-pro": 0.055,
-    "black-forest-labs/flux-1.1-pro": 0.04,
-    "black-forest-labs/flux-1.1-pro-ultra": 0.06,
-    "black-forest-labs/flux-kontext-pro": 0.04,
-    "black-forest-labs/flux-kontext-max": 0.08,
-}
+FALLBACK_PRICES: Final[Mapping[str, float]] = MappingProxyType(
+    {
+        "black-forest-labs/flux-schnell": 0.003,
+        "black-forest-labs/flux-dev": 0.025,
+        "black-forest-labs/flux-pro": 0.055,
+        "black-forest-labs/flux-1.1-pro": 0.04,
+        "black-forest-labs/flux-1.1-pro-ultra": 0.06,
+        "black-forest-labs/flux-kontext-pro": 0.04,
+        "black-forest-labs/flux-kontext-max": 0.08,
+    }
+)
 
 # Where a record keeps its model id and its per-request price, most likely first.
 _ID_KEYS: Final = ("id", "model", "model_id", "name")

@@ -240,9 +240,9 @@ async def test_upstream_rate_limit_is_503_with_retry_after(
     fake.script("create", Fault.rate_limited("30"))
 
     # A refused create is retried until its deadline; a wait that would end past
-    # it (30 s against 10) makes the session give up at once.
-    async with serve(fake, timeout=10) as service:
-        response = await service.post("/images", {"prompt": "x"})
+    # it (30 s against the request's 10) makes the session give up at once.
+    async with serve(fake) as service:
+        response = await service.post("/images", {"prompt": "x", "timeout": 10})
 
     assert response.status_code == 503
     assert response.headers["retry-after"] == "30"

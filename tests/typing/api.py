@@ -235,9 +235,13 @@ async def docs_testing() -> None:
         fake.script("query", Fault.status(503))
         fake.script("file", Fault.status(404))
         fake.script_polls("q4chw5rey9rmt0cww76t4h3ma4", Fault.raw(b"<html>"))
+
+        def shout(normal: dict[str, object]) -> dict[str, object]:
+            return {**normal, "status": "SUCCEEDED"}
+
         fake.script_polls(
             lambda record: record.model.endswith("flux-pro"),
-            Fault.raw(lambda normal: {**normal, "status": "SUCCEEDED"}, status=201),
+            Fault.raw(shout, status=201),
             Fault.raw({"id": "other"}, content_type="application/json"),
             repeat_last=True,
         )
