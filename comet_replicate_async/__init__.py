@@ -17,6 +17,7 @@ import attrs
 
 from ._asgi import CancelOnDisconnect
 from ._batch import BatchIterator
+from ._batch_journal import Journal, JournalRecord
 from ._config import RequestTimeout
 from ._exceptions import (
     AmbiguousSubmitError,
@@ -30,6 +31,8 @@ from ._exceptions import (
     CometReplicateError,
     ConfigurationError,
     InputValidationError,
+    JournalInputChanged,
+    JournalInUse,
     NotFoundError,
     OutputExpiredError,
     PermissionDeniedError,
@@ -86,6 +89,10 @@ __all__ = [
     "FluxPro",
     "FluxSchnell",
     "InputValidationError",
+    "Journal",
+    "JournalInUse",
+    "JournalInputChanged",
+    "JournalRecord",
     "Metrics",
     "NotFoundError",
     "OutputExpiredError",

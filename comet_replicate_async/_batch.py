@@ -82,8 +82,11 @@ class BatchTracker:
         registry: Registry,
         counters: StatsCounter,
         release_slot: Callable[[], None],
+        on_end: Callable[[BatchItem], None] | None = None,
     ) -> None:
         self._registry = registry
+        # Told of each item that ended in this run (a journal records it).
+        self._on_end = on_end
         self._counters = counters
         self._release_slot = release_slot
         self._ready: collections.deque[BatchItem] = collections.deque()
@@ -147,12 +150,17 @@ class BatchTracker:
         """Item `index` (in flight until now) ended: count it and queue it."""
         self._counters.finished(succeeded=error is None)
         # With an error, the last state known goes along: the id is never lost.
-        self.put(BatchItem(index, input, prediction, error))
+        self._put_ended(BatchItem(index, input, prediction, error))
+
+    def _put_ended(self, item: BatchItem) -> None:
+        if self._on_end is not None:
+            self._on_end(item)
+        self.put(item)
 
     def watch(self, entry: Entry, index: int, input: Any, deadline: float) -> None:
         """Wait for `entry`'s outcome on behalf of item `index`, until `deadline`."""
         wait = _Wait(self, index, input, entry)
-        entry.waiters += 1
+        self._registry.acquire(entry)
         if deadline != math.inf:
             wait.timer = asyncio.get_running_loop().call_later(
                 deadline - time.monotonic(), wait, context=self._context
@@ -178,7 +186,7 @@ class BatchTracker:
                 "picks it up again",
                 prediction,
             )
-            self.put(BatchItem(wait.index, wait.input, prediction, error))
+            self._put_ended(BatchItem(wait.index, wait.input, prediction, error))
 
     def finish(self) -> None:
         """No more items will come: the consumer ends once it has read the queue.

@@ -17,6 +17,8 @@ CometReplicateError
 ├── AmbiguousSubmitError          a create that may or may not have happened
 ├── BatchStoppedError             a fatal error stopped the batch: nothing was sent for this input
 ├── BudgetExceededError           the cost cap is reached: nothing was sent for this input
+├── JournalInUse                  another run holds the batch journal ("in use by pid N on HOST since T")
+├── JournalInputChanged           a journal's recorded position holds another input: raised before any create
 ├── OutputExpiredError            an output file answered 404 or 410 (output files expire)
 └── PredictionError               .prediction
     ├── PredictionFailed          status "failed"
@@ -48,6 +50,8 @@ __all__ = [
     "CometReplicateError",
     "ConfigurationError",
     "InputValidationError",
+    "JournalInUse",
+    "JournalInputChanged",
     "NotFoundError",
     "OutputExpiredError",
     "PermissionDeniedError",
@@ -184,6 +188,17 @@ class AmbiguousSubmitError(CometReplicateError):
             "the prediction may exist and be billed, and CometAPI cannot list it. "
             "Resubmitting may pay twice."
         )
+
+
+class JournalInUse(CometReplicateError):
+    """Another run holds this batch journal; one run at a time drives a journal."""
+
+
+class JournalInputChanged(CometReplicateError):
+    """A position the journal recorded holds a different input now.
+
+    Raised before any create: a journal belongs to one batch of inputs.
+    """
 
 
 class BatchStoppedError(CometReplicateError):

@@ -26,7 +26,9 @@ import anyio
 import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-__all__ = ["Journal", "JournalEntry", "JournalInUse", "State"]
+from ._exceptions import JournalInUse
+
+__all__ = ["JournalEntry", "JournalInUse", "SqliteJournal", "State"]
 
 State = Literal["pending", "created", "succeeded", "failed", "ambiguous"]
 FINISHED: frozenset[str] = frozenset({"succeeded", "failed"})
@@ -43,13 +45,11 @@ create table if not exists items (
     error text,
     output_urls text,
     files text,
-    updated real not null
+    updated real not null,
+    digest text,
+    prediction text
 );
 """
-
-
-class JournalInUse(Exception):
-    """Another process is running this batch (its journal is locked)."""
 
 
 @attrs.frozen
@@ -74,8 +74,8 @@ class _Write:
     committed: anyio.Event | None
 
 
-class Journal:
-    """One batch's journal file; use as `async with Journal(path) as journal:`."""
+class SqliteJournal:
+    """One batch's journal file; use as `async with SqliteJournal(path) as journal:`."""
 
     def __init__(self, path: Path, *, batch_window: float = 0.02) -> None:
         self.path = path
@@ -87,7 +87,7 @@ class Journal:
         self._thread = anyio.CapacityLimiter(1)
         self._lock: int | None = None
 
-    async def __aenter__(self) -> Journal:
+    async def __aenter__(self) -> SqliteJournal:
         self._connection = await anyio.to_thread.run_sync(
             self._open, limiter=self._thread
         )
@@ -126,7 +126,7 @@ class Journal:
             os.close(fd)
             raise JournalInUse(
                 f"{self.path.parent} is in use by {holder or 'another process'}; "
-                "wait for that run to end, or use another folder"
+                "wait for that run to end, or use another journal"
             ) from None
         since = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
         os.ftruncate(fd, 0)
@@ -161,21 +161,23 @@ class Journal:
 
     async def meta(self) -> dict[str, str]:
         """The batch's recorded settings (input hash, model)."""
-        rows = await self._query("select key, value from meta")
+        rows = await self.query("select key, value from meta")
         return dict(rows)
 
     async def entries(self) -> dict[str, JournalEntry]:
         """Every recorded item, by key."""
-        rows = await self._query(
+        rows = await self.query(
             "select key, idx, line, input, state, prediction_id, error, output_urls, files"
             " from items"
         )
         return {row[0]: _entry(row) for row in rows}
 
-    async def _query(self, sql: str) -> list[tuple[Any, ...]]:
+    async def query(
+        self, sql: str, params: tuple[Any, ...] = ()
+    ) -> list[tuple[Any, ...]]:
         def run() -> list[tuple[Any, ...]]:
             assert self._connection is not None
-            return self._connection.execute(sql).fetchall()
+            return self._connection.execute(sql, params).fetchall()
 
         return await anyio.to_thread.run_sync(run, limiter=self._thread)
 
@@ -184,7 +186,7 @@ class Journal:
     async def set_meta(self, values: Mapping[str, str]) -> None:
         """Record the batch's settings, durably."""
         for key, value in values.items():
-            await self._write(
+            await self.write(
                 "insert into meta (key, value) values (?, ?)"
                 " on conflict(key) do update set value = excluded.value",
                 (key, value),
@@ -195,7 +197,7 @@ class Journal:
         self, key: str, index: int, line: int, input: Mapping[str, Any]
     ) -> None:
         """The create of `key` is about to be sent: durable before it is."""
-        await self._write(
+        await self.write(
             "insert into items (key, idx, line, input, state, updated)"
             " values (?, ?, ?, ?, 'pending', ?)"
             " on conflict(key) do update set state = 'pending', error = null,"
@@ -206,7 +208,7 @@ class Journal:
 
     async def created(self, key: str, prediction_id: str) -> None:
         """The create answered: the id is durable before the item counts as submitted."""
-        await self._write(
+        await self.write(
             "update items set state = 'created', prediction_id = ?, updated = ? where key = ?",
             (prediction_id, time.time(), key),
             durable=True,
@@ -223,7 +225,7 @@ class Journal:
         files: Iterable[str] = (),
     ) -> None:
         """The item ended; committed with the next batch (not awaited)."""
-        await self._write(
+        await self.write(
             "update items set state = ?, prediction_id = coalesce(?, prediction_id),"
             " error = ?, output_urls = ?, files = ?, updated = ? where key = ?",
             (
@@ -238,7 +240,7 @@ class Journal:
             durable=False,
         )
 
-    async def _write(self, sql: str, params: tuple[Any, ...], *, durable: bool) -> None:
+    async def write(self, sql: str, params: tuple[Any, ...], *, durable: bool) -> None:
         assert self._send is not None
         committed = anyio.Event() if durable else None
         await self._send.send(_Write(sql, params, committed))
@@ -246,6 +248,12 @@ class Journal:
             await committed.wait()
 
     async def _writer(self, receive: MemoryObjectReceiveStream[_Write]) -> None:
+        # Shielded: it ends once the queue is closed and drained, so a write
+        # accepted while the batch was being cancelled is still committed.
+        with anyio.CancelScope(shield=True):
+            await self._write_all(receive)
+
+    async def _write_all(self, receive: MemoryObjectReceiveStream[_Write]) -> None:
         async with receive:
             async for first in receive:
                 # Gather what arrives within the window: one commit for all of it.

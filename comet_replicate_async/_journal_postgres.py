@@ -21,8 +21,6 @@ server's clock, so the workers' clocks do not matter.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 import os
 import socket
@@ -33,6 +31,7 @@ from typing import Any, Literal
 import anyio
 import attrs
 
+from ._batch_journal import input_digest
 from ._exceptions import CometReplicateError
 from ._journal_postgres_schema import SCHEMA_VERSION, migrate
 
@@ -71,14 +70,6 @@ class JournalInputChanged(CometReplicateError):
 
 class ClaimLost(CometReplicateError):
     """This worker's lease expired and another worker took the item over."""
-
-
-def input_digest(input: Mapping[str, Any]) -> str:
-    """SHA-256 of the input's canonical JSON (sorted keys, no spaces)."""
-    canonical = json.dumps(
-        input, sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 @attrs.frozen

@@ -93,6 +93,10 @@ class Registry:
         if self._entries.get(entry.id) is entry:
             del self._entries[entry.id]
 
+    def acquire(self, entry: Entry) -> None:
+        """One more caller waits for the entry's outcome."""
+        entry.waiters += 1
+
     def release(self, entry: Entry) -> None:
         """One waiter stopped waiting; the last one out stops the watch."""
         entry.waiters -= 1

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import functools
 import inspect
-import itertools
 import logging
 import math
 import os
 import time
 from collections.abc import (
-    AsyncGenerator,
     AsyncIterable,
-    AsyncIterator,
     Awaitable,
     Callable,
     Iterable,
@@ -27,7 +23,8 @@ from typing import Any, Self
 import anyio
 from anyio.abc import TaskGroup
 
-from ._batch import BatchIterator, BatchTracker, CreateJob, Creators, log_abandoned
+from ._batch import BatchIterator, log_abandoned
+from ._batch_feed import BATCH_CREATES, JournalArg, start_batch
 from ._calls import Calls
 from ._config import (
     RequestTimeout,
@@ -37,9 +34,7 @@ from ._config import (
 )
 from ._downloads import Downloads
 from ._exceptions import (
-    BatchStoppedError,
     CometReplicateError,
-    InputValidationError,
     PredictionAbandoned,
     PredictionTimeout,
     deadline_passed,
@@ -53,13 +48,11 @@ from ._poller import Poller
 from ._registry import Registry
 from ._retry import (
     RetryPolicy,
-    stops_creates,
 )
 from ._sansio import (
     RequestSpec,
     build_create_request,
     build_query_request,
-    validate_model_id,
 )
 from ._schedule import PollPolicy
 from ._stats import Event, EventHandler, EventKind, SessionStats, StatsCounter
@@ -75,10 +68,6 @@ BatchInput = Mapping[str, Any] | FluxInput
 # Told of each new prediction as its create answers, whatever became of the caller.
 OnCreated = Callable[[Prediction], Awaitable[None] | None]
 
-# Creates a batch has in flight at once. Sixteen at 0.5 s each is far above the
-# create rate limits seen in practice (hundreds a minute), and each waiting create
-# would hold a task, a request and, past the pool, a queue place.
-_BATCH_CREATES = 16
 
 # The default per-prediction deadline, in seconds. Replicate ends a prediction
 # after 30 minutes; five more cover a queue at the gateway and the last polls. A
@@ -171,7 +160,7 @@ class Session:
         self._window = ConcurrencyWindow(max_concurrency, adaptive=adaptive_concurrency)
         # Every open connection holds buffers (about 13 KiB) whether used or not:
         # enough for the polls and the batch creates at once, and no more.
-        connection_limit = self.poll.max_concurrent_queries + _BATCH_CREATES
+        connection_limit = self.poll.max_concurrent_queries + BATCH_CREATES
         self._transport: Transport = (
             AiohttpTransport(
                 self.base_url,
@@ -474,7 +463,7 @@ class Session:
         if self._state is not _State.OPENED:
             raise _closed_while_waiting(prediction)
         entry = self._poller.watch(prediction)
-        entry.waiters += 1
+        self._registry.acquire(entry)
         try:
             with anyio.move_on_after(deadline - time.monotonic()):
                 final = await asyncio.shield(entry.outcome)
@@ -650,6 +639,7 @@ class Session:
         inputs: Iterable[BatchInput] | AsyncIterable[BatchInput],
         *,
         timeout: float | None = None,
+        journal: JournalArg | None = None,
     ) -> BatchIterator:
         """Run one prediction per input; yield a `BatchItem` for each as it finishes.
 
@@ -663,14 +653,16 @@ class Session:
         `model` is `"owner/name"` or a typed input class such as `FluxSchnell`;
         each input is a dict or a typed input, validated when its turn comes (an
         invalid one becomes an item with `InputValidationError`, and costs nothing).
+
+        `journal` (a path to an SQLite file, or an object following the `Journal`
+        protocol) makes the batch resumable: a rerun with the same journal yields
+        finished items again without a request (`BatchItem.resumed`), polls the
+        predictions already created, and never creates again an input whose
+        create was in flight (`AmbiguousSubmitError`, unless the retry policy
+        opts into `retry_ambiguous_creates`). One run at a time holds a journal.
         """
         self._check_usable()
-        if isinstance(model, str):
-            validate_model_id(model)
-        elif not (isinstance(model, type) and issubclass(model, FluxInput)):
-            resolve_call(model, None)  # raises the usual, clear error
-        tracker = BatchTracker(self._registry, self._counters, self._window.release)
-        return BatchIterator(self._batch(model, inputs, timeout, tracker), tracker)
+        return start_batch(self, model, inputs, timeout, journal)
 
     async def gather(
         self,
@@ -678,130 +670,13 @@ class Session:
         inputs: Iterable[BatchInput] | AsyncIterable[BatchInput],
         *,
         timeout: float | None = None,
+        journal: JournalArg | None = None,
     ) -> list[BatchItem]:
         """Run one prediction per input; return every `BatchItem` in input order."""
-        items = [
-            item async for item in self.as_completed(model, inputs, timeout=timeout)
-        ]
+        batch = self.as_completed(model, inputs, timeout=timeout, journal=journal)
+        items = [item async for item in batch]
         items.sort(key=lambda item: item.index)
         return items
-
-    async def _batch(
-        self,
-        model: str | type[FluxInput],
-        inputs: Iterable[BatchInput] | AsyncIterable[BatchInput],
-        timeout: float | None,
-        tracker: BatchTracker,
-    ) -> AsyncGenerator[BatchItem, None]:
-        feeder_scope = anyio.CancelScope()
-        assert self._task_group is not None
-        self._job_started()
-        self._task_group.start_soon(
-            self._feed_batch, model, inputs, timeout, tracker, feeder_scope
-        )
-        tracker.feeding = True
-        try:
-            while (item := await tracker.next_item()) is not None:
-                yield item
-        finally:
-            feeder_scope.cancel()
-            tracker.close()
-        if tracker.input_error is not None:
-            # Every item started before the failure has been yielded by now.
-            raise tracker.input_error
-
-    async def _feed_batch(
-        self,
-        model: str | type[FluxInput],
-        inputs: Iterable[BatchInput] | AsyncIterable[BatchInput],
-        timeout: float | None,
-        tracker: BatchTracker,
-        scope: anyio.CancelScope,
-    ) -> None:
-        try:
-            with scope:
-                try:
-                    async with anyio.create_task_group() as group:
-                        creators = Creators(
-                            _BATCH_CREATES,
-                            functools.partial(self._create_batch_item, tracker),
-                            group,
-                        )
-                        await self._start_batch_items(
-                            model, inputs, timeout, tracker, creators
-                        )
-                        await creators.close()
-                    await tracker.settled()
-                finally:
-                    tracker.abandon()  # a no-op unless cancelled
-        finally:
-            tracker.finish()
-            self._job_done()
-
-    async def _start_batch_items(
-        self,
-        model: str | type[FluxInput],
-        inputs: Iterable[BatchInput] | AsyncIterable[BatchInput],
-        timeout: float | None,
-        tracker: BatchTracker,
-        creators: Creators,
-    ) -> None:
-        inputs_left = _aiter(inputs)
-        for index in itertools.count():
-            # Take the slot before pulling the next input: backpressure.
-            try:
-                await self._window.acquire()
-            except PredictionAbandoned as error:
-                # The session is closing: no more inputs; the consumer learns why
-                # once the started items are read.
-                tracker.input_error = error
-                return
-            tracker.slot_taken()
-            try:
-                input = await anext(inputs_left)
-            except StopAsyncIteration:
-                tracker.free_slot()
-                return
-            except Exception as error:
-                # The user's iterable failed: started items finish, then the
-                # consumer gets the error.
-                tracker.free_slot()
-                tracker.input_error = error
-                return
-            deadline = self._deadline(timeout)
-            try:
-                if tracker.stop_reason is not None:
-                    raise BatchStoppedError(tracker.stop_reason)
-                model_id, body = resolve_call(model, input)
-            except (InputValidationError, BatchStoppedError) as error:
-                self._counters.started()
-                self._counters.finished(succeeded=False)
-                tracker.put(BatchItem(index, input, error=error))
-                continue
-            await creators.submit((index, input, model_id, body, deadline))
-
-    async def _create_batch_item(self, tracker: BatchTracker, job: CreateJob) -> None:
-        """Create one item's prediction, then leave it to the tracker and the poller."""
-        index, input, model, body, deadline = job
-        # Counted from here: a job still queued when the batch stops never was.
-        self._counters.started()
-        try:
-            created = await self._create_by(
-                model, body, deadline, stopped=tracker.stopped
-            )
-        except Exception as error:
-            if isinstance(error, CometReplicateError) and stops_creates(error):
-                tracker.stop_creates(error)
-            tracker.ended(index, input, getattr(error, "prediction", None), error)
-            return
-        except BaseException:
-            # Stopped: its slot is given back when the batch finishes.
-            self._counters.cancelled()
-            raise
-        if created.done:
-            tracker.ended(index, input, created, error_for_status(created))
-        else:
-            tracker.watch(self._poller.watch(created), index, input, deadline)
 
     # Plumbing
 
@@ -868,14 +743,3 @@ def _outcome(prediction: Prediction) -> Prediction:
     if error is not None:
         raise error
     return prediction
-
-
-async def _aiter(
-    inputs: Iterable[BatchInput] | AsyncIterable[BatchInput],
-) -> AsyncIterator[BatchInput]:
-    if isinstance(inputs, AsyncIterable):
-        async for input in inputs:
-            yield input
-    else:
-        for input in inputs:
-            yield input

@@ -123,13 +123,15 @@ class BatchItem:
     `index` is the input's position. `prediction` is the succeeded prediction, or,
     for an item that failed after its create answered, the last state known (so
     its id is never lost); None when no prediction was created, or when the create
-    is ambiguous (`AmbiguousSubmitError`).
+    is ambiguous (`AmbiguousSubmitError`). `resumed` is True for an item whose
+    outcome came from the journal of an earlier run (no request was sent for it).
     """
 
     index: int
     input: Any
     prediction: Prediction | None = None
     error: BaseException | None = None
+    resumed: bool = False
 
     @property
     def ok(self) -> bool:

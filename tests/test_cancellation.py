@@ -31,7 +31,7 @@ from comet_replicate_async import (
     SessionStats,
     Status,
 )
-from comet_replicate_async._journal import Journal
+from comet_replicate_async._journal import SqliteJournal
 from comet_replicate_async.testing import FakeCometAPI, Fault, Latency
 
 from helpers import PRO, SCHNELL, eventually, session_for
@@ -172,7 +172,7 @@ async def test_an_id_created_after_its_caller_left_reaches_the_journal(
     slow: FakeCometAPI, tmp_path: Path
 ) -> None:
     slow.script("create", Fault.delay(LATE))
-    async with Journal(tmp_path / "journal.sqlite3") as journal:
+    async with SqliteJournal(tmp_path / "journal.sqlite3") as journal:
         async with session_for(slow) as session:
             await journal.pending("k", 0, 1, {"prompt": "x"})
 

@@ -106,3 +106,18 @@ def test_fake_server_prints_what_to_export() -> None:
     assert lines[1] == f"export COMETAPI_BASE_URL={url}"
     assert lines[2] == "export COMETAPI_KEY=test-key"
     assert API_KEY != "test-key"  # the fake's own default, not the tests' key
+
+
+def test_concurrency_caps_the_predictions_in_flight(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with fake_process("--latency", "flux-schnell=uniform:0.2:0.4") as server:
+        done = run_cli(
+            ["batch", str(prompts(tmp_path, 12)), "-m", SCHNELL, "-o", str(out),
+             "-c", "3"],
+            server,
+        )  # fmt: skip
+        stats = server.stats()
+
+    assert done.returncode == 0, done.stderr
+    assert stats["created"] == 12
+    assert 1 <= stats["peak_in_flight"] <= 3

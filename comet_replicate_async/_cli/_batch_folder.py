@@ -1,9 +1,8 @@
-"""A resumable bulk batch: prompts in, a folder of images and a manifest out.
+"""The command line's batch folder: prompts in, images, a manifest and a gallery out.
 
 The journal is the source of truth. On a rerun, finished items are skipped,
-created ones are polled instead of created again, and an item whose create was
-in flight when the last run stopped is reported as ambiguous (it may exist and be
-billed) unless the user asks to resubmit it.
+created ones are polled, and an item whose create was in flight when the last
+run stopped is ambiguous (it may exist and be billed) unless resubmitted.
 """
 
 from __future__ import annotations
@@ -17,18 +16,19 @@ from typing import Any
 import anyio
 import attrs
 
-from ._exceptions import (
+from comet_replicate_async._exceptions import (
     AmbiguousSubmitError,
     BatchStoppedError,
     CometReplicateError,
     PredictionError,
 )
+from comet_replicate_async._journal import JournalEntry, SqliteJournal, State
+from comet_replicate_async._retry import stops_creates
+from comet_replicate_async._session import Session
+from comet_replicate_async._values import Prediction, Status
+
 from ._gallery import GalleryEntry, write_gallery
-from ._journal import Journal, JournalEntry, State
 from ._prompts import PromptFile, PromptItem
-from ._retry import stops_creates
-from ._session import Session
-from ._values import Prediction, Status
 
 __all__ = [
     "BulkOptions",
@@ -148,7 +148,7 @@ async def run_bulk(
     """
     out_dir = options.out_dir
     await anyio.Path(out_dir).mkdir(parents=True, exist_ok=True)
-    async with Journal(out_dir / JOURNAL_NAME) as journal:
+    async with SqliteJournal(out_dir / JOURNAL_NAME) as journal:
         batch = _Batch(
             session, journal, prompts, options, on_progress, stop or anyio.Event()
         )
@@ -161,7 +161,7 @@ class _Batch:
     def __init__(
         self,
         session: Session,
-        journal: Journal,
+        journal: SqliteJournal,
         prompts: PromptFile,
         options: BulkOptions,
         on_progress: ProgressCallback | None,

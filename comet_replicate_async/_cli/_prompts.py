@@ -18,9 +18,9 @@ from typing import Any
 
 import attrs
 
-from ._exceptions import InputValidationError
-from ._flux import typed_input_class
-from ._inputs import resolve_call
+from comet_replicate_async._exceptions import InputValidationError
+from comet_replicate_async._flux import typed_input_class
+from comet_replicate_async._inputs import resolve_call
 
 __all__ = [
     "PromptFile",

@@ -22,11 +22,18 @@ import anyio
 import attrs
 import click
 
-from ._bulk import BulkOptions, BulkSummary, InputChanged, run_bulk
-from ._exceptions import CometReplicateError, ConfigurationError, InputValidationError
-from ._flux import typed_input_class
-from ._inputs import resolve_call
-from ._journal import JournalInUse
+from comet_replicate_async._exceptions import (
+    CometReplicateError,
+    ConfigurationError,
+    InputValidationError,
+    JournalInUse,
+)
+from comet_replicate_async._flux import typed_input_class
+from comet_replicate_async._inputs import resolve_call
+from comet_replicate_async._session import Session
+from comet_replicate_async._values import Prediction
+
+from ._batch_folder import BulkOptions, BulkSummary, InputChanged, run_bulk
 from ._progress import ProgressView
 from ._prompts import (
     PromptFile,
@@ -35,8 +42,6 @@ from ._prompts import (
     coerce_parameter,
     read_prompts,
 )
-from ._session import Session
-from ._values import Prediction
 
 __all__ = ["cli", "main"]
 
@@ -264,7 +269,7 @@ def batch(
 )
 def demo(out: Path | None, count: int, as_json: bool) -> None:
     """Run a batch against the built-in fake server: no key, no network."""
-    from .testing import FakeCometAPI, Latency
+    from comet_replicate_async.testing import FakeCometAPI, Latency
 
     out = out or Path(tempfile.mkdtemp(prefix="comet-replicate-demo-"))
     model = "black-forest-labs/flux-schnell"
@@ -305,7 +310,7 @@ def fake_server(ctx: click.Context, port: int) -> None:
     Extra options go to the fake server: `--latency flux-schnell=uniform:1:3`,
     `--failure-rate 0.05`, `--creates-per-minute 300` and so on.
     """
-    from .testing.__main__ import main as serve
+    from comet_replicate_async.testing.__main__ import main as serve
 
     raise click.exceptions.Exit(serve(["--port", str(port), *ctx.args]))
 

@@ -18,8 +18,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from ._bulk import BulkSummary
-from ._bulk import Progress as Counts
+from ._batch_folder import BulkSummary
+from ._batch_folder import Progress as Counts
 
 __all__ = ["ProgressView"]
 

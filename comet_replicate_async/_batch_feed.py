@@ -1,0 +1,405 @@
+"""The batch engine: pulls a batch's inputs, creates them, and resumes a journal.
+
+`Session.as_completed` and `gather` delegate here. One feeder task per batch
+pulls an input for each free concurrency slot (backpressure), hands it to a few
+creator tasks, and leaves each created prediction to the tracker and the poller.
+
+With a journal the batch is resumable: each input is recorded (position and
+digest) before its create and its id after. A rerun first checks every recorded
+position against its input (a changed one raises before any create), then yields
+finished items from the journal without a request, polls the created ones, and
+reports an input whose create was in flight as ambiguous instead of paying again.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+import os
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Iterable,
+    Mapping,
+)
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from ._batch import BatchIterator, BatchTracker, CreateJob, Creators
+from ._batch_journal import (
+    Journal,
+    JournalRecord,
+    Outcome,
+    input_digest,
+    open_journal,
+    prediction_record,
+    recorded_prediction,
+)
+from ._exceptions import (
+    AmbiguousSubmitError,
+    BatchStoppedError,
+    CometReplicateError,
+    InputValidationError,
+    JournalInputChanged,
+    PredictionAbandoned,
+    error_for_status,
+)
+from ._inputs import FluxInput, resolve_call
+from ._retry import stops_creates
+from ._sansio import validate_model_id
+from ._values import BatchItem, Prediction, Status
+
+if TYPE_CHECKING:
+    from ._session import BatchInput, Session
+
+__all__ = ["JournalArg", "start_batch"]
+
+# Creates a batch has in flight at once. Sixteen at 0.5 s each is far above the
+# create rate limits seen in practice (hundreds a minute), and each waiting create
+# would hold a task, a request and, past the pool, a queue place.
+BATCH_CREATES = 16
+
+
+JournalArg = str | os.PathLike[str] | Journal
+Inputs = Iterable["BatchInput"] | AsyncIterable["BatchInput"]
+
+
+def start_batch(
+    session: Session,
+    model: str | type[FluxInput],
+    inputs: Inputs,
+    timeout: float | None,
+    journal: JournalArg | None,
+) -> BatchIterator:
+    """The items of one batch, as `Session.as_completed` returns them."""
+    if isinstance(model, str):
+        validate_model_id(model)
+    elif not (isinstance(model, type) and issubclass(model, FluxInput)):
+        resolve_call(model, None)  # raises the usual, clear error
+    feed = _Feed(
+        session,
+        model,
+        inputs,
+        timeout,
+        None if journal is None else open_journal(journal),
+    )
+    return BatchIterator(feed.items(), feed.tracker)
+
+
+class _Feed:
+    """One batch's feeder, and the journal it keeps."""
+
+    def __init__(
+        self,
+        session: Session,
+        model: str | type[FluxInput],
+        inputs: Inputs,
+        timeout: float | None,
+        journal: Journal | None,
+    ) -> None:
+        self.session = session
+        self.model = model
+        self.inputs = inputs
+        self.timeout = timeout
+        self.journal = journal
+        self.tracker = BatchTracker(
+            session._registry,
+            session._counters,
+            session._window.release,
+            on_end=None if journal is None else self._on_end,
+        )
+        # Positions whose create this run recorded or polls: their end is journaled.
+        self._journaled: set[int] = set()
+        self._ends: MemoryObjectSendStream[BatchItem] | None = None
+        self._scope: anyio.CancelScope | None = None
+
+    async def items(self) -> AsyncGenerator[BatchItem, None]:
+        """Start the feeder, then yield the items as they finish."""
+        tracker = self.tracker
+        feeder_scope = anyio.CancelScope()
+        session = self.session
+        assert session._task_group is not None
+        session._job_started()
+        session._task_group.start_soon(self._feed, feeder_scope)
+        tracker.feeding = True
+        try:
+            while (item := await tracker.next_item()) is not None:
+                yield item
+        finally:
+            feeder_scope.cancel()
+            tracker.close()
+        if tracker.input_error is not None:
+            # Every item started before the failure has been yielded by now.
+            raise tracker.input_error
+
+    async def _feed(self, scope: anyio.CancelScope) -> None:
+        try:
+            if self.journal is None:
+                with scope:
+                    await self._run({})
+            else:
+                await self._run_journaled(self.journal, scope)
+        finally:
+            self.tracker.finish()
+            self.session._job_done()
+
+    async def _run_journaled(self, journal: Journal, scope: anyio.CancelScope) -> None:
+        # The journal and its recorder stay open outside the feeder's scope: a
+        # stopped batch still records the ids of the creates it had in flight.
+        self._scope = scope
+        try:
+            async with journal:
+                records = await journal.recorded()
+                send, receive = anyio.create_memory_object_stream[BatchItem](math.inf)
+                self._ends = send
+                async with anyio.create_task_group() as group:
+                    group.start_soon(self._record_ends, journal, receive)
+                    try:
+                        with scope:
+                            await self._run(records)
+                    finally:
+                        send.close()  # the recorder writes what came, then ends
+        except Exception as error:  # in use by another run, changed, unreachable
+            self.tracker.input_error = error
+
+    async def _run(self, records: Mapping[int, JournalRecord]) -> None:
+        tracker = self.tracker
+        try:
+            async with anyio.create_task_group() as group:
+                creators = Creators(
+                    BATCH_CREATES,
+                    functools.partial(self._create_item, records),
+                    group,
+                )
+                await self._start_items(records, creators)
+                await creators.close()
+            await tracker.settled()
+        finally:
+            tracker.abandon()  # a no-op unless cancelled
+
+    async def _start_items(
+        self, records: Mapping[int, JournalRecord], creators: Creators
+    ) -> None:
+        session, tracker = self.session, self.tracker
+        try:
+            inputs_left = await _checked(_aiter(self.inputs), self.model, records)
+        except Exception as error:  # a changed input, or the iterable failed
+            tracker.input_error = error
+            return
+        for index in itertools.count():
+            # Take the slot before pulling the next input: backpressure.
+            try:
+                await session._window.acquire()
+            except PredictionAbandoned as error:
+                # The session is closing: no more inputs; the consumer learns why
+                # once the started items are read.
+                tracker.input_error = error
+                return
+            tracker.slot_taken()
+            try:
+                input = await anext(inputs_left)
+            except StopAsyncIteration:
+                tracker.free_slot()
+                return
+            except Exception as error:
+                # The user's iterable failed: started items finish, then the
+                # consumer gets the error.
+                tracker.free_slot()
+                tracker.input_error = error
+                return
+            deadline = session._deadline(self.timeout)
+            try:
+                if tracker.stop_reason is not None:
+                    raise BatchStoppedError(tracker.stop_reason)
+                model_id, body = resolve_call(self.model, input)
+            except (InputValidationError, BatchStoppedError) as error:
+                session._counters.started()
+                session._counters.finished(succeeded=False)
+                tracker.put(BatchItem(index, input, error=error))
+                continue
+            record = records.get(index)
+            if record is None or not await self._resume(
+                record, input, model_id, deadline
+            ):
+                await creators.submit((index, input, model_id, body, deadline))
+
+    async def _resume(
+        self, record: JournalRecord, input: Any, model: str, deadline: float
+    ) -> bool:
+        """Take up a recorded input without creating it; False: create it."""
+        index = record.position
+        if record.state == "created" and record.prediction_id is not None:
+            self.session._counters.started()
+            self._journaled.add(index)
+            known = Prediction(
+                id=record.prediction_id, status=Status.STARTING, model=model
+            )
+            entry = self.session._poller.watch(known)
+            self.tracker.watch(entry, index, input, deadline)
+            return True
+        if record.state in ("pending", "ambiguous"):
+            if self.session.retry.retry_ambiguous_creates:
+                return False  # opted in: may pay twice
+            cause = CometReplicateError(
+                "its create was in flight when an earlier run of this journal stopped"
+            )
+            error = AmbiguousSubmitError(model, input, cause)
+            if record.state == "pending":
+                assert self.journal is not None
+                await self.journal.finish(index, "ambiguous", error=str(error))
+            self.tracker.put(BatchItem(index, input, error=error, resumed=True))
+            return True
+        if record.prediction is not None:
+            prediction = recorded_prediction(record.prediction)
+            self.tracker.put(
+                BatchItem(
+                    index, input, prediction, error_for_status(prediction), resumed=True
+                )
+            )
+            return True
+        failure = CometReplicateError(record.error or f"ended {record.state}")
+        self.tracker.put(BatchItem(index, input, error=failure, resumed=True))
+        return True
+
+    async def _create_item(
+        self, records: Mapping[int, JournalRecord], job: CreateJob
+    ) -> None:
+        """Create one item's prediction, then leave it to the tracker and the poller."""
+        session, tracker = self.session, self.tracker
+        index, input, model, body, deadline = job
+        # Counted from here: a job still queued when the batch stops never was.
+        session._counters.started()
+        on_created = None
+        stopped = tracker.stopped
+        journal = self.journal
+        if journal is not None:
+
+            async def on_created(prediction: Prediction) -> None:
+                await journal.created(index, prediction.id)
+
+            stopped = self._stopped
+
+        try:
+            # With a journal, a create once recorded runs to its answer even if
+            # the batch stops (no new attempt starts then): its id is recorded,
+            # never left "in flight" for a rerun to call ambiguous.
+            with anyio.CancelScope(shield=journal is not None):
+                if journal is not None:
+                    await journal.pending(index, input_digest(body))
+                    self._journaled.add(index)
+                created = await session._create_by(
+                    model, body, deadline, on_created, stopped=stopped
+                )
+        except Exception as error:
+            if isinstance(error, CometReplicateError) and stops_creates(error):
+                tracker.stop_creates(error)
+            tracker.ended(index, input, getattr(error, "prediction", None), error)
+            return
+        except BaseException:
+            # Stopped: its slot is given back when the batch finishes.
+            session._counters.cancelled()
+            raise
+        if created.done:
+            tracker.ended(index, input, created, error_for_status(created))
+        else:
+            tracker.watch(session._poller.watch(created), index, input, deadline)
+
+    def _stopped(self) -> CometReplicateError | None:
+        if self._scope is not None and self._scope.cancel_called:
+            return CometReplicateError("the batch was stopped")
+        return self.tracker.stopped()
+
+    def _on_end(self, item: BatchItem) -> None:
+        if item.index in self._journaled and self._ends is not None:
+            self._ends.send_nowait(item)
+
+    async def _record_ends(
+        self, journal: Journal, receive: MemoryObjectReceiveStream[BatchItem]
+    ) -> None:
+        # Shielded: the ends that came before a stop are still written.
+        with anyio.CancelScope(shield=True):
+            async with receive:
+                async for item in receive:
+                    await _record_end(journal, item)
+
+
+async def _record_end(journal: Journal, item: BatchItem) -> None:
+    """Journal how an item this run created or polled ended."""
+    prediction = item.prediction
+    if prediction is not None and prediction.done:
+        state: Outcome = "failed"
+        if prediction.status is Status.SUCCEEDED:
+            state = "succeeded"
+        elif prediction.status is Status.CANCELED:
+            state = "canceled"
+        await journal.finish(
+            item.index, state, prediction=prediction_record(prediction)
+        )
+    elif isinstance(item.error, AmbiguousSubmitError):
+        await journal.finish(item.index, "ambiguous", error=str(item.error))
+    elif prediction is None:
+        # Provably never created (the create was refused or never sent).
+        await journal.unsent(item.index)
+    # Still running (a deadline, a stop, polling gave up): a rerun polls it.
+
+
+async def _checked(
+    inputs: AsyncIterator[BatchInput],
+    model: str | type[FluxInput],
+    records: Mapping[int, JournalRecord],
+) -> AsyncIterator[BatchInput]:
+    """The inputs, after checking each recorded position against its record.
+
+    The inputs up to the last recorded position are read first, so a changed one
+    raises before any create.
+    """
+    if not records:
+        return inputs
+    head: list[BatchInput] = []
+    last = max(records)
+    async for input in inputs:
+        head.append(input)
+        if len(head) > last:
+            break
+    for index, input in enumerate(head):
+        record = records.get(index)
+        if record is None:
+            continue
+        try:
+            _, body = resolve_call(model, input)
+        except InputValidationError:
+            body = None
+        if body is None or input_digest(body) != record.digest:
+            raise JournalInputChanged(
+                f"input {index} differs from the one this journal recorded; "
+                "use another journal for another batch"
+            )
+    if len(head) <= last:
+        missing = sorted(set(records) - set(range(len(head))))
+        raise JournalInputChanged(
+            f"the journal records {len(missing)} input(s) past the end of the "
+            f"inputs (from position {missing[0]}); use another journal"
+        )
+    return _chain(head, inputs)
+
+
+async def _chain(
+    head: list[BatchInput], rest: AsyncIterator[BatchInput]
+) -> AsyncIterator[BatchInput]:
+    for input in head:
+        yield input
+    async for input in rest:
+        yield input
+
+
+async def _aiter(inputs: Inputs) -> AsyncIterator[BatchInput]:
+    if isinstance(inputs, AsyncIterable):
+        async for input in inputs:
+            yield input
+    else:
+        for input in inputs:
+            yield input

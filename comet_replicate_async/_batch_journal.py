@@ -1,0 +1,214 @@
+"""What a resumable batch records, and the `Journal` protocol a store follows.
+
+A batch records each input by position, with the digest of its canonical JSON,
+durably before its create; the prediction id durably after; and its outcome at
+the end. A store is an async context manager; entering it takes the batch for
+this run (one run per journal). The SQLite store here is the default: a path
+given as `journal=` opens one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, Protocol, Self, runtime_checkable
+
+import attrs
+
+from ._journal import SqliteJournal
+from ._values import Prediction, Status
+
+__all__ = [
+    "Journal",
+    "JournalRecord",
+    "Outcome",
+    "SqliteBatchJournal",
+    "input_digest",
+    "open_journal",
+    "prediction_record",
+    "recorded_prediction",
+]
+
+RecordState = Literal[
+    "pending", "created", "succeeded", "failed", "canceled", "ambiguous"
+]
+Outcome = Literal["succeeded", "failed", "canceled", "ambiguous"]
+
+
+def input_digest(input: Mapping[str, Any]) -> str:
+    """SHA-256 of the input's canonical JSON (sorted keys, no spaces)."""
+    canonical = json.dumps(
+        input, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@attrs.frozen
+class JournalRecord:
+    """What a journal knows of one input.
+
+    `prediction` holds the final prediction's id, status, model, output and
+    error once it ended (the fields a resumed `BatchItem` carries).
+    """
+
+    position: int
+    digest: str
+    state: RecordState
+    prediction_id: str | None = None
+    prediction: Mapping[str, Any] | None = None
+    error: str | None = None
+
+
+@runtime_checkable
+class Journal(Protocol):
+    """A store for resumable batches (`as_completed(..., journal=...)`).
+
+    Entering it takes the batch for this run and refuses at once if another run
+    holds it; leaving it makes every write durable and lets the batch go.
+    `pending` and `created` must be durable when they return: the batch sends the
+    create only after `pending`, and counts an item created only after `created`.
+    """
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(self, *exc_info: object) -> None: ...
+
+    async def recorded(self) -> Mapping[int, JournalRecord]:
+        """Every recorded input, by position."""
+        ...
+
+    async def pending(self, position: int, digest: str) -> None:
+        """The create of the input at `position` is about to be sent."""
+        ...
+
+    async def created(self, position: int, prediction_id: str) -> None:
+        """The create answered with `prediction_id`."""
+        ...
+
+    async def unsent(self, position: int) -> None:
+        """The create was provably never sent: forget the input (a rerun sends it)."""
+        ...
+
+    async def finish(
+        self,
+        position: int,
+        state: Outcome,
+        *,
+        prediction: Mapping[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
+        """The input ended; `prediction` as `prediction_record` makes it."""
+        ...
+
+
+class SqliteBatchJournal:
+    """A batch journal in an SQLite file (stdlib), locked by one run at a time."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._store = SqliteJournal(self.path)
+
+    def __repr__(self) -> str:
+        return f"<SqliteBatchJournal {str(self.path)!r}>"
+
+    async def __aenter__(self) -> Self:
+        await self._store.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._store.__aexit__(*exc_info)
+
+    async def recorded(self) -> dict[int, JournalRecord]:
+        rows = await self._store.query(
+            "select idx, digest, state, prediction_id, prediction, error from items"
+            " where digest is not null"
+        )
+        return {
+            row[0]: JournalRecord(
+                position=row[0],
+                digest=row[1],
+                state=row[2],
+                prediction_id=row[3],
+                prediction=None if row[4] is None else json.loads(row[4]),
+                error=row[5],
+            )
+            for row in rows
+        }
+
+    async def pending(self, position: int, digest: str) -> None:
+        await self._store.write(
+            "insert into items (key, idx, line, input, state, digest, updated)"
+            " values (?, ?, ?, '{}', 'pending', ?, ?)"
+            " on conflict(key) do update set state = 'pending', error = null,"
+            " digest = excluded.digest, updated = excluded.updated",
+            (str(position), position, position, digest, time.time()),
+            durable=True,
+        )
+
+    async def created(self, position: int, prediction_id: str) -> None:
+        await self._store.created(str(position), prediction_id)
+
+    async def unsent(self, position: int) -> None:
+        await self._store.write(
+            "delete from items where key = ?", (str(position),), durable=True
+        )
+
+    async def finish(
+        self,
+        position: int,
+        state: Outcome,
+        *,
+        prediction: Mapping[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
+        await self._store.write(
+            "update items set state = ?, prediction = ?, error = ?,"
+            " prediction_id = coalesce(?, prediction_id),"
+            " updated = ? where key = ?",
+            (
+                state,
+                None if prediction is None else json.dumps(dict(prediction)),
+                error,
+                None if prediction is None else prediction["id"],
+                time.time(),
+                str(position),
+            ),
+            durable=False,
+        )
+
+
+def open_journal(journal: str | os.PathLike[str] | Journal) -> Journal:
+    """The store `journal=` names: a path opens an SQLite journal."""
+    if isinstance(journal, str | os.PathLike):
+        return SqliteBatchJournal(journal)
+    if not isinstance(journal, Journal):
+        raise TypeError(
+            f"journal must be a path or follow the Journal protocol, got {journal!r}"
+        )
+    return journal
+
+
+def prediction_record(prediction: Prediction) -> dict[str, Any]:
+    """The fields of an ended prediction that a journal keeps."""
+    return {
+        "id": prediction.id,
+        "status": str(prediction.status),
+        "model": prediction.model,
+        "output": prediction.output,
+        "error": prediction.error,
+    }
+
+
+def recorded_prediction(record: Mapping[str, Any]) -> Prediction:
+    """The prediction `prediction_record` kept."""
+    return Prediction(
+        id=record["id"],
+        status=Status(record["status"]),
+        model=record.get("model") or "",
+        output=record.get("output"),
+        error=record.get("error"),
+    )

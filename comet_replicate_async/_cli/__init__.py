@@ -1,0 +1,10 @@
+"""The `comet-replicate` command line (the `cli` extra): every module here is CLI-only.
+
+`_commands` holds the click commands, `_batch_folder` a `batch` run into its
+output folder (journal, downloads, `results.jsonl`, gallery), `_prompts` the
+prompt files, `_progress` the progress display and `_gallery` the HTML sheet.
+"""
+
+from ._commands import main
+
+__all__ = ["main"]
