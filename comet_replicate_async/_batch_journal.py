@@ -141,16 +141,21 @@ class SqliteBatchJournal:
 
     async def pending(self, position: int, digest: str) -> None:
         await self._store.write(
-            "insert into items (key, idx, line, input, state, digest, updated)"
-            " values (?, ?, ?, '{}', 'pending', ?, ?)"
+            "insert into items (key, idx, state, digest, updated)"
+            " values (?, ?, 'pending', ?, ?)"
             " on conflict(key) do update set state = 'pending', error = null,"
             " digest = excluded.digest, updated = excluded.updated",
-            (str(position), position, position, digest, time.time()),
+            (str(position), position, digest, time.time()),
             durable=True,
         )
 
     async def created(self, position: int, prediction_id: str) -> None:
-        await self._store.created(str(position), prediction_id)
+        await self._store.write(
+            "update items set state = 'created', prediction_id = ?, updated = ?"
+            " where key = ?",
+            (prediction_id, time.time(), str(position)),
+            durable=True,
+        )
 
     async def unsent(self, position: int) -> None:
         await self._store.write(
