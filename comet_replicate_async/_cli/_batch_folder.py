@@ -15,7 +15,7 @@ import json
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import anyio
 import attrs
@@ -29,6 +29,7 @@ from comet_replicate_async._exceptions import (
     BatchStoppedError,
     CometReplicateError,
     JournalInputChanged,
+    PredictionAbandoned,
 )
 from comet_replicate_async._retry import stops_creates
 from comet_replicate_async._session import Session
@@ -49,6 +50,9 @@ JOURNAL_NAME = "journal.sqlite3"
 RESULTS_NAME = "results.jsonl"
 GALLERY_NAME = "index.html"
 
+#: Where an item stands: "created" is still running (a rerun polls it).
+ItemState = Literal["succeeded", "failed", "ambiguous", "created"]
+
 # Items whose files are being fetched at once; each file also waits for the
 # session's own download limit. Reading items never waits for a download.
 DOWNLOADERS = 4
@@ -68,9 +72,7 @@ class Outcome:
     """Where one item stands; one line of results.jsonl."""
 
     item: PromptItem
-    # None: not started in any run; else succeeded, failed, ambiguous or created
-    # (still running: a rerun polls it).
-    state: str | None = None
+    state: ItemState | None = None  # None: not sent in any run
     prediction_id: str | None = None
     error: str | None = None
     output_urls: tuple[str, ...] = ()
@@ -276,7 +278,11 @@ class _Batch:
             )
         elif prediction is not None and not prediction.done:
             outcome.state = "created"
-            outcome.error = f"still running ({error}); a rerun picks it up"
+            outcome.error = (
+                "interrupted while running; a rerun picks it up"
+                if isinstance(error, PredictionAbandoned)
+                else f"still running when polling gave up ({error}); a rerun picks it up"
+            )
         elif error is not None or prediction is None:
             outcome.state = "failed"
             if isinstance(error, CometReplicateError) and stops_creates(error):
