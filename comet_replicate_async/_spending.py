@@ -7,7 +7,8 @@ poller: `ended`), or the session closed first (`close`: counted as possibly
 billed, since the prediction runs on).
 
 Prices are looked up only when a cap needs one: without `max_cost` the session
-sends no catalogue request, and only the user's own prices are counted.
+sends no catalogue request, and only the user's own prices are counted. With
+neither a cap nor prices, no books are kept at all (a create costs nothing more).
 """
 
 from __future__ import annotations
@@ -50,18 +51,22 @@ class Spending:
             PriceBook(overrides=self._overrides, fallback={}), cap=cap
         )
         self._loaded = cap is None
+        self._keeping = cap is not None or bool(self._overrides)
         self._loading: anyio.Lock | None = None
         # Reservations of created predictions, until their end is seen.
         self._running: dict[str, Reservation] = {}
         self._running_numbers: set[int] = set()
 
-    async def reserve(self, model: str, input: Mapping[str, Any]) -> Reservation:
-        """Hold the price of one create of `input` (per image it asks for).
+    async def reserve(self, model: str, input: Mapping[str, Any]) -> Reservation | None:
+        """Hold the price of one create of `input` (per image it asks for); None
+        when the session keeps no books (no cap, no prices).
 
         Raises:
             BudgetExceededError: the cap would be passed; send nothing.
             ConfigurationError: a cap is set and no source knows the price.
         """
+        if not self._keeping:
+            return None
         if not self._loaded and self.ledger.prices.get(model) is None:
             await self._load_prices()
         return self.ledger.reserve(model, images=billed_images(input))
@@ -87,6 +92,8 @@ class Spending:
         """Reserve (unless the caller did), `create`, and settle what is known."""
         if reservation is None:
             reservation = await self.reserve(model, input)
+        if reservation is None:
+            return await create()
         try:
             prediction = await create()
         except BaseException as error:
@@ -128,9 +135,11 @@ class Spending:
             self.ledger.settle(reservation, prediction.status)
 
     @staticmethod
-    def journal_cost(reservation: Reservation) -> float | None:
+    def journal_cost(reservation: Reservation | None) -> float | None:
         """What a journal records as the cost of a create: None when unpriced."""
-        return None if reservation.source is None else reservation.cost
+        if reservation is None or reservation.source is None:
+            return None
+        return reservation.cost
 
     async def carry(self, records: Mapping[int, JournalRecord], model: str) -> None:
         """Count what earlier runs of a batch's journal spent against the cap.
