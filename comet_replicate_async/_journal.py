@@ -232,13 +232,15 @@ class SqliteJournal:
                 path=str(self.path),
             )
 
-    def _unwritable(self, error: BaseException, path: Path) -> JournalError:
+    def _unwritable(
+        self, error: BaseException, path: Path, *, while_writing: bool = False
+    ) -> JournalError:
         reason = getattr(error, "strerror", None) or str(error)
         return JournalError(
             f"cannot write the journal {path} ({reason}); free some space or fix "
             "its permissions, then rerun the same command to resume",
             path=str(path),
-            while_writing=True,
+            while_writing=while_writing,
         )
 
     def _close(self) -> None:
@@ -380,7 +382,7 @@ class SqliteJournal:
                     self._connection.execute(write.sql, write.params)
         except (sqlite3.OperationalError, OSError) as error:
             # A full disk, a read-only file: say which file, not a driver trace.
-            raise self._unwritable(error, self.path) from error
+            raise self._unwritable(error, self.path, while_writing=True) from error
 
 
 def _entry(row: tuple[Any, ...]) -> JournalEntry:

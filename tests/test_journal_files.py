@@ -22,7 +22,8 @@ def _foreign_database(path: Path) -> None:
         connection.commit()
 
 
-def _newer_journal(path: Path) -> None:
+def newer_journal(path: Path) -> None:
+    """A journal of ours, as a newer version would write it."""
     with closing(sqlite3.connect(path)) as connection:
         connection.execute("create table meta (key text primary key, value text)")
         connection.execute("create table items (key text primary key)")
@@ -35,7 +36,7 @@ def _newer_journal(path: Path) -> None:
     [
         (lambda path: path.write_bytes(b"not a database\n" * 100), "not an SQLite"),
         (_foreign_database, r"not a journal \(tables: users\)"),
-        (_newer_journal, "written by a newer version"),
+        (newer_journal, "written by a newer version"),
     ],
     ids=["not-sqlite", "foreign-tables", "newer-schema"],
 )
