@@ -9,9 +9,8 @@ thread, so the event loop never waits on the disk; a caller that needs its write
 durable (pending, created) awaits the commit that contains it. Every commit is
 one transaction, so a crash at any moment leaves the last commit readable.
 
-A file that is not ours (not SQLite, foreign tables) or that a newer version
-wrote (`PRAGMA user_version` above `SCHEMA_VERSION`) is refused with a
-`JournalError` before anything is written to it.
+A file that is not ours, or that a newer version wrote, is refused before
+anything is written to it (see `_journal_file`).
 """
 
 from __future__ import annotations
@@ -32,16 +31,12 @@ import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._exceptions import JournalError, JournalInUse
+from ._journal_file import SCHEMA_VERSION, check_header, check_schema, unwritable
 
-__all__ = ["SCHEMA_VERSION", "JournalEntry", "JournalInUse", "SqliteJournal", "State"]
+__all__ = ["JournalEntry", "JournalInUse", "SqliteJournal", "State"]
 
 State = Literal["pending", "created", "succeeded", "failed", "ambiguous"]
 FINISHED: frozenset[str] = frozenset({"succeeded", "failed"})
-
-#: The journal layout this code writes (kept in `PRAGMA user_version`).
-SCHEMA_VERSION = 1
-_SQLITE_HEADER = b"SQLite format 3\x00"
-_TABLES = frozenset({"meta", "items"})
 
 _SCHEMA = """
 create table if not exists meta (key text primary key, value text not null);
@@ -135,7 +130,7 @@ class SqliteJournal:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as error:
-            raise self._unwritable(error, path) from None
+            raise unwritable(error, path) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -158,15 +153,15 @@ class SqliteJournal:
             self._lock = None
 
     def _connect(self) -> sqlite3.Connection:
-        self._check_header()
+        check_header(self.path)
         try:
             connection = sqlite3.connect(
                 self.path, check_same_thread=False, isolation_level=None
             )
         except sqlite3.Error as error:
-            raise self._unwritable(error, self.path) from None
+            raise unwritable(error, self.path) from None
         try:
-            self._check_schema(connection)
+            check_schema(connection, self.path)
             connection.execute("pragma journal_mode=wal")
             # With WAL, NORMAL survives a killed process (not a power cut) at a
             # fraction of the cost of a full sync per commit.
@@ -181,67 +176,9 @@ class SqliteJournal:
         except BaseException as error:
             connection.close()
             if isinstance(error, sqlite3.Error):
-                raise self._unwritable(error, self.path) from None
+                raise unwritable(error, self.path) from None
             raise
         return connection
-
-    def _check_header(self) -> None:
-        """Refuse a file that is not an SQLite database before SQLite opens it."""
-        try:
-            with self.path.open("rb") as file:
-                head = file.read(len(_SQLITE_HEADER))
-        except FileNotFoundError:
-            return
-        except OSError as error:
-            raise self._unwritable(error, self.path) from None
-        if head and head != _SQLITE_HEADER:
-            raise JournalError(
-                f"{self.path} is not a journal (not an SQLite database); "
-                "it was left as it is: use another journal path or move the file away",
-                path=str(self.path),
-            )
-
-    def _check_schema(self, connection: sqlite3.Connection) -> None:
-        """Refuse a database that holds other tables, or a newer layout of ours."""
-        try:
-            version = connection.execute("pragma user_version").fetchone()[0]
-            tables = {
-                row[0]
-                for row in connection.execute(
-                    "select name from sqlite_master where type = 'table'"
-                )
-            }
-        except sqlite3.DatabaseError as error:
-            raise JournalError(
-                f"{self.path} is not a readable journal ({error}); it was left as "
-                "it is: use another journal path or move the file away",
-                path=str(self.path),
-            ) from None
-        if version > SCHEMA_VERSION:
-            raise JournalError(
-                f"{self.path} was written by a newer version of comet_replicate_async "
-                f"(journal schema {version}, this one knows {SCHEMA_VERSION}); "
-                "upgrade comet_replicate_async to resume it",
-                path=str(self.path),
-            )
-        if tables and not tables >= _TABLES:
-            raise JournalError(
-                f"{self.path} is an SQLite database but not a journal (tables: "
-                f"{', '.join(sorted(tables))}); it was left as it is: use another "
-                "journal path",
-                path=str(self.path),
-            )
-
-    def _unwritable(
-        self, error: BaseException, path: Path, *, while_writing: bool = False
-    ) -> JournalError:
-        reason = getattr(error, "strerror", None) or str(error)
-        return JournalError(
-            f"cannot write the journal {path} ({reason}); free some space or fix "
-            "its permissions, then rerun the same command to resume",
-            path=str(path),
-            while_writing=while_writing,
-        )
 
     def _close(self) -> None:
         if self._connection is not None:
@@ -382,7 +319,7 @@ class SqliteJournal:
                     self._connection.execute(write.sql, write.params)
         except (sqlite3.OperationalError, OSError) as error:
             # A full disk, a read-only file: say which file, not a driver trace.
-            raise self._unwritable(error, self.path, while_writing=True) from error
+            raise unwritable(error, self.path, while_writing=True) from error
 
 
 def _entry(row: tuple[Any, ...]) -> JournalEntry:

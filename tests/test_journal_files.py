@@ -10,7 +10,7 @@ import pytest
 
 from comet_replicate_async import JournalError
 from comet_replicate_async._batch_journal import SqliteBatchJournal
-from comet_replicate_async._journal import SCHEMA_VERSION
+from comet_replicate_async._journal_file import SCHEMA_VERSION
 
 pytestmark = pytest.mark.anyio
 

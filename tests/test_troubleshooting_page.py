@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "troubleshooting.md"
 SOURCES = [
     *sorted((ROOT / "comet_replicate_async" / "_cli").glob("*.py")),
-    ROOT / "comet_replicate_async" / "_journal.py",
+    ROOT / "comet_replicate_async" / "_journal_file.py",
 ]
 # Calls whose text ends up on an `error:` line (or on the lines listed above it).
 BUILDERS = {"CliError", "PromptFileError", "JournalError", "InputChanged", "_exit_now"}
