@@ -162,6 +162,23 @@ def test_a_wrong_key_on_run_is_one_line_naming_the_key_option(
     assert "wrong-key" not in done.stderr + done.stdout
 
 
+def test_a_wrong_key_stops_the_batch_at_the_first_refusal_in_one_line(
+    clean_fake: FakeProcess, tmp_path: Path
+) -> None:
+    done = run_cli(
+        ["--api-key", "wrong-key", "batch", str(prompts(tmp_path)), "-m", SCHNELL,
+         "-o", str(tmp_path / "out"), "-c", "1"],
+        clean_fake,
+    )  # fmt: skip
+
+    assert done.returncode == 3
+    line = one_error_line(done)
+    assert line.startswith("error: stopped after a create failed with HTTP 401")
+    assert "1 input(s) were not sent" in line
+    assert "wrong-key" not in done.stderr + done.stdout
+    assert api_requests(clean_fake)["create"] == {"401": 1}
+
+
 @pytest.mark.timeout(60)
 def test_an_unreachable_api_stops_the_batch_before_anything_is_sent(
     tmp_path: Path,
