@@ -122,6 +122,9 @@ def test_debug_shows_the_traceback_before_the_line(
     assert done.returncode == 2
     assert "Traceback" in done.stderr
     assert "JournalError" in done.stderr
+    # It came out of the batch's task group: the line reports the cause alone.
+    assert "ExceptionGroup" in done.stderr
+    assert "is not a journal (not an SQLite database)" in done.stderr.splitlines()[-1]
     assert done.stderr.strip().splitlines()[-1].startswith("error: ")
 
 
