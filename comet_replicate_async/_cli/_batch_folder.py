@@ -27,6 +27,7 @@ from comet_replicate_async._downloads import output_paths
 from comet_replicate_async._exceptions import (
     AmbiguousSubmitError,
     BatchStoppedError,
+    BudgetExceededError,
     CometReplicateError,
     JournalInputChanged,
     PredictionAbandoned,
@@ -267,9 +268,9 @@ class _Batch:
         prediction, error = item.prediction, item.error
         outcome.prediction_id = prediction.id if prediction is not None else None
         outcome.error = None if error is None else str(error)
-        if isinstance(error, BatchStoppedError):
+        if isinstance(error, BatchStoppedError | BudgetExceededError):
             outcome.state = None  # nothing was sent: a rerun sends it
-            if stops_creates(error.reason):
+            if isinstance(error, BatchStoppedError) and stops_creates(error.reason):
                 self.stopped_by = self.stopped_by or error.reason
         elif isinstance(error, AmbiguousSubmitError):
             outcome.state = "ambiguous"
@@ -315,11 +316,10 @@ class _Batch:
                     paths = await self.session.download(
                         prediction, self.options.out_dir, stem=_stem(outcome)
                     )
-                except* CometReplicateError as failures:
+                except CometReplicateError as failure:
                     # The prediction succeeded; only the copy failed: a rerun
-                    # finds the files missing and downloads them again. (A
-                    # failed file comes in a group, one per file.)
-                    outcome.error = f"download failed: {failures.exceptions[0]}"
+                    # finds the files missing and downloads them again.
+                    outcome.error = f"download failed: {failure}"
                 else:
                     outcome.files = tuple(path.name for path in paths)
                 self.gallery_dirty.set()
@@ -346,17 +346,19 @@ class _Batch:
         name = self.prompts.name
         if position < len(self.prompts.items):
             line = self.prompts.items[position].line
-            message = (
-                f"{name}:{line}: not the prompt the batch in {where} recorded in this "
-                "place; prompts may be added at the end, not changed, removed or "
-                "moved. Use another --out folder for another batch"
+            refused = JournalInputChanged(
+                f"{name}:{line}: not the prompt the batch in {where} recorded in "
+                "this place; prompts may be added at the end, not changed, removed "
+                "or moved. Use another --out folder for another batch",
+                position,
             )
         else:
-            message = (
-                f"{name} has {len(self.prompts.items)} prompts, fewer than the batch "
-                f"in {where} recorded; use another --out folder for another batch"
+            refused = JournalInputChanged(
+                f"{name} has {len(self.prompts.items)} prompts, fewer than the "
+                f"batch in {where} recorded; use another --out folder for another "
+                "batch",
+                position,
             )
-        refused = JournalInputChanged(message, position)
         refused.__cause__ = error
         return refused
 
