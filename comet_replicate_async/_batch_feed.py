@@ -44,6 +44,7 @@ from ._exceptions import (
     BatchStoppedError,
     CometReplicateError,
     InputValidationError,
+    JournalError,
     JournalInputChanged,
     PredictionAbandoned,
     error_for_status,
@@ -116,6 +117,9 @@ class _Feed:
         self._journaled: set[int] = set()
         self._ends: MemoryObjectSendStream[BatchItem] | None = None
         self._scope: anyio.CancelScope | None = None
+        # The journal's first refused write (a full disk): the consumer gets it
+        # once the predictions already created have ended.
+        self._refused: JournalError | None = None
 
     async def items(self) -> AsyncGenerator[BatchItem, None]:
         """Start the feeder, then yield the items as they finish."""
@@ -168,6 +172,8 @@ class _Feed:
                         send.close()  # the recorder writes what came, then ends
         except Exception as error:  # in use by another run, changed, unreachable
             self.tracker.input_error = error
+        if self.tracker.input_error is None:
+            self.tracker.input_error = self._refused
 
     async def _run(self, records: Mapping[int, JournalRecord]) -> None:
         tracker = self.tracker
@@ -314,6 +320,8 @@ class _Feed:
                 spending.unsent(reservation)
             if isinstance(error, CometReplicateError) and stops_creates(error):
                 tracker.stop_creates(error)
+            elif isinstance(error, JournalError) and error.while_writing:
+                self._journal_refused(error)
             tracker.ended(index, input, getattr(error, "prediction", None), error)
             return
         except BaseException:
@@ -326,6 +334,13 @@ class _Feed:
             tracker.ended(index, input, created, error_for_status(created))
         else:
             tracker.watch(session._poller.watch(created), index, input, deadline)
+
+    def _journal_refused(self, error: JournalError) -> None:
+        """Every later write fails alike: create no more, poll on (the ids
+        already recorded let a rerun pick those predictions up)."""
+        if self._refused is None:
+            self._refused = error
+        self.tracker.stop_creates(error)
 
     def _stopped(self) -> CometReplicateError | None:
         if self._scope is not None and self._scope.cancel_called:
@@ -343,7 +358,14 @@ class _Feed:
         with anyio.CancelScope(shield=True):
             async with receive:
                 async for item in receive:
-                    await _record_end(journal, item)
+                    if self._refused is not None:
+                        continue  # it stays "created": a rerun polls it
+                    try:
+                        await _record_end(journal, item)
+                    except JournalError as error:
+                        if not error.while_writing:
+                            raise
+                        self._journal_refused(error)
 
 
 async def _record_end(journal: Journal, item: BatchItem) -> None:

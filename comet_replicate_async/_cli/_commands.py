@@ -28,6 +28,7 @@ from comet_replicate_async._values import Prediction
 from ._batch_folder import BulkOptions, BulkSummary, run_bulk
 from ._doctor import check_reachable, doctor_report
 from ._errors import EXIT_FAILED, EXIT_INTERRUPTED, CliError, report
+from ._log_policy import apply_log_policy
 from ._progress import ProgressView
 from ._prompts import PromptFile, PromptItem, coerce_parameter, read_prompts
 from ._signals import stop_on_signal
@@ -75,6 +76,7 @@ def cli(
     """Create FLUX images through CometAPI's Replicate-format API."""
     ctx.ensure_object(dict)
     ctx.obj.update(api_key=api_key, base_url=base_url, debug=debug)
+    apply_log_policy(debug=debug)
 
 
 def _parameters(model: str, pairs: Sequence[str]) -> dict[str, Any]:
@@ -375,6 +377,12 @@ def _run_batch(
         return summary, stopped_by
     view.print_summary(summary, as_json=as_json)
     if summary.interrupted:
+        if summary.still_running:
+            click.echo(
+                f"{summary.still_running} prediction(s) were still running (and "
+                "are billed); a rerun polls them and downloads their images.",
+                err=True,
+            )
         click.echo(
             "Interrupted: the journal is consistent. Resume with:\n  "
             + shlex.join(["comet-replicate", *sys.argv[1:]]),

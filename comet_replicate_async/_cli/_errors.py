@@ -9,7 +9,7 @@ only with `--debug`. The exit codes (also on the CLI page of the docs):
 - 2: a usage or input error, or the output folder or its journal cannot be
   used: nothing was sent.
 - 3: a fatal error (wrong key, no access, no such model, no quota, an
-  unreachable API, a journal the disk refuses) stopped the batch.
+  unreachable API, a journal or an output file the disk refuses) stopped the batch.
 - 130 interrupted (Ctrl-C), 143 SIGTERM, 129 SIGHUP: rerun to resume.
 """
 
