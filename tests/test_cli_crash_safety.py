@@ -95,3 +95,12 @@ def test_twenty_kills_in_a_row_lose_nothing_and_pay_once(tmp_path: Path) -> None
             assert prediction["input"]["prompt"] == line["input"]["prompt"]
     assert kills >= KILLS // 2, "most kills should land while the batch runs"
     assert took < 150
+
+
+def test_the_help_of_resubmit_ambiguous_says_it_may_pay_twice() -> None:
+    done = run_cli(["batch", "--help"], None)
+
+    assert done.returncode == 0
+    text = " ".join(done.stdout.split())  # as wrapped to the terminal's width
+    assert "--resubmit-ambiguous Send again a create whose answer was lost" in text
+    assert "May pay twice." in text

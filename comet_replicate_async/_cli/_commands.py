@@ -199,7 +199,8 @@ def get(ctx: click.Context, prediction_id: str) -> None:
 @click.option(
     "--resubmit-ambiguous",
     is_flag=True,
-    help="Send ambiguous creates again. May pay twice.",
+    help="Send again a create whose answer was lost (this run, or a crashed "
+    "one: 'ambiguous'). May pay twice.",
 )
 @click.option(
     "--json", "as_json", is_flag=True, help="Print a machine-readable summary."
