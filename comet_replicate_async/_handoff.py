@@ -14,6 +14,7 @@ import asyncio
 import inspect
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,12 +22,14 @@ import anyio
 import attrs
 
 from ._batch import log_abandoned
+from ._budget import Reservation
 from ._calls import Calls
 from ._exceptions import CometReplicateError
 from ._lifecycle import Lifecycle, not_started
 from ._limits import ConcurrencyWindow
 from ._retry import create_may_have_happened
 from ._sansio import RequestSpec, build_create_request
+from ._spending import Spending
 from ._stats import Event
 from ._values import Prediction
 
@@ -39,21 +42,27 @@ OnCreated = Callable[[Prediction], Awaitable[None] | None]
 
 
 class Creates:
-    """A session's creates: each attempt sent from a task of the session."""
+    """A session's creates: each priced, then each attempt sent from a task of the
+    session."""
 
     def __init__(
         self,
         calls: Calls,
         life: Lifecycle,
         window: ConcurrencyWindow,
+        spending: Spending,
         emit: Callable[[Event], None],
+        *,
         prefer_wait: int | None,
+        server_deadline: bool,
     ) -> None:
         self._calls = calls
         self._life = life
         self.window = window
+        self._spending = spending
         self._emit = emit
         self._prefer_wait = prefer_wait
+        self._server_deadline = server_deadline
 
     async def create(
         self,
@@ -62,21 +71,39 @@ class Creates:
         on_created: OnCreated | None = None,
         deadline: float = math.inf,
         stopped: Callable[[], CometReplicateError | None] | None = None,
+        reservation: Reservation | None = None,
     ) -> Prediction:
         """Create, retrying what provably created nothing until `deadline`.
 
         `stopped` tells whether the batch has stopped creating (and why): checked
-        before each attempt that would be the first to reach the server.
+        before each attempt that would be the first to reach the server. The
+        create's price is reserved first, unless the caller did (`reservation`).
         """
-        spec = build_create_request(model, input, prefer_wait=self._prefer_wait)
-        read_timeout = None if self._prefer_wait is None else self._prefer_wait + 5.0
-        return await self._calls.create(
+        spec = build_create_request(
             model,
             input,
-            lambda: self._hand_off(spec, read_timeout, on_created),
-            deadline=deadline,
-            stopped=stopped,
+            prefer_wait=self._prefer_wait,
+            cancel_after=self._cancel_after(deadline),
         )
+        read_timeout = None if self._prefer_wait is None else self._prefer_wait + 5.0
+        return await self._spending.spend(
+            model,
+            input,
+            lambda: self._calls.create(
+                model,
+                input,
+                lambda: self._hand_off(spec, read_timeout, on_created),
+                deadline=deadline,
+                stopped=stopped,
+            ),
+            reservation,
+        )
+
+    def _cancel_after(self, deadline: float) -> float | None:
+        """Seconds left for `Cancel-After`, with `server_deadline` and a deadline."""
+        if not self._server_deadline or deadline == math.inf:
+            return None
+        return max(deadline - time.monotonic(), 0.001)  # the header wants > 0
 
     async def _hand_off(
         self,

@@ -23,6 +23,7 @@ from anyio.abc import TaskGroup
 from ._exceptions import PredictionAbandoned
 from ._limits import ConcurrencyWindow
 from ._registry import Registry
+from ._spending import Spending
 from ._transport_protocol import Transport
 from ._values import Prediction
 
@@ -44,9 +45,14 @@ class Lifecycle:
     """A session's state, its task group, and the jobs a normal close waits for."""
 
     def __init__(
-        self, transport: Transport, registry: Registry, window: ConcurrencyWindow
+        self,
+        transport: Transport,
+        registry: Registry,
+        window: ConcurrencyWindow,
+        spending: Spending,
     ) -> None:
         self._transport = transport
+        self._spending = spending
         self._registry = registry
         self._window = window
         self.state = State.UNOPENED
@@ -143,6 +149,7 @@ class Lifecycle:
         try:
             await task_group.__aexit__(None, None, None)
         finally:
+            self._spending.close()
             await self._transport.aclose()
 
     def _abandon_outstanding(self) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import anyio
 
 from ._batch import log_abandoned
+from ._budget import Reservation
 from ._exceptions import (
     CometReplicateError,
     PredictionAbandoned,
@@ -141,6 +142,7 @@ class Runner:
         deadline: float,
         on_created: OnCreated | None = None,
         stopped: Callable[[], CometReplicateError | None] | None = None,
+        reservation: Reservation | None = None,
     ) -> Prediction:
         """Create unless the deadline has passed; raise if it passed meanwhile."""
         if time.monotonic() >= deadline:
@@ -148,7 +150,7 @@ class Runner:
                 "the deadline passed before the create; nothing was created", None
             )
         created = await self._creates.create(
-            model, input, on_created, deadline, stopped
+            model, input, on_created, deadline, stopped, reservation
         )
         if time.monotonic() >= deadline and not created.done:
             raise PredictionTimeout(

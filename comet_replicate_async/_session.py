@@ -19,25 +19,19 @@ from anyio.abc import TaskGroup
 
 from ._batch import BatchIterator
 from ._batch_feed import BATCH_CREATES, JournalArg, start_batch
-from ._calls import Calls
 from ._config import (
     DEFAULT_TIMEOUT,
     RequestTimeout,
     resolve_base_url,
     resolve_request_timeout,
 )
-from ._downloads import Downloads
 from ._futures import PredictionFuture
-from ._handoff import Creates, OnCreated
+from ._handoff import OnCreated
 from ._inputs import FluxInput, InputArg, ModelArg, resolve_call
-from ._lifecycle import Lifecycle
-from ._limits import ConcurrencyWindow, CreatePacer
-from ._poller import Poller
-from ._registry import Registry
+from ._parts import SessionParts
 from ._retry import RetryPolicy
-from ._runner import Runner
 from ._schedule import PollPolicy
-from ._stats import EventHandler, Events, SessionStats, StatsCounter
+from ._stats import EventHandler, SessionStats
 from ._transport import ClientSession, session_transport
 from ._transport_protocol import Transport
 from ._values import BatchItem, Prediction
@@ -88,6 +82,19 @@ class Session:
         on_event: called with an `Event` for creates, status changes, retries
             and 429s. Keep it quick: it runs on the event loop.
         download_concurrency: output files downloaded at once by `download`.
+        max_cost: a cap on spending, in US dollars: each create reserves its
+            price (per image it asks for) before it is sent, and one that would
+            pass the cap raises `BudgetExceededError` with nothing sent. A batch
+            with a journal also counts what earlier runs of that journal spent,
+            so its cap is cumulative over reruns. `stats.spent` and
+            `stats.reserved` show the money. See "Costs and budgets" in the docs.
+        prices: `{"owner/name": usd}` per create (per image), winning over
+            CometAPI's catalogue and the bundled estimates. The catalogue is
+            read (and cached for a day) only when `max_cost` needs a price.
+        server_deadline: send Replicate's `Cancel-After` header on creates that
+            have a deadline (`run`, `submit`, batches), so the server stops a
+            prediction nobody will wait for. Off by default: whether CometAPI
+            forwards the header is unconfirmed.
     """
 
     def __init__(
@@ -107,6 +114,9 @@ class Session:
         transport: Transport | None = None,
         on_event: EventHandler | None = None,
         download_concurrency: int = 8,
+        max_cost: float | None = None,
+        prices: Mapping[str, float] | None = None,
+        server_deadline: bool = False,
     ) -> None:
         if prefer_wait is not None and not 1 <= prefer_wait <= 60:
             raise ValueError(f"prefer_wait must be 1 to 60 seconds, got {prefer_wait}")
@@ -118,48 +128,40 @@ class Session:
         self.timeout = timeout
         self.request_timeout = resolve_request_timeout(request_timeout)
         self.prefer_wait = prefer_wait
-        self._window = ConcurrencyWindow(max_concurrency, adaptive=adaptive_concurrency)
+        self.server_deadline = server_deadline
         # Every open connection holds buffers (about 13 KiB) whether used or not:
         # enough for the polls and the batch creates at once, and no more.
-        self._transport = session_transport(
-            transport,
-            self.base_url,
-            api_key,
-            self.request_timeout,
-            http_session,
-            self.poll.max_concurrent_queries + BATCH_CREATES,
-        )
-        self._events = Events(on_event)
-        self._counters = StatsCounter()
-        self._calls = Calls(
-            self._transport,
+        parts = SessionParts.build(
+            session_transport(
+                transport,
+                self.base_url,
+                api_key,
+                self.request_timeout,
+                http_session,
+                self.poll.max_concurrent_queries + BATCH_CREATES,
+            ),
+            base_url=self.base_url,
             retry=self.retry,
             poll=self.poll,
-            window=self._window,
-            pacer=CreatePacer(creates_per_minute),
-            counters=self._counters,
-            emit=self._events.emit,
+            max_concurrency=max_concurrency,
+            adaptive_concurrency=adaptive_concurrency,
+            creates_per_minute=creates_per_minute,
+            prefer_wait=prefer_wait,
+            on_event=on_event,
+            download_concurrency=download_concurrency,
+            max_cost=max_cost,
+            prices=prices,
+            server_deadline=server_deadline,
         )
-        self._downloads = Downloads(self._calls, download_concurrency)
-        self._registry = Registry()
-        self._poller = Poller(
-            self._registry,
-            self._calls.query_once,
-            policy=self.poll,
-            retry=self.retry,
-            on_update=self._events.on_poll_update,
-        )
-        self._life = Lifecycle(self._transport, self._registry, self._window)
-        self._creates = Creates(
-            self._calls, self._life, self._window, self._events.emit, self.prefer_wait
-        )
-        self._runner = Runner(
-            self._life, self._creates, self._registry, self._poller, self._counters
-        )
-        # What the batch engine calls on the session.
-        self._create_by = self._runner.create_by
-        self._job_started = self._life.job_started
-        self._job_done = self._life.job_done
+        self._parts = parts
+        self._life, self._runner = parts.life, parts.runner
+        # What the batch engine and the command line use of the session.
+        self._window, self._counters = parts.window, parts.counters
+        self._registry, self._poller = parts.registry, parts.poller
+        self._spending, self._transport = parts.spending, parts.transport
+        self._create_by = parts.runner.create_by
+        self._job_started = parts.life.job_started
+        self._job_done = parts.life.job_done
 
     def __repr__(self) -> str:
         return f"<Session base_url={self.base_url!r} state={self._life.state.value}>"
@@ -170,10 +172,10 @@ class Session:
         return self._counters.snapshot(
             watched=len(self._registry),
             concurrency_limit=self._window.limit,
-            create_rate=self._calls.pacer.rate,
+            create_rate=self._parts.calls.pacer.rate,
+            spent=self._spending.ledger.spent,
+            reserved=self._spending.ledger.reserved,
         )
-
-    # Lifecycle
 
     async def __aenter__(self) -> Self:
         await self._life.open(self._poller.run)
@@ -206,8 +208,6 @@ class Session:
         # The batch engine starts its feeder here.
         return self._life.task_group
 
-    # Single calls
-
     async def create(
         self,
         model: ModelArg,
@@ -232,12 +232,12 @@ class Session:
         self._life.check_usable()
         model_id, body = resolve_call(model, input)
         with self._life.job():  # a normal close waits for it, whichever task it runs in
-            return await self._creates.create(model_id, body, on_created)
+            return await self._parts.creates.create(model_id, body, on_created)
 
     async def get(self, prediction_id: str) -> Prediction:
         """Read one prediction's current state: a single query call, with retries."""
         self._life.check_usable()
-        return await self._calls.get(prediction_id)
+        return await self._parts.calls.get(prediction_id)
 
     async def wait(
         self, prediction: Prediction | str, *, timeout: float | None = None
@@ -297,9 +297,7 @@ class Session:
         hour on Replicate's CDN), so download soon after the prediction finishes.
         """
         self._life.check_usable()
-        return await self._downloads.save(prediction, directory, stem)
-
-    # Batches
+        return await self._parts.downloads.save(prediction, directory, stem)
 
     def as_completed(
         self,

@@ -50,6 +50,11 @@ class SessionStats:
         concurrency_limit: the current size of the concurrency window.
         create_rate: creates per second the session paces to now (learned from
             the server, or `creates_per_minute`); None while nothing limits them.
+        spent: US dollars billed or possibly billed (ambiguous creates,
+            predictions left running), including what earlier runs of a batch's
+            journal spent. Without `max_cost`, only models priced through
+            `prices=` are counted.
+        reserved: US dollars held for creates whose outcome is not known yet.
     """
 
     submitted: int = 0
@@ -66,6 +71,8 @@ class SessionStats:
     watched: int = 0
     concurrency_limit: int = 0
     create_rate: float | None = None
+    spent: float = 0.0
+    reserved: float = 0.0
 
 
 @attrs.define
@@ -103,7 +110,13 @@ class StatsCounter:
         self.canceled += 1
 
     def snapshot(
-        self, *, watched: int, concurrency_limit: int, create_rate: float | None
+        self,
+        *,
+        watched: int,
+        concurrency_limit: int,
+        create_rate: float | None,
+        spent: float = 0.0,
+        reserved: float = 0.0,
     ) -> SessionStats:
         """A frozen copy."""
         return SessionStats(
@@ -111,6 +124,8 @@ class StatsCounter:
             watched=watched,
             concurrency_limit=concurrency_limit,
             create_rate=create_rate,
+            spent=spent,
+            reserved=reserved,
         )
 
 
@@ -135,8 +150,15 @@ EventHandler = Callable[[Event], None]
 class Events:
     """Hands a session's events to its `on_event`, if it has one."""
 
-    def __init__(self, handler: EventHandler | None) -> None:
+    def __init__(
+        self,
+        handler: EventHandler | None,
+        *,
+        finished: Callable[[Prediction], None] | None = None,
+    ) -> None:
         self._handler = handler
+        # Told first of each prediction the poller sees finish.
+        self._finished = finished
 
     def emit(self, event: Event) -> None:
         if self._handler is None:
@@ -148,6 +170,8 @@ class Events:
 
     def on_poll_update(self, previous: Prediction, current: Prediction) -> None:
         """The poller saw a prediction change: report a new status."""
+        if current.done and self._finished is not None:
+            self._finished(current)
         if current.status != previous.status and self._handler is not None:
             kind: EventKind = "finished" if current.done else "status"
             self.emit(Event(kind, prediction=current))

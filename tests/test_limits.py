@@ -17,6 +17,7 @@ from comet_replicate_async._lifecycle import Lifecycle
 from comet_replicate_async._limits import ConcurrencyWindow, CreatePacer
 from comet_replicate_async._poller import Poller
 from comet_replicate_async._registry import Registry
+from comet_replicate_async._spending import Spending
 from comet_replicate_async.testing import MockTransport, mock_reply
 
 from helpers import SCHNELL, FakeClock, MockCalls, eventually
@@ -164,7 +165,8 @@ def created(prediction_id: str) -> RawResponse:
 async def creates_on(layer: MockCalls) -> AsyncIterator[Creates]:
     """A session's create hand-off over `layer`, its sends run by a lifecycle."""
     registry = Registry()
-    life = Lifecycle(layer.transport, registry, layer.window)
+    spending = Spending(layer.transport, base_url="http://mock", cap=None, prices=None)
+    life = Lifecycle(layer.transport, registry, layer.window, spending)
     poller = Poller(
         registry,
         layer.calls.query_once,
@@ -176,6 +178,14 @@ async def creates_on(layer: MockCalls) -> AsyncIterator[Creates]:
     await life.open(poller.run)
     try:
         with anyio.fail_after(5):
-            yield Creates(layer.calls, life, layer.window, layer.events.append, None)
+            yield Creates(
+                layer.calls,
+                life,
+                layer.window,
+                spending,
+                layer.events.append,
+                prefer_wait=None,
+                server_deadline=False,
+            )
     finally:
         await life.close(abandon=False)
