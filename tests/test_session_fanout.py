@@ -89,17 +89,6 @@ async def test_run_returns_the_succeeded_prediction(fake: FakeCometAPI) -> None:
     assert session.stats.in_flight == 0
 
 
-async def test_a_lone_prediction_is_polled_again_until_it_finishes() -> None:
-    # Regression: a reschedule with nothing else due must wake the idle dispatcher.
-    async with FakeCometAPI(default_latency=Latency.constant(1.0)) as slow:
-        async with session_for(slow) as session:
-            with anyio.fail_after(5):
-                prediction = await session.run(PRO, {"prompt": "alone"})
-
-    assert prediction.status is Status.SUCCEEDED
-    assert slow.stats.count("query") >= 2
-
-
 async def test_a_new_models_first_finish_brings_forward_the_polls_it_held_back() -> (
     None
 ):
