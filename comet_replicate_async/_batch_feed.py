@@ -400,13 +400,15 @@ async def _checked(
         if body is None or input_digest(body) != record.digest:
             raise JournalInputChanged(
                 f"input {index} differs from the one this journal recorded; "
-                "use another journal for another batch"
+                "use another journal for another batch",
+                index,
             )
     if len(head) <= last:
         missing = sorted(set(records) - set(range(len(head))))
         raise JournalInputChanged(
             f"the journal records {len(missing)} input(s) past the end of the "
-            f"inputs (from position {missing[0]}); use another journal"
+            f"inputs (from position {missing[0]}); use another journal",
+            missing[0],
         )
     return _chain(head, inputs)
 

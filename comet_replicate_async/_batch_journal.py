@@ -176,7 +176,12 @@ class SqliteBatchJournal:
         )
 
     async def created(self, position: int, prediction_id: str) -> None:
-        await self._store.created(str(position), prediction_id)
+        await self._store.write(
+            "update items set state = 'created', prediction_id = ?, updated = ?"
+            " where key = ?",
+            (prediction_id, time.time(), str(position)),
+            durable=True,
+        )
 
     async def unsent(self, position: int) -> None:
         await self._store.write(

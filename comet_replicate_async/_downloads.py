@@ -14,7 +14,7 @@ from ._exceptions import CometReplicateError
 from ._sansio import download_error
 from ._values import Prediction
 
-__all__ = ["Downloads"]
+__all__ = ["Downloads", "output_paths"]
 
 _FILE_SUFFIXES = frozenset({".webp", ".png", ".jpg", ".jpeg", ".gif", ".mp4"})
 
@@ -35,11 +35,7 @@ class Downloads:
         """Save every output file as `{stem}-{n}{ext}` in `directory`; their paths."""
         folder = Path(directory)
         await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
-        stem = stem or prediction.id
-        paths = [
-            folder / f"{stem}-{n}{_suffix(url)}"
-            for n, url in enumerate(prediction.output_urls)
-        ]
+        paths = output_paths(prediction, folder, stem)
         try:
             async with anyio.create_task_group() as group:
                 for url, path in zip(prediction.output_urls, paths, strict=True):
@@ -63,6 +59,17 @@ class Downloads:
                 with contextlib.suppress(OSError):
                     path.with_name(path.name + ".part").unlink(missing_ok=True)
                 raise
+
+
+def output_paths(
+    prediction: Prediction, directory: Path, stem: str | None = None
+) -> list[Path]:
+    """Where `Downloads.save` puts each output file: `{stem}-{n}{ext}` in `directory`."""
+    stem = stem or prediction.id
+    return [
+        directory / f"{stem}-{n}{_suffix(url)}"
+        for n, url in enumerate(prediction.output_urls)
+    ]
 
 
 def _suffix(url: str) -> str:

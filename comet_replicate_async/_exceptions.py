@@ -218,7 +218,15 @@ class JournalInputChanged(CometReplicateError):
     """A position the journal recorded holds a different input now.
 
     Raised before any create: a journal belongs to one batch of inputs.
+
+    Attributes:
+        position: the first recorded position whose input differs or is missing
+            (None when the journal was refused for another reason).
     """
+
+    def __init__(self, message: str, position: int | None = None) -> None:
+        super().__init__(message)
+        self.position = position
 
 
 class BatchStoppedError(CometReplicateError):

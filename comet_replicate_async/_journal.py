@@ -1,10 +1,10 @@
-"""The batch journal: an SQLite file that lets a rerun resume without paying twice.
+"""The SQLite journal file: one run at a time, writes batched off the event loop.
 
-Each item is recorded `pending` right before its create is sent, `created` (with
-the prediction id) right after, and `succeeded`, `failed` or `ambiguous` at its
-end. One process at a time drives a journal: it holds an OS lock on a file beside
-it, which the OS releases however the process ends (a SIGKILL included), so a
-killed run's journal is taken over by the next one without clean-up. Writes go to one writer task that commits them in batches in a worker
+A batch's records (what they mean is `_batch_journal.py`'s business) live in an
+SQLite file. One process at a time drives a journal: it holds an OS lock on a
+file beside it, which the OS releases however the process ends (a SIGKILL
+included), so a killed run's journal is taken over by the next one without
+clean-up. Writes go to one writer task that commits them in batches in a worker
 thread, so the event loop never waits on the disk; a caller that needs its write
 durable (pending, created) awaits the commit that contains it. Every commit is
 one transaction, so a crash at any moment leaves the last commit readable.
@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import datetime
 import fcntl
-import json
 import os
 import socket
 import sqlite3
-import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 import attrs
@@ -33,10 +31,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from ._exceptions import JournalError, JournalInUse
 from ._journal_file import SCHEMA_VERSION, check_header, check_schema, unwritable
 
-__all__ = ["JournalEntry", "JournalInUse", "SqliteJournal", "State"]
-
-State = Literal["pending", "created", "succeeded", "failed", "ambiguous"]
-FINISHED: frozenset[str] = frozenset({"succeeded", "failed"})
+__all__ = ["JournalInUse", "SqliteJournal"]
 
 _SCHEMA = """
 create table if not exists meta (key text primary key, value text not null);
@@ -55,21 +50,6 @@ create table if not exists items (
     prediction text
 );
 """
-
-
-@attrs.frozen
-class JournalEntry:
-    """What the journal knows of one item."""
-
-    key: str
-    index: int
-    line: int
-    input: Mapping[str, Any]
-    state: State
-    prediction_id: str | None = None
-    error: str | None = None
-    output_urls: tuple[str, ...] = ()
-    files: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -189,17 +169,9 @@ class SqliteJournal:
     # Reading (at startup, before the batch runs)
 
     async def meta(self) -> dict[str, str]:
-        """The batch's recorded settings (input hash, model)."""
+        """Settings recorded beside the items (the command line keeps its model)."""
         rows = await self.query("select key, value from meta")
         return dict(rows)
-
-    async def entries(self) -> dict[str, JournalEntry]:
-        """Every recorded item, by key."""
-        rows = await self.query(
-            "select key, idx, line, input, state, prediction_id, error, output_urls, files"
-            " from items"
-        )
-        return {row[0]: _entry(row) for row in rows}
 
     async def query(
         self, sql: str, params: tuple[Any, ...] = ()
@@ -221,53 +193,6 @@ class SqliteJournal:
                 (key, value),
                 durable=True,
             )
-
-    async def pending(
-        self, key: str, index: int, line: int, input: Mapping[str, Any]
-    ) -> None:
-        """The create of `key` is about to be sent: durable before it is."""
-        await self.write(
-            "insert into items (key, idx, line, input, state, updated)"
-            " values (?, ?, ?, ?, 'pending', ?)"
-            " on conflict(key) do update set state = 'pending', error = null,"
-            " updated = excluded.updated",
-            (key, index, line, json.dumps(input, sort_keys=True), time.time()),
-            durable=True,
-        )
-
-    async def created(self, key: str, prediction_id: str) -> None:
-        """The create answered: the id is durable before the item counts as submitted."""
-        await self.write(
-            "update items set state = 'created', prediction_id = ?, updated = ? where key = ?",
-            (prediction_id, time.time(), key),
-            durable=True,
-        )
-
-    async def finished(
-        self,
-        key: str,
-        state: State,
-        *,
-        prediction_id: str | None = None,
-        error: str | None = None,
-        output_urls: Sequence[str] = (),
-        files: Iterable[str] = (),
-    ) -> None:
-        """The item ended; committed with the next batch (not awaited)."""
-        await self.write(
-            "update items set state = ?, prediction_id = coalesce(?, prediction_id),"
-            " error = ?, output_urls = ?, files = ?, updated = ? where key = ?",
-            (
-                state,
-                prediction_id,
-                error,
-                json.dumps(list(output_urls)),
-                json.dumps(list(files)),
-                time.time(),
-                key,
-            ),
-            durable=False,
-        )
 
     async def write(self, sql: str, params: tuple[Any, ...], *, durable: bool) -> None:
         assert self._send is not None
@@ -320,18 +245,3 @@ class SqliteJournal:
         except (sqlite3.OperationalError, OSError) as error:
             # A full disk, a read-only file: say which file, not a driver trace.
             raise unwritable(error, self.path, while_writing=True) from error
-
-
-def _entry(row: tuple[Any, ...]) -> JournalEntry:
-    key, index, line, input, state, prediction_id, error, output_urls, files = row
-    return JournalEntry(
-        key=key,
-        index=index,
-        line=line,
-        input=json.loads(input),
-        state=state,
-        prediction_id=prediction_id,
-        error=error,
-        output_urls=tuple(json.loads(output_urls or "[]")),
-        files=tuple(json.loads(files or "[]")),
-    )

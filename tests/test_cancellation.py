@@ -31,7 +31,7 @@ from comet_replicate_async import (
     SessionStats,
     Status,
 )
-from comet_replicate_async._journal import SqliteJournal
+from comet_replicate_async._batch_journal import SqliteBatchJournal, input_digest
 from comet_replicate_async.testing import FakeCometAPI, Fault, Latency
 
 from helpers import PRO, SCHNELL, eventually, session_for
@@ -172,22 +172,22 @@ async def test_an_id_created_after_its_caller_left_reaches_the_journal(
     slow: FakeCometAPI, tmp_path: Path
 ) -> None:
     slow.script("create", Fault.delay(LATE))
-    async with SqliteJournal(tmp_path / "journal.sqlite3") as journal:
+    async with SqliteBatchJournal(tmp_path / "journal.sqlite3") as journal:
         async with session_for(slow) as session:
-            await journal.pending("k", 0, 1, {"prompt": "x"})
+            await journal.pending(0, input_digest({"prompt": "x"}))
 
             async def create() -> Prediction:
                 return await session.create(
                     PRO,
                     {"prompt": "x"},
-                    on_created=lambda new: journal.created("k", new.id),
+                    on_created=lambda new: journal.created(0, new.id),
                 )
 
             took = await cancel_once_sent(
                 "task.cancel", create, lambda: len(slow.predictions) == 1
             )
         # The session's exit waited for the create, and its journal write.
-        entry = (await journal.entries())["k"]
+        entry = (await journal.recorded())[0]
 
     assert took < AT_ONCE
     assert entry.state == "created"

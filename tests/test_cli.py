@@ -205,28 +205,43 @@ def test_missing_key_exits_2(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(120)
-def test_changed_input_is_refused_unless_forced(
+def test_prompts_added_at_the_end_run_and_a_changed_one_is_refused(
     clean_fake: FakeProcess, tmp_path: Path
 ) -> None:
     prompts = write(tmp_path / "p.txt", "a boat\n")
-    out = str(tmp_path / "out")
-    assert (
-        run_cli(
-            ["batch", str(prompts), "-m", SCHNELL, "-o", out], clean_fake
-        ).returncode
-        == 0
-    )
+    out = tmp_path / "out"
+    command = ["batch", str(prompts), "-m", SCHNELL, "-o", str(out)]
+    first = run_cli(command, clean_fake)
     prompts.write_text("a boat\nan owl\n")
+    added = run_cli(command, clean_fake)
+    manifest = (out / "results.jsonl").read_text()
 
-    refused = run_cli(["batch", str(prompts), "-m", SCHNELL, "-o", out], clean_fake)
-    forced = run_cli(
-        ["batch", str(prompts), "-m", SCHNELL, "-o", out, "--force"], clean_fake
+    prompts.write_text("a cat\nan owl\n")
+    changed = run_cli(command, clean_fake)
+    prompts.write_text("a boat\n")
+    removed = run_cli(command, clean_fake)
+    prompts.write_text("a boat\nan owl\n")
+    other_model = run_cli(
+        ["batch", str(prompts), "-m", "black-forest-labs/flux-pro", "-o", str(out)],
+        clean_fake,
     )
 
-    assert refused.returncode == 2
-    assert "--force" in refused.stderr
-    assert forced.returncode == 0, forced.stderr
-    assert clean_fake.stats()["created"] == 2  # the boat was not paid for twice
+    assert first.returncode == 0, first.stderr
+    assert added.returncode == 0, added.stderr
+    assert [line["outcome"] for line in results(out)] == ["succeeded"] * 2
+    assert changed.returncode == 2
+    assert f"p.txt:1: not the prompt the batch in {out} recorded" in changed.stderr
+    assert removed.returncode == 2
+    assert "p.txt has 1 prompts, fewer than the batch" in removed.stderr
+    assert other_model.returncode == 2
+    assert f"runs {SCHNELL}, not black-forest-labs/flux-pro" in other_model.stderr
+    assert all(
+        "--out folder" in done.stderr for done in (changed, removed, other_model)
+    )
+    # The boat was not paid for twice, and the refused runs sent nothing and left
+    # the manifest alone.
+    assert clean_fake.stats()["created"] == 2
+    assert (out / "results.jsonl").read_text() == manifest
 
 
 @pytest.mark.timeout(120)
@@ -314,7 +329,7 @@ def test_a_rerun_after_a_kill_finishes_every_input_paying_once(
         assert child.returncode == -signal.SIGKILL
     assert rerun.returncode == 0, rerun.stderr
     lines = results(out)
-    assert len(lines) == count
+    assert [line["index"] for line in lines] == list(range(count))  # one outcome each
     assert all(line["outcome"] == "succeeded" for line in lines)
     assert stats["created"] == count
     assert stats["duplicates"] == 0

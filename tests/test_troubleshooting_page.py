@@ -19,7 +19,13 @@ SOURCES = [
     ROOT / "comet_replicate_async" / "_journal_file.py",
 ]
 # Calls whose text ends up on an `error:` line (or on the lines listed above it).
-BUILDERS = {"CliError", "PromptFileError", "JournalError", "InputChanged", "_exit_now"}
+BUILDERS = {
+    "CliError",
+    "PromptFileError",
+    "JournalError",
+    "JournalInputChanged",
+    "_exit_now",
+}
 
 
 def _texts(node: ast.expr) -> list[str]:

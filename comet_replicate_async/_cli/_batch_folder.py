@@ -1,31 +1,40 @@
 """The command line's batch folder: prompts in, images, a manifest and a gallery out.
 
-The journal is the source of truth. On a rerun, finished items are skipped,
-created ones are polled, and an item whose create was in flight when the last
-run stopped is ambiguous (it may exist and be billed) unless resubmitted.
+A thin front on the library's batch engine: `Session.as_completed` with the
+folder's journal fans the prompts out under the session's concurrency window and
+resumes a rerun (finished items come back from the journal, created ones are
+polled, one whose create was in flight is ambiguous unless resubmitted), never
+creating an input twice. This module turns the items into files: it downloads
+each succeeded item's outputs as the item comes (again on a rerun when they are
+missing from the folder), and writes `results.jsonl` and the gallery.
 """
 
 from __future__ import annotations
 
 import json
-import logging
+import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Self
 
 import anyio
 import attrs
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from comet_replicate_async._batch import BatchIterator
+from comet_replicate_async._batch_journal import SqliteBatchJournal
+from comet_replicate_async._downloads import output_paths
 from comet_replicate_async._exceptions import (
     AmbiguousSubmitError,
     BatchStoppedError,
+    BudgetExceededError,
     CometReplicateError,
-    PredictionError,
+    JournalInputChanged,
+    PredictionAbandoned,
 )
-from comet_replicate_async._journal import JournalEntry, SqliteJournal, State
 from comet_replicate_async._retry import stops_creates
 from comet_replicate_async._session import Session
-from comet_replicate_async._values import Prediction, Status
+from comet_replicate_async._values import BatchItem, Prediction
 
 from ._gallery import GalleryEntry, write_gallery
 from ._prompts import PromptFile, PromptItem
@@ -33,32 +42,29 @@ from ._prompts import PromptFile, PromptItem
 __all__ = [
     "BulkOptions",
     "BulkSummary",
-    "InputChanged",
     "Outcome",
     "Progress",
     "run_bulk",
 ]
 
-logger = logging.getLogger("comet_replicate_async")
-
 JOURNAL_NAME = "journal.sqlite3"
 RESULTS_NAME = "results.jsonl"
 GALLERY_NAME = "index.html"
 
+#: Where an item stands: "created" is still running (a rerun polls it).
+ItemState = Literal["succeeded", "failed", "ambiguous", "created"]
 
-class InputChanged(Exception):
-    """The prompt file differs from the one the journal was started with."""
+# Items whose files are being fetched at once; each file also waits for the
+# session's own download limit. Reading items never waits for a download.
+DOWNLOADERS = 4
 
 
 @attrs.frozen
 class BulkOptions:
-    """How to run a batch."""
+    """How to run a batch (its concurrency and retries are the session's)."""
 
     model: str
     out_dir: Path
-    concurrency: int = 16
-    resubmit_ambiguous: bool = False
-    force: bool = False
     gallery_every: float = 2.0
 
 
@@ -67,7 +73,7 @@ class Outcome:
     """Where one item stands; one line of results.jsonl."""
 
     item: PromptItem
-    state: State | None = None  # None: not started in any run
+    state: ItemState | None = None  # None: not sent in any run
     prediction_id: str | None = None
     error: str | None = None
     output_urls: tuple[str, ...] = ()
@@ -139,271 +145,222 @@ async def run_bulk(
 ) -> BulkSummary:
     """Run (or resume) the batch of `prompts` into `options.out_dir`.
 
-    Setting `stop` stops creating new predictions; creates already sent finish and
-    are journaled, waits are abandoned (a rerun polls them), and the manifest and
-    gallery are written before returning.
+    Setting `stop` stops the batch (`BatchIterator.stop`): no new create is sent,
+    creates already sent finish and are journaled, waits stop (a rerun polls
+    them), and the manifest and gallery are written before returning.
 
     Raises:
-        InputChanged: the journal belongs to another prompt file (unless `force`).
+        JournalInputChanged: a prompt the journal recorded differs, or the model.
+        JournalInUse: another run drives this folder.
     """
-    out_dir = options.out_dir
-    await anyio.Path(out_dir).mkdir(parents=True, exist_ok=True)
-    async with SqliteJournal(out_dir / JOURNAL_NAME) as journal:
-        batch = _Batch(
-            session, journal, prompts, options, on_progress, stop or anyio.Event()
-        )
-        await batch.check_and_record_input()
-        await batch.run()
+    await anyio.Path(options.out_dir).mkdir(parents=True, exist_ok=True)
+    batch = _Batch(session, prompts, options, on_progress, stop or anyio.Event())
+    await batch.run()
     return batch.summary()
+
+
+class _FolderJournal(SqliteBatchJournal):
+    """The library's SQLite journal, also recording the model of the folder's batch.
+
+    The journal checks each input against its digest, but the model is not part
+    of an input: without this, a rerun with another model would take the first
+    model's images for its own.
+    """
+
+    def __init__(self, path: Path, model: str) -> None:
+        super().__init__(path)
+        self.model = model
+
+    async def __aenter__(self) -> Self:
+        await super().__aenter__()
+        try:
+            recorded = (await self._store.meta()).get("model")
+            if recorded != self.model:
+                if recorded is not None and await self.recorded():
+                    raise JournalInputChanged(
+                        f"the batch in {self.path.parent} runs {recorded}, not "
+                        f"{self.model}; use another --out folder for another model"
+                    )
+                await self._store.set_meta({"model": self.model})
+        except BaseException:
+            await super().__aexit__(None, None, None)
+            raise
+        return self
 
 
 class _Batch:
     def __init__(
         self,
         session: Session,
-        journal: SqliteJournal,
         prompts: PromptFile,
         options: BulkOptions,
         on_progress: ProgressCallback | None,
         stop: anyio.Event,
     ) -> None:
         self.session = session
-        self.journal = journal
         self.prompts = prompts
         self.options = options
         self.on_progress = on_progress
         self.stop = stop
         self.outcomes = [Outcome(item) for item in prompts.items]
         self.progress = Progress(total=len(prompts.items))
-        self.waits: set[anyio.CancelScope] = set()
+        self.ended = 0
         self.gallery_dirty = anyio.Event()
         self.stopped_by: CometReplicateError | None = None
-
-    async def check_and_record_input(self) -> None:
-        meta = await self.journal.meta()
-        recorded = meta.get("input_sha256")
-        changed = recorded is not None and (
-            recorded != self.prompts.digest or meta.get("model") != self.options.model
-        )
-        if changed and not self.options.force:
-            raise InputChanged(
-                f"{self.prompts.name} (or the model) differs from the batch recorded in "
-                f"{self.journal.path}; use another --out folder, or --force to go on "
-                "with the new input (finished items with the same id are kept)"
-            )
-        await self.journal.set_meta(
-            {"input_sha256": self.prompts.digest, "model": self.options.model}
-        )
+        # Cancelled by `stop`: the items are then taken through `stop()`.
+        self.reading = anyio.CancelScope()
 
     async def run(self) -> None:
-        known = await self.journal.entries()
-        work: list[tuple[Outcome, JournalEntry | None]] = []
-        for outcome in self.outcomes:
-            entry = known.get(outcome.item.key)
-            if entry is not None:
-                self._restore(outcome, entry)
-            if self._needs_work(outcome):
-                work.append((outcome, entry))
-        self.progress.queued = len(work)
+        journal = _FolderJournal(
+            self.options.out_dir / JOURNAL_NAME, self.options.model
+        )
+        items = self.session.as_completed(
+            self.options.model,
+            [item.input for item in self.prompts.items],
+            journal=journal,
+        )
         self._report()
-        slots = anyio.Semaphore(self.options.concurrency)
+        send, receive = anyio.create_memory_object_stream[tuple[Outcome, Prediction]](
+            math.inf
+        )
+        refused: Exception | None = None
         async with anyio.create_task_group() as background:
             background.start_soon(self._keep_gallery_fresh)
-            background.start_soon(self._abandon_on_stop)
-            async with anyio.create_task_group() as items:
-                for outcome, entry in work:
-                    # Take the slot first: an item starts only when one is free.
-                    await slots.acquire()
-                    if self.stop.is_set() or self.stopped_by is not None:
-                        slots.release()
-                        break
-                    items.start_soon(self._run_item, outcome, entry, slots)
+            background.start_soon(self._stop_reading)
+            async with anyio.create_task_group() as downloads:
+                for _ in range(DOWNLOADERS):
+                    downloads.start_soon(self._download, receive.clone())
+                receive.close()
+                # Closing `send` lets the downloaders finish the queue, then end.
+                with send:
+                    try:
+                        await self._read(items, send)
+                    except Exception as error:
+                        # Kept, not raised: the task group would wrap it in a group.
+                        refused = error
             background.cancel_scope.cancel()
-        if self.stopped_by is not None:
-            self._mark_not_sent(self.stopped_by)
+        if refused is not None:
+            raise self._explained(refused)
         await self._write_results()
 
-    def _mark_not_sent(self, reason: CometReplicateError) -> None:
-        # Not journaled: a rerun (with the cause fixed) sends them.
-        for outcome in self.outcomes:
-            if outcome.state is None:
-                outcome.error = str(BatchStoppedError(reason))
-
-    def _restore(self, outcome: Outcome, entry: JournalEntry) -> None:
-        outcome.state = entry.state
-        outcome.prediction_id = entry.prediction_id
-        outcome.error = entry.error
-        outcome.output_urls = entry.output_urls
-        outcome.files = entry.files
-        if entry.state == "succeeded":
-            self.progress.succeeded += 1
-            self.progress.resumed += 1
-        elif entry.state == "failed":
-            self.progress.failed += 1
-            self.progress.resumed += 1
-
-    def _needs_work(self, outcome: Outcome) -> bool:
-        state = outcome.state
-        if state is None or state == "created":
-            return True
-        if state in ("pending", "ambiguous"):
-            if self.options.resubmit_ambiguous:
-                return True
-            self.progress.ambiguous += 1
-            if state == "pending":
-                # The last run stopped while this create was in flight.
-                outcome.state = "ambiguous"
-                outcome.error = (
-                    "the create was in flight when the last run stopped: it may exist "
-                    "and be billed; --resubmit-ambiguous sends it again (may pay twice)"
-                )
-            return False
-        if state == "succeeded":
-            return bool(outcome.output_urls) and not self._files_present(outcome)
-        return False
-
-    def _files_present(self, outcome: Outcome) -> bool:
-        return bool(outcome.files) and all(
-            (self.options.out_dir / name).is_file() for name in outcome.files
-        )
-
-    async def _run_item(
-        self, outcome: Outcome, entry: JournalEntry | None, slots: anyio.Semaphore
+    async def _read(
+        self,
+        items: BatchIterator,
+        downloads: MemoryObjectSendStream[tuple[Outcome, Prediction]],
     ) -> None:
-        self.progress.queued -= 1
-        self.progress.running += 1
-        self._report()
-        released = False
-        try:
-            if outcome.state == "succeeded":
-                self.progress.succeeded -= 1  # counted again once downloaded
-                prediction = None
-            elif outcome.state == "created" and outcome.prediction_id:
-                prediction = await self._wait(outcome, outcome.prediction_id)
-            else:
-                prediction = await self._create_and_wait(outcome)
-            slots.release()
-            released = True
-            if prediction is not None or outcome.state == "succeeded":
-                await self._download(outcome, prediction)
-        finally:
-            if not released:
-                slots.release()
-            self.progress.running -= 1
-            self._count(outcome)
-            self.gallery_dirty.set()
-            self._report()
+        with self.reading:
+            async for item in items:
+                self._take(item, downloads)
+        if self.reading.cancel_called:
+            for item in await items.stop():
+                self._take(item, downloads)
 
-    async def _create_and_wait(self, outcome: Outcome) -> Prediction | None:
-        item = outcome.item
-        if self.stopped_by is not None:
-            return None  # stopped while this item waited for its turn: never sent
-        await self.journal.pending(item.key, item.index, item.line, item.input)
-        outcome.state = "pending"
-        try:
-            # The id is journaled as the create answers, even if this task is
-            # cancelled meanwhile.
-            created = await self.session.create(
-                self.options.model,
-                item.input,
-                on_created=lambda new: self.journal.created(item.key, new.id),
+    async def _stop_reading(self) -> None:
+        await self.stop.wait()
+        self.reading.cancel()
+
+    def _take(
+        self,
+        item: BatchItem,
+        downloads: MemoryObjectSendStream[tuple[Outcome, Prediction]],
+    ) -> None:
+        outcome = self.outcomes[item.index]
+        prediction, error = item.prediction, item.error
+        outcome.prediction_id = prediction.id if prediction is not None else None
+        outcome.error = None if error is None else str(error)
+        if isinstance(error, BatchStoppedError | BudgetExceededError):
+            outcome.state = None  # nothing was sent: a rerun sends it
+            if isinstance(error, BatchStoppedError) and stops_creates(error.reason):
+                self.stopped_by = self.stopped_by or error.reason
+        elif isinstance(error, AmbiguousSubmitError):
+            outcome.state = "ambiguous"
+            outcome.error = (
+                f"{error} --resubmit-ambiguous sends it again (may pay twice)"
             )
-        except AmbiguousSubmitError as error:
-            await self._finish(outcome, "ambiguous", error=str(error))
-            return None
-        except CometReplicateError as error:
-            # Provably not created (a 4xx, or nothing sent): a plain failure.
-            if stops_creates(error) and self.stopped_by is None:
-                self.stopped_by = error
-            await self._finish(outcome, "failed", error=str(error))
-            return None
-        outcome.state = "created"
-        outcome.prediction_id = created.id
-        return await self._wait(outcome, created.id)
-
-    async def _wait(self, outcome: Outcome, prediction_id: str) -> Prediction | None:
-        with anyio.CancelScope() as scope:
-            self.waits.add(scope)
-            try:
-                final = await self.session.wait(prediction_id)
-            except PredictionError as error:
-                await self._finish(outcome, "failed", error=str(error))
-                return None
-            except CometReplicateError as error:
-                # Polling gave up; the prediction still exists: a rerun polls again.
-                outcome.error = f"still running when polling gave up: {error}"
-                return None
-            finally:
-                self.waits.discard(scope)
-            outcome.output_urls = final.output_urls
-            return final
-        outcome.error = "interrupted while running; a rerun picks it up"
-        return None
-
-    async def _download(self, outcome: Outcome, prediction: Prediction | None) -> None:
-        if prediction is None:
-            prediction = Prediction(
-                id=outcome.prediction_id or "",
-                status=Status.SUCCEEDED,
-                output=list(outcome.output_urls),
+        elif prediction is not None and not prediction.done:
+            outcome.state = "created"
+            outcome.error = (
+                "interrupted while running; a rerun picks it up"
+                if isinstance(error, PredictionAbandoned)
+                else f"still running when polling gave up ({error}); a rerun picks it up"
             )
-        stem = f"{outcome.item.index:05d}-{prediction.id}"
-        error = None
-        try:
-            paths = await self.session.download(
-                prediction, self.options.out_dir, stem=stem
-            )
-            files: tuple[str, ...] = tuple(path.name for path in paths)
-        except CometReplicateError as failure:
-            # The prediction succeeded; only the copy failed: a rerun retries it.
-            files = ()
-            error = f"download failed: {failure}"
-        await self._finish(
-            outcome,
-            "succeeded",
-            error=error,
-            output_urls=prediction.output_urls,
-            files=files,
-        )
+        elif error is not None or prediction is None:
+            outcome.state = "failed"
+            if isinstance(error, CometReplicateError) and stops_creates(error):
+                self.stopped_by = self.stopped_by or error
+        else:
+            outcome.state = "succeeded"
+            outcome.output_urls = prediction.output_urls
+            self._save(outcome, prediction, downloads)
+        self._count(outcome, resumed=item.resumed)
 
-    async def _finish(
+    def _save(
         self,
         outcome: Outcome,
-        state: State,
-        *,
-        error: str | None = None,
-        output_urls: tuple[str, ...] = (),
-        files: tuple[str, ...] = (),
+        prediction: Prediction,
+        downloads: MemoryObjectSendStream[tuple[Outcome, Prediction]],
     ) -> None:
-        outcome.state = state
-        outcome.error = error
-        outcome.output_urls = output_urls or outcome.output_urls
-        outcome.files = files
-        await self.journal.finished(
-            outcome.item.key,
-            state,
-            prediction_id=outcome.prediction_id,
-            error=error,
-            output_urls=outcome.output_urls,
-            files=files,
-        )
+        """Download the files, unless an earlier run saved them all."""
+        paths = output_paths(prediction, self.options.out_dir, _stem(outcome))
+        if all(path.is_file() for path in paths):
+            outcome.files = tuple(path.name for path in paths)
+        else:
+            downloads.send_nowait((outcome, prediction))
 
-    def _count(self, outcome: Outcome) -> None:
+    async def _download(
+        self, receive: MemoryObjectReceiveStream[tuple[Outcome, Prediction]]
+    ) -> None:
+        async with receive:
+            async for outcome, prediction in receive:
+                try:
+                    paths = await self.session.download(
+                        prediction, self.options.out_dir, stem=_stem(outcome)
+                    )
+                except CometReplicateError as failure:
+                    # The prediction succeeded; only the copy failed: a rerun
+                    # finds the files missing and downloads them again.
+                    outcome.error = f"download failed: {failure}"
+                else:
+                    outcome.files = tuple(path.name for path in paths)
+                self.gallery_dirty.set()
+
+    def _count(self, outcome: Outcome, *, resumed: bool) -> None:
+        self.ended += 1
         if outcome.state == "succeeded":
             self.progress.succeeded += 1
         elif outcome.state == "ambiguous":
             self.progress.ambiguous += 1
         elif outcome.state == "failed":
             self.progress.failed += 1
+        if resumed and outcome.state in ("succeeded", "failed"):
+            self.progress.resumed += 1
+        self.gallery_dirty.set()
+        self._report()
 
-    async def _abandon_on_stop(self) -> None:
-        await self.stop.wait()
-        self._abandon_waits()
-
-    def _abandon_waits(self) -> None:
-        # Creates in flight finish and are journaled; waits stop (a rerun polls).
-        for scope in list(self.waits):
-            scope.cancel()
+    def _explained(self, error: Exception) -> Exception:
+        """The engine's refusal, in the folder's and the prompt file's terms."""
+        if not isinstance(error, JournalInputChanged) or error.position is None:
+            return error
+        position = error.position
+        where = self.options.out_dir
+        name = self.prompts.name
+        if position < len(self.prompts.items):
+            line = self.prompts.items[position].line
+            refused = JournalInputChanged(
+                f"{name}:{line}: not the prompt the batch in {where} recorded in "
+                "this place; prompts may be added at the end, not changed, removed "
+                "or moved. Use another --out folder for another batch",
+                position,
+            )
+        else:
+            refused = JournalInputChanged(
+                f"{name} has {len(self.prompts.items)} prompts, fewer than the "
+                f"batch in {where} recorded; use another --out folder for another "
+                "batch",
+                position,
+            )
+        refused.__cause__ = error
+        return refused
 
     async def _keep_gallery_fresh(self) -> None:
         while True:
@@ -438,8 +395,11 @@ class _Batch:
         await self._write_gallery()
 
     def _report(self) -> None:
+        progress = self.progress
+        progress.running = self.session.stats.in_flight
+        progress.queued = max(0, progress.total - self.ended - progress.running)
         if self.on_progress is not None:
-            self.on_progress(self.progress)
+            self.on_progress(progress)
 
     def summary(self) -> BulkSummary:
         out_dir = self.options.out_dir
@@ -453,3 +413,8 @@ class _Batch:
             stopped_by=self.stopped_by,
             not_sent=sum(outcome.state is None for outcome in self.outcomes),
         )
+
+
+def _stem(outcome: Outcome) -> str:
+    """The files of an item are `{index:05d}-{prediction id}-{n}{ext}`."""
+    return f"{outcome.item.index:05d}-{outcome.prediction_id}"

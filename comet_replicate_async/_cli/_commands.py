@@ -18,13 +18,14 @@ import anyio
 import attrs
 import click
 
-from comet_replicate_async._exceptions import JournalInUse
+from comet_replicate_async._exceptions import JournalInputChanged, JournalInUse
 from comet_replicate_async._flux import typed_input_class
 from comet_replicate_async._inputs import resolve_call
+from comet_replicate_async._retry import RetryPolicy
 from comet_replicate_async._session import Session
 from comet_replicate_async._values import Prediction
 
-from ._batch_folder import BulkOptions, BulkSummary, InputChanged, run_bulk
+from ._batch_folder import BulkOptions, BulkSummary, run_bulk
 from ._doctor import check_reachable, doctor_report
 from ._errors import EXIT_FAILED, EXIT_INTERRUPTED, CliError, report
 from ._progress import ProgressView
@@ -32,6 +33,8 @@ from ._prompts import PromptFile, PromptItem, coerce_parameter, read_prompts
 from ._signals import stop_on_signal
 
 __all__ = ["cli", "main"]
+
+DEMO_CONCURRENCY = 16
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -196,7 +199,6 @@ def get(ctx: click.Context, prediction_id: str) -> None:
     is_flag=True,
     help="Send ambiguous creates again. May pay twice.",
 )
-@click.option("--force", is_flag=True, help="Go on although the prompt file changed.")
 @click.option(
     "--json", "as_json", is_flag=True, help="Print a machine-readable summary."
 )
@@ -210,23 +212,27 @@ def batch(
     rate: float | None,
     pairs: tuple[str, ...],
     resubmit_ambiguous: bool,
-    force: bool,
     as_json: bool,
 ) -> None:
     """Run one prediction per line of PROMPTS (.txt, .jsonl or .csv; - for stdin).
 
     Resumable: a journal in the --out folder records every create, so running the
     same command again skips finished items and polls created ones instead of
-    paying for them twice.
+    paying for them twice. Prompts may be added at the end of the file between
+    runs; a changed one is refused.
     """
     prompt_file = read_prompts(prompts, model, defaults=_parameters(model, pairs))
     _make_folder(out)
     anyio.run(check_reachable, _api_key(ctx), ctx.obj["base_url"])
-    session = _session(ctx, max_concurrency=concurrency, creates_per_minute=rate)
-    options = BulkOptions(
-        model=model, out_dir=out, concurrency=concurrency,
-        resubmit_ambiguous=resubmit_ambiguous, force=force,
-    )  # fmt: skip
+    session = _session(
+        ctx,
+        max_concurrency=concurrency,
+        creates_per_minute=rate,
+        # The session's own switch: it also resends a create whose answer was
+        # lost in this run. Both may pay twice, as the option says.
+        retry=RetryPolicy(retry_ambiguous_creates=resubmit_ambiguous),
+    )
+    options = BulkOptions(model=model, out_dir=out)
     summary, stopped_by = _run_batch(session, prompt_file, options, as_json=as_json)
     raise click.exceptions.Exit(_exit_code(summary, stopped_by))
 
@@ -284,7 +290,7 @@ def demo(out: Path | None, count: int, as_json: bool) -> None:
         latency={"flux-schnell": Latency.uniform(0.3, 1.2)}, failure_rate=0.04
     )
     # The fake runs in the same event loop as the batch (see _run_batch).
-    options = BulkOptions(model=model, out_dir=out, concurrency=16, force=True)
+    options = BulkOptions(model=model, out_dir=out)
     summary, stopped_by = _run_batch(
         None, prompt_file, options, as_json=as_json, fake=fake
     )
@@ -339,16 +345,16 @@ def _run_batch(
     view = ProgressView(total=len(prompt_file.items), quiet=as_json)
     signals: list[int] = []
 
-    async def go() -> BulkSummary | InputChanged | JournalInUse:
+    async def go() -> BulkSummary | JournalInputChanged | JournalInUse:
         stop = anyio.Event()
-        outcome: BulkSummary | InputChanged | JournalInUse
+        outcome: BulkSummary | JournalInputChanged | JournalInUse
         async with anyio.create_task_group() as group:
             group.start_soon(stop_on_signal, stop, view.note, signals)
             try:
                 outcome = await _batch_in_loop(
                     session, prompt_file, options, view, stop, fake
                 )
-            except (InputChanged, JournalInUse) as refused:
+            except (JournalInputChanged, JournalInUse) as refused:
                 # Kept, not raised: the task group would wrap it in a group.
                 outcome = refused
             group.cancel_scope.cancel()
@@ -356,7 +362,7 @@ def _run_batch(
 
     summary = anyio.run(go)
     stopped_by = signals[0] if signals else None
-    if isinstance(summary, InputChanged | JournalInUse):
+    if isinstance(summary, JournalInputChanged | JournalInUse):
         raise CliError(str(summary))
     if summary.stopped_by is not None and not as_json:
         # One line, not a table of identical failures.
@@ -389,7 +395,7 @@ async def _batch_in_loop(
         await fake.start()
     try:
         client = session or Session(
-            fake.api_key, base_url=fake.base_url, max_concurrency=options.concurrency
+            fake.api_key, base_url=fake.base_url, max_concurrency=DEMO_CONCURRENCY
         )
         async with client:
             with view:
