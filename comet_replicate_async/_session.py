@@ -127,8 +127,6 @@ class Session:
         self.poll = poll or PollPolicy()
         self.timeout = timeout
         self.request_timeout = resolve_request_timeout(request_timeout)
-        self.prefer_wait = prefer_wait
-        self.server_deadline = server_deadline
         # Every open connection holds buffers (about 13 KiB) whether used or not:
         # enough for the polls and the batch creates at once, and no more.
         parts = SessionParts.build(
