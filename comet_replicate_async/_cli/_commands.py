@@ -42,6 +42,7 @@ from ._prompts import (
     coerce_parameter,
     read_prompts,
 )
+from ._status import status
 
 __all__ = ["cli", "main"]
 
@@ -313,6 +314,9 @@ def fake_server(ctx: click.Context, port: int) -> None:
     from comet_replicate_async.testing.__main__ import main as serve
 
     raise click.exceptions.Exit(serve(["--port", str(port), *ctx.args]))
+
+
+cli.add_command(status)
 
 
 def _run_batch(
