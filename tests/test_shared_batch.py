@@ -9,19 +9,20 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import attrs
 import pytest
 from anyio.abc import Process
 from cli_support import run_cli
 from journal_worker import inputs
 from test_journal_postgres import sql
 
-from comet_replicate_async import JournalInputChanged
+from comet_replicate_async import AmbiguousSubmitError, JournalInputChanged
 from comet_replicate_async._journal_postgres import PostgresJournal
 from comet_replicate_async._journal_postgres_status import batch_status
 from comet_replicate_async._journal_shared import split_journal_url
 from comet_replicate_async.testing import FakeCometAPI, Latency
 
-from helpers import SCHNELL, session_for
+from helpers import FAST_RETRY, SCHNELL, session_for
 
 pytestmark = pytest.mark.anyio
 
@@ -238,3 +239,36 @@ async def test_status_reads_an_sqlite_journal(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "succeeded 3\n"
+
+
+async def leave_one_in_flight(postgres_url: str, batch: str) -> None:
+    """Leave item 0 of `batch` as a worker killed during its create does."""
+    async with PostgresJournal(postgres_url, batch=batch, worker="dead") as dead:
+        await dead.record(enumerate(inputs(3)))
+        await dead.claim(1)
+        await dead.pending(0)
+    # Leaving gave the lease up at once, as its expiry would have.
+
+
+@pytest.mark.parametrize("opted_in", [False, True])
+async def test_a_reclaimed_in_flight_create_is_ambiguous_unless_opted_in(
+    postgres_url: str, opted_in: bool
+) -> None:
+    await leave_one_in_flight(postgres_url, "inflight")
+    journal = with_query(postgres_url, batch="inflight")
+    retry = attrs.evolve(FAST_RETRY, retry_ambiguous_creates=opted_in)
+    async with FakeCometAPI(default_latency=Latency.constant(0.01)) as fake:
+        async with session_for(fake, retry=retry) as session:
+            items = await session.gather(SCHNELL, inputs(3), journal=journal)
+    assert [item.index for item in items] == [0, 1, 2]
+    assert all(item.ok for item in items[1:])
+    if opted_in:
+        assert items[0].ok
+        assert fake.stats.created == 3
+    else:
+        assert isinstance(items[0].error, AmbiguousSubmitError)
+        assert fake.stats.created == 2
+    status = await batch_status(journal)
+    assert status.states == (
+        {"succeeded": 3} if opted_in else {"succeeded": 2, "ambiguous": 1}
+    )
