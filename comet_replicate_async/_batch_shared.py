@@ -17,6 +17,7 @@ is published there, scaled to the live workers, so all slow down together.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -47,6 +48,10 @@ _RECORD_CHUNK = 1000
 _CLAIM_MAX = 64
 # How often an idle worker looks for items a dead worker left, at most.
 _IDLE_LOOK = 1.0
+# How often a worker shares its learned create rate, besides after a refusal.
+_PUBLISH_EVERY = 1.0
+# The shared rate's margin over the sum of the workers' learned rates.
+_ROW_HEADROOM = 1.1
 
 
 class SharedFeed(_Feed):
@@ -73,6 +78,7 @@ class SharedFeed(_Feed):
             tracker.input_error = error
             return
         self._refused_seen = session._counters.creates_refused
+        self._published_at = time.monotonic()
         for index, call in calls.items():
             if isinstance(call, InputValidationError):
                 # Never recorded nor sent: every worker reports it.
@@ -183,23 +189,30 @@ class SharedFeed(_Feed):
         await self.shared.wait_create_turn()
         await super()._create_item(records, job)
         refused = self.session._counters.creates_refused
-        if refused > self._refused_seen:
-            self._refused_seen = refused
+        now = time.monotonic()
+        if refused > self._refused_seen or now - self._published_at >= _PUBLISH_EVERY:
+            self._refused_seen, self._published_at = refused, now
             await self._publish_rate()
 
     async def _publish_rate(self) -> None:
-        """Share the rate this worker's pacer learned from a refusal.
+        """Share the rate this worker's pacer has learned.
 
         The pacer measured this worker's share of the key's creates; the live
-        workers together were allowed about that many times over.
+        workers together are allowed about that many times over. The row stays
+        a little above that sum so that each worker's own pacer, which probes
+        upwards only while it holds creates back, keeps finding the limit; a
+        refusal anywhere lowers the row, and so every worker, at once.
         """
-        rate = self.session._calls.pacer.rate
-        if rate is None:
+        pacer = self.session._calls.pacer
+        if (rate := pacer.rate) is None:
             return
         journal = self.shared
         try:
-            await journal.set_create_rate(rate * await journal.live_workers())
-        except Exception as error:  # the next refusal tries again
+            total = rate * await journal.live_workers() * _ROW_HEADROOM
+            if pacer.per_minute is not None:  # the user's cap is the key's
+                total = min(total, pacer.per_minute / 60.0)
+            await journal.set_create_rate(total)
+        except Exception as error:  # the next create tries again
             _log.warning("could not share the create rate: %s", error)
 
     async def _record_end(self, journal: Journal, item: BatchItem) -> None:
