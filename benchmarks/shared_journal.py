@@ -182,7 +182,11 @@ def render(rows: list[dict[str, Any]], count: int) -> str:
         f"{BURST} (a token bucket; 429 with Retry-After past it); run times "
         f"{LATENCY.replace('uniform:', '').replace(':', '-')} s; "
         f"`max_concurrency={CONCURRENCY}` per worker. The ideal wall time is "
-        f"{count / RATE:.0f} s (creates ÷ allowed rate) plus the slowest run.",
+        f"{count / RATE:.0f} s (creates ÷ allowed rate) plus the slowest run. "
+        f"This machine has {os.cpu_count()} CPUs: with more processes than cores "
+        "(the workers, the fake, PostgreSQL) the workers compete for CPU, and the "
+        "wall time measures the machine more than the journal; the refused "
+        "creates and the duplicates do not depend on it.",
         "",
         "| workers | wall time | HTTP requests / prediction | refused creates "
         "(429) | duplicates | items yielded (per worker) | succeeded |",

@@ -87,23 +87,22 @@ class SharedFeed(_Feed):
                 session._counters.started()
                 session._counters.finished(succeeded=False)
                 tracker.put(BatchItem(index, inputs[index], error=call))
-        while True:
-            if not await self._take_slots(1):
-                return
-            extra = min(_CLAIM_MAX - 1, session._window.limit - session._window.in_use)
-            await self._take_slots(extra)
-            try:
-                claims = await journal.claim(
-                    1 + extra,
-                    retry_ambiguous=session.retry.retry_ambiguous_creates,
-                )
-            except Exception as error:
-                tracker.input_error = error
-                claims = []
-            for _ in range(1 + extra - len(claims)):
+        # A stopped batch claims no more: what is left waits for other workers.
+        while tracker.stop_reason is None:
+            free = session._window.limit - session._window.in_use
+            taken = await self._take_slots(1 + min(_CLAIM_MAX - 1, max(0, free - 1)))
+            claims: list[Claim] = []
+            if taken:
+                try:
+                    claims = await journal.claim(
+                        taken, retry_ambiguous=session.retry.retry_ambiguous_creates
+                    )
+                except Exception as error:
+                    tracker.input_error = error
+            for _ in range(taken - len(claims)):
                 tracker.free_slot()
             if tracker.input_error is not None:
-                return
+                return  # the session closes, or the database failed
             for claim in claims:
                 await self._take_up(claim, inputs, calls, creators)
             if not claims:
@@ -112,16 +111,17 @@ class SharedFeed(_Feed):
                 # Another live worker holds items: they come back if it dies.
                 await anyio.sleep(min(_IDLE_LOOK, journal_lease(journal) / 4))
 
-    async def _take_slots(self, count: int) -> bool:
-        """Take `count` concurrency slots (waiting); False: the session closes."""
-        for _ in range(count):
+    async def _take_slots(self, count: int) -> int:
+        """Take up to `count` concurrency slots (the first waits); how many were
+        taken, fewer when the session closes."""
+        for taken in range(count):
             try:
                 await self.session._window.acquire()
             except PredictionAbandoned as error:
                 self.tracker.input_error = error
-                return False
+                return taken
             self.tracker.slot_taken()
-        return True
+        return count
 
     async def _record(
         self, inputs: list[Any]
