@@ -16,23 +16,32 @@ import contextvars
 import logging
 import math
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import Any
 
 import attrs
 from anyio.abc import TaskGroup
 
+from ._estimates import billed_images
 from ._exceptions import (
     CometReplicateError,
     PredictionAbandoned,
     deadline_passed,
     error_for_status,
 )
+from ._inputs import FluxInput
 from ._registry import Entry, Registry
 from ._stats import StatsCounter
-from ._values import BatchItem, Prediction
+from ._values import BatchItem, Prediction, Status
 
-__all__ = ["BatchIterator", "BatchTracker", "CreateJob", "Creators", "log_abandoned"]
+__all__ = [
+    "BatchIterator",
+    "BatchTracker",
+    "CreateJob",
+    "Creators",
+    "log_abandoned",
+    "missing_outputs",
+]
 
 logger = logging.getLogger("comet_replicate_async")
 
@@ -150,7 +159,10 @@ class BatchTracker:
         """Item `index` (in flight until now) ended: count it and queue it."""
         self._counters.finished(succeeded=error is None)
         # With an error, the last state known goes along: the id is never lost.
-        self._put_ended(BatchItem(index, input, prediction, error))
+        missing = missing_outputs(input, prediction)
+        self._put_ended(
+            BatchItem(index, input, prediction, error, missing_outputs=missing)
+        )
 
     def _put_ended(self, item: BatchItem) -> None:
         if self._on_end is not None:
@@ -372,6 +384,18 @@ class BatchIterator(AsyncGenerator[BatchItem, None]):
         await self._tracker.finished()
         unread, self._tracker.unread = self._tracker.unread, []
         return sorted(unread, key=lambda item: item.index)
+
+
+def missing_outputs(input: Any, prediction: Prediction | None) -> int:
+    """How many fewer outputs a succeeded prediction returned than its input
+    asked for (`num_outputs`: the safety filter drops images); 0 otherwise."""
+    if prediction is None or prediction.status is not Status.SUCCEEDED:
+        return 0
+    if isinstance(input, FluxInput):
+        input = input.to_input()
+    if not isinstance(input, Mapping):
+        return 0
+    return max(0, billed_images(input) - len(prediction.output_urls))
 
 
 def log_abandoned(prediction: Prediction, why: str) -> None:

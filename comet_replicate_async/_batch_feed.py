@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._batch import BatchIterator, BatchTracker, CreateJob, Creators
+from ._batch import BatchIterator, BatchTracker, CreateJob, Creators, missing_outputs
 from ._batch_journal import (
     Journal,
     JournalRecord,
@@ -161,6 +161,9 @@ class _Feed:
         try:
             async with journal:
                 records = await self._recorded(journal)
+                # The cap counts what earlier runs of this journal spent.
+                model = self.model if isinstance(self.model, str) else self.model.model
+                await self.session._spending.carry(records, model)
                 send, receive = anyio.create_memory_object_stream[BatchItem](math.inf)
                 self._ends = send
                 async with anyio.create_task_group() as group:
@@ -267,7 +270,12 @@ class _Feed:
             prediction = recorded_prediction(record.prediction)
             self.tracker.put(
                 BatchItem(
-                    index, input, prediction, error_for_status(prediction), resumed=True
+                    index,
+                    input,
+                    prediction,
+                    error_for_status(prediction),
+                    resumed=True,
+                    missing_outputs=missing_outputs(input, prediction),
                 )
             )
             return True
@@ -293,24 +301,35 @@ class _Feed:
 
             stopped = self._stopped
 
+        spending = session._spending
+        reservation = None
         try:
+            # Reserved before anything is recorded or sent: an input the cost
+            # cap refuses ends with BudgetExceededError, unsent (a rerun with a
+            # larger cap sends it).
+            reservation = await spending.reserve(model, body)
             # With a journal, a create once recorded runs to its answer even if
             # the batch stops (no new attempt starts then): its id is recorded,
             # never left "in flight" for a rerun to call ambiguous.
             with anyio.CancelScope(shield=journal is not None):
                 if journal is not None:
-                    await journal.pending(index, input_digest(body))
+                    cost = spending.journal_cost(reservation)
+                    await journal.pending(index, input_digest(body), cost=cost)
                     self._journaled.add(index)
                 created = await session._create_by(
-                    model, body, deadline, on_created, stopped=stopped
+                    model, body, deadline, on_created, stopped, reservation
                 )
         except Exception as error:
+            if reservation is not None:
+                spending.unsent(reservation)
             if isinstance(error, CometReplicateError) and stops_creates(error):
                 tracker.stop_creates(error)
             tracker.ended(index, input, getattr(error, "prediction", None), error)
             return
         except BaseException:
             # Stopped: its slot is given back when the batch finishes.
+            if reservation is not None:
+                spending.unsent(reservation)
             session._counters.cancelled()
             raise
         if created.done:
@@ -349,8 +368,13 @@ async def _record_end(journal: Journal, item: BatchItem) -> None:
             state = "succeeded"
         elif prediction.status is Status.CANCELED:
             state = "canceled"
+        # An aborted prediction was stopped before it started: it cost nothing.
+        free = prediction.status is Status.ABORTED
         await journal.finish(
-            item.index, state, prediction=prediction_record(prediction)
+            item.index,
+            state,
+            prediction=prediction_record(prediction),
+            cost=0.0 if free else None,
         )
     elif isinstance(item.error, AmbiguousSubmitError):
         await journal.finish(item.index, "ambiguous", error=str(item.error))

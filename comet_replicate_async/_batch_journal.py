@@ -2,10 +2,12 @@
 
 A batch records each input by position, with the digest of its canonical JSON,
 durably before its create; the prediction id durably after; and its outcome at
-the end. A store is an async context manager; entering it takes the batch for
-this run (one run per journal). The SQLite store here is the default: a path
-given as `journal=` opens one; a `postgresql://` URL opens the store that many
-workers share (`_journal_shared.py`).
+the end, with what each create cost (reserved before it, settled at its end),
+so a rerun counts the money spent before against its cost cap. A store is an
+async context manager; entering it takes the batch for this run (one run per
+journal). The SQLite store here is the default: a path given as `journal=`
+opens one; a `postgresql://` URL opens the store that many workers share
+(`_journal_shared.py`).
 """
 
 from __future__ import annotations
@@ -53,7 +55,9 @@ class JournalRecord:
     """What a journal knows of one input.
 
     `prediction` holds the final prediction's id, status, model, output and
-    error once it ended (the fields a resumed `BatchItem` carries).
+    error once it ended (the fields a resumed `BatchItem` carries). `cost` is
+    what its create cost in US dollars (billed or possibly billed; 0 when
+    aborted), None when no price was known.
     """
 
     position: int
@@ -62,6 +66,7 @@ class JournalRecord:
     prediction_id: str | None = None
     prediction: Mapping[str, Any] | None = None
     error: str | None = None
+    cost: float | None = None
 
 
 @runtime_checkable
@@ -82,8 +87,11 @@ class Journal(Protocol):
         """Every recorded input, by position."""
         ...
 
-    async def pending(self, position: int, digest: str) -> None:
-        """The create of the input at `position` is about to be sent."""
+    async def pending(
+        self, position: int, digest: str, *, cost: float | None = None
+    ) -> None:
+        """The create of the input at `position` is about to be sent; `cost` is
+        its price, reserved (passed only when a price is known)."""
         ...
 
     async def created(self, position: int, prediction_id: str) -> None:
@@ -101,8 +109,11 @@ class Journal(Protocol):
         *,
         prediction: Mapping[str, Any] | None = None,
         error: str | None = None,
+        cost: float | None = None,
     ) -> None:
-        """The input ended; `prediction` as `prediction_record` makes it."""
+        """The input ended; `prediction` as `prediction_record` makes it. `cost`
+        (passed only when it changed, e.g. 0 for an aborted prediction) replaces
+        the one given to `pending`."""
         ...
 
 
@@ -118,6 +129,17 @@ class SqliteBatchJournal:
 
     async def __aenter__(self) -> Self:
         await self._store.__aenter__()
+        try:
+            columns = await self._store.query("pragma table_info(items)")
+            if "cost" not in {column[1] for column in columns}:
+                # A journal written before costs were recorded: its rows keep
+                # a null cost (unknown), which a capped rerun prices.
+                await self._store.write(
+                    "alter table items add column cost real", (), durable=True
+                )
+        except BaseException:
+            await self._store.__aexit__(None, None, None)
+            raise
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -125,8 +147,8 @@ class SqliteBatchJournal:
 
     async def recorded(self) -> dict[int, JournalRecord]:
         rows = await self._store.query(
-            "select idx, digest, state, prediction_id, prediction, error from items"
-            " where digest is not null"
+            "select idx, digest, state, prediction_id, prediction, error, cost"
+            " from items where digest is not null"
         )
         return {
             row[0]: JournalRecord(
@@ -136,17 +158,21 @@ class SqliteBatchJournal:
                 prediction_id=row[3],
                 prediction=None if row[4] is None else json.loads(row[4]),
                 error=row[5],
+                cost=row[6],
             )
             for row in rows
         }
 
-    async def pending(self, position: int, digest: str) -> None:
+    async def pending(
+        self, position: int, digest: str, *, cost: float | None = None
+    ) -> None:
         await self._store.write(
-            "insert into items (key, idx, line, input, state, digest, updated)"
-            " values (?, ?, ?, '{}', 'pending', ?, ?)"
+            "insert into items (key, idx, line, input, state, digest, updated, cost)"
+            " values (?, ?, ?, '{}', 'pending', ?, ?, ?)"
             " on conflict(key) do update set state = 'pending', error = null,"
-            " digest = excluded.digest, updated = excluded.updated",
-            (str(position), position, position, digest, time.time()),
+            " digest = excluded.digest, updated = excluded.updated,"
+            " cost = excluded.cost",
+            (str(position), position, position, digest, time.time(), cost),
             durable=True,
         )
 
@@ -165,16 +191,18 @@ class SqliteBatchJournal:
         *,
         prediction: Mapping[str, Any] | None = None,
         error: str | None = None,
+        cost: float | None = None,
     ) -> None:
         await self._store.write(
             "update items set state = ?, prediction = ?, error = ?,"
             " prediction_id = coalesce(?, prediction_id),"
-            " updated = ? where key = ?",
+            " cost = coalesce(?, cost), updated = ? where key = ?",
             (
                 state,
                 None if prediction is None else json.dumps(dict(prediction)),
                 error,
                 None if prediction is None else prediction["id"],
+                cost,
                 time.time(),
                 str(position),
             ),

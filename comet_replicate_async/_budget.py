@@ -218,6 +218,18 @@ class BudgetLedger:
                 self._possibly += reservation.usd
         return charge
 
+    def is_open(self, reservation: Reservation) -> bool:
+        """Whether `reservation` is held here and not settled yet."""
+        with self._lock:
+            return self._open.get(reservation.number) is reservation
+
+    def carry(self, usd: float | Decimal) -> None:
+        """Count `usd` more as spent by earlier runs (a batch's journal records it)."""
+        if usd < 0:
+            raise ValueError(f"carried spend must be 0 or more, got {usd}")
+        with self._lock:
+            self._spent += _as_decimal(usd)
+
     def release(self, reservation: Reservation) -> None:
         """Give back a reservation whose create was not sent (the same as settling
         it as `"not_created"`)."""

@@ -11,7 +11,7 @@ import anyio
 
 from ._calls import Calls
 from ._exceptions import CometReplicateError
-from ._sansio import error_from_response
+from ._sansio import download_error
 from ._values import Prediction
 
 __all__ = ["Downloads"]
@@ -40,16 +40,21 @@ class Downloads:
             folder / f"{stem}-{n}{_suffix(url)}"
             for n, url in enumerate(prediction.output_urls)
         ]
-        async with anyio.create_task_group() as group:
-            for url, path in zip(prediction.output_urls, paths, strict=True):
-                group.start_soon(self._save_one, url, path)
+        try:
+            async with anyio.create_task_group() as group:
+                for url, path in zip(prediction.output_urls, paths, strict=True):
+                    group.start_soon(self._save_one, prediction, url, path)
+        except ExceptionGroup as failed:
+            # A file's own error, as itself (the first, when several failed).
+            raise failed.exceptions[0] from None
         return paths
 
-    async def _save_one(self, url: str, path: Path) -> None:
+    async def _save_one(self, prediction: Prediction, url: str, path: Path) -> None:
         async def attempt() -> None:
             failed = await self._calls.transport.download(url, path)
             if failed is not None:
-                raise error_from_response(failed)
+                # 404 and 410 mean the file expired: OutputExpiredError.
+                raise download_error(failed, prediction)
 
         async with self._limiter:
             try:

@@ -17,6 +17,7 @@ CometReplicateError
 ├── AmbiguousSubmitError          a create that may or may not have happened
 ├── BatchStoppedError             a fatal error stopped the batch: nothing was sent for this input
 ├── BudgetExceededError           the cost cap is reached: nothing was sent for this input
+├── JournalError                  a journal file that is not ours, too new, or cannot be written; names the file
 ├── JournalInUse                  another run holds the batch journal ("in use by pid N on HOST since T")
 ├── JournalInputChanged           a journal's recorded position holds another input: raised before any create
 ├── OutputExpiredError            an output file answered 404 or 410 (output files expire)
@@ -50,6 +51,7 @@ __all__ = [
     "CometReplicateError",
     "ConfigurationError",
     "InputValidationError",
+    "JournalError",
     "JournalInUse",
     "JournalInputChanged",
     "NotFoundError",
@@ -188,6 +190,24 @@ class AmbiguousSubmitError(CometReplicateError):
             "the prediction may exist and be billed, and CometAPI cannot list it. "
             "Resubmitting may pay twice."
         )
+
+
+class JournalError(CometReplicateError):
+    """A journal file that cannot be used: not an SQLite database, not a journal
+    of this client, written by a newer version, or it cannot be written (full
+    disk, no permission). The message names the file; an unusable file is left
+    as it was.
+
+    Attributes:
+        path: the journal file.
+        while_writing: True when a write failed during a run (a rerun resumes
+            once the cause is fixed), False when the file was refused on opening.
+    """
+
+    def __init__(self, message: str, *, path: str, while_writing: bool = False) -> None:
+        self.path = path
+        self.while_writing = while_writing
+        super().__init__(message)
 
 
 class JournalInUse(CometReplicateError):

@@ -6,7 +6,11 @@ end. One process at a time drives a journal: it holds an OS lock on a file besid
 it, which the OS releases however the process ends (a SIGKILL included), so a
 killed run's journal is taken over by the next one without clean-up. Writes go to one writer task that commits them in batches in a worker
 thread, so the event loop never waits on the disk; a caller that needs its write
-durable (pending, created) awaits the commit that contains it.
+durable (pending, created) awaits the commit that contains it. Every commit is
+one transaction, so a crash at any moment leaves the last commit readable.
+
+A file that is not ours, or that a newer version wrote, is refused before
+anything is written to it (see `_journal_file`).
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ import anyio
 import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._exceptions import JournalInUse
+from ._exceptions import JournalError, JournalInUse
+from ._journal_file import SCHEMA_VERSION, check_header, check_schema, unwritable
 
 __all__ = ["JournalEntry", "JournalInUse", "SqliteJournal", "State"]
 
@@ -86,6 +91,8 @@ class SqliteJournal:
         # One thread at a time touches the connection.
         self._thread = anyio.CapacityLimiter(1)
         self._lock: int | None = None
+        # The first failed commit: every later write raises it (see _write_all).
+        self._failure: JournalError | None = None
 
     async def __aenter__(self) -> SqliteJournal:
         self._connection = await anyio.to_thread.run_sync(
@@ -106,6 +113,8 @@ class SqliteJournal:
         await self._task_group.__aexit__(None, None, None)
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(self._close, limiter=self._thread)
+        if self._failure is not None and exc_info[0] is None:
+            raise self._failure  # a write nobody awaited was lost: say so
 
     def _open(self) -> sqlite3.Connection:
         self._take_lock()
@@ -118,7 +127,10 @@ class SqliteJournal:
     def _take_lock(self) -> None:
         """Lock the journal for this process, or say who holds it."""
         path = self.path.with_name(self.path.name + ".lock")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise unwritable(error, path) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -141,14 +153,31 @@ class SqliteJournal:
             self._lock = None
 
     def _connect(self) -> sqlite3.Connection:
-        connection = sqlite3.connect(
-            self.path, check_same_thread=False, isolation_level=None
-        )
-        connection.execute("pragma journal_mode=wal")
-        # With WAL, NORMAL survives a killed process (not a power cut) at a fraction
-        # of the cost of a full sync per commit.
-        connection.execute("pragma synchronous=normal")
-        connection.executescript(_SCHEMA)
+        check_header(self.path)
+        try:
+            connection = sqlite3.connect(
+                self.path, check_same_thread=False, isolation_level=None
+            )
+        except sqlite3.Error as error:
+            raise unwritable(error, self.path) from None
+        try:
+            check_schema(connection, self.path)
+            connection.execute("pragma journal_mode=wal")
+            # With WAL, NORMAL survives a killed process (not a power cut) at a
+            # fraction of the cost of a full sync per commit.
+            connection.execute("pragma synchronous=normal")
+            # One transaction: a crash here leaves no half-made journal.
+            with connection:
+                connection.execute("begin")
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        connection.execute(statement)
+                connection.execute(f"pragma user_version = {SCHEMA_VERSION}")
+        except BaseException as error:
+            connection.close()
+            if isinstance(error, sqlite3.Error):
+                raise unwritable(error, self.path) from None
+            raise
         return connection
 
     def _close(self) -> None:
@@ -242,10 +271,14 @@ class SqliteJournal:
 
     async def write(self, sql: str, params: tuple[Any, ...], *, durable: bool) -> None:
         assert self._send is not None
+        if self._failure is not None:
+            raise self._failure
         committed = anyio.Event() if durable else None
         await self._send.send(_Write(sql, params, committed))
         if committed is not None:
             await committed.wait()
+            if self._failure is not None:
+                raise self._failure
 
     async def _writer(self, receive: MemoryObjectReceiveStream[_Write]) -> None:
         # Shielded: it ends once the queue is closed and drained, so a write
@@ -263,19 +296,30 @@ class SqliteJournal:
                         batch.append(write)
                         if len(batch) >= 500:
                             break
-                await anyio.to_thread.run_sync(
-                    self._commit, batch, limiter=self._thread
-                )
+                if self._failure is None:
+                    try:
+                        await anyio.to_thread.run_sync(
+                            self._commit, batch, limiter=self._thread
+                        )
+                    except JournalError as error:
+                        # Kept for the writers, not raised here: the caller of
+                        # each write gets it, not a task group around the writer.
+                        self._failure = error
                 for write in batch:
                     if write.committed is not None:
                         write.committed.set()
 
     def _commit(self, batch: list[_Write]) -> None:
         assert self._connection is not None
-        with self._connection:
-            self._connection.execute("begin")
-            for write in batch:
-                self._connection.execute(write.sql, write.params)
+        # One transaction: all of the batch is on disk, or none of it.
+        try:
+            with self._connection:
+                self._connection.execute("begin")
+                for write in batch:
+                    self._connection.execute(write.sql, write.params)
+        except (sqlite3.OperationalError, OSError) as error:
+            # A full disk, a read-only file: say which file, not a driver trace.
+            raise unwritable(error, self.path, while_writing=True) from error
 
 
 def _entry(row: tuple[Any, ...]) -> JournalEntry:

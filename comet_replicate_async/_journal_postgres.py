@@ -136,6 +136,8 @@ class PostgresJournal:
                 " where batch = %s and worker = %s",
                 (self.batch, self.worker),
             )
+        except psycopg.Error as error:  # the lease then ends on its own
+            _log.warning("giving up the lease of %s failed: %s", self.worker, error)
         finally:
             await self._conn.close()
 
@@ -150,9 +152,11 @@ class PostgresJournal:
         self,
     ) -> AsyncIterator[psycopg.AsyncConnection[tuple[Any, ...]]]:
         # One transaction at a time on the connection: a second one opened by
-        # another task would nest inside the first as a savepoint.
-        async with self._lock, self._conn.transaction():
-            yield self._conn
+        # another task would nest inside the first as a savepoint. Shielded: a
+        # statement cancelled half-way leaves the connection unusable.
+        with anyio.CancelScope(shield=True):
+            async with self._lock, self._conn.transaction():
+                yield self._conn
 
     async def _execute(
         self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
@@ -275,9 +279,11 @@ class PostgresJournal:
         claims = [Claim(*row) for row in rows]
         return sorted(claims, key=lambda claim: claim.position)
 
-    async def pending(self, position: int, digest: str | None = None) -> None:
+    async def pending(
+        self, position: int, digest: str | None = None, *, cost: float | None = None
+    ) -> None:
         """Durably mark a claimed `queued` item as about to be created (its
-        digest was recorded with it)."""
+        digest was recorded with it; its cost is kept with its outcome)."""
         await self._move(
             position,
             "state = 'pending', created_by = %(worker)s",
@@ -316,6 +322,7 @@ class PostgresJournal:
         error: str | None = None,
         prediction_id: str | None = None,
         outcome: Mapping[str, Any] | None = None,
+        cost: float | None = None,
     ) -> None:
         """Record a claimed item's end: `prediction` as `prediction_record`
         makes it, an `error`, or any `outcome` (output URLs, files)."""
@@ -327,6 +334,8 @@ class PostgresJournal:
             prediction_id = prediction_id or prediction["id"]
         if error is not None:
             kept["error"] = error
+        if cost is not None:
+            kept["cost"] = cost
         await self._move(
             position,
             "state = %(state)s, outcome = %(outcome)s,"
@@ -352,6 +361,7 @@ class PostgresJournal:
                 prediction_id=prediction_id,
                 prediction=(outcome or {}).get("prediction"),
                 error=(outcome or {}).get("error"),
+                cost=(outcome or {}).get("cost"),
             )
             for position, digest, state, prediction_id, outcome in rows
         }

@@ -92,6 +92,7 @@ def build_catalogue_request() -> RequestSpec:
         method="GET",
         path=CATALOGUE_PATH,
         headers={"Accept": "application/json"},
+        authenticated=False,  # public: the key has no business there
     )
 
 

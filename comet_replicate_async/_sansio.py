@@ -62,13 +62,18 @@ _MIN_CANCEL_AFTER = 5
 
 @attrs.frozen
 class RequestSpec:
-    """What to send. `kind` is `"create"` or `"query"`; `path` starts with `/`."""
+    """What to send. `kind` is `"create"` or `"query"`; `path` starts with `/`.
+
+    `authenticated` is False for a public route (the price catalogue): the
+    transport then sends no Authorization header.
+    """
 
     kind: str
     method: str
     path: str
     headers: Mapping[str, str] = attrs.field(factory=dict)
     json_body: Mapping[str, Any] | None = None
+    authenticated: bool = True
 
 
 @attrs.frozen

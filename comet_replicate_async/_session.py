@@ -25,6 +25,7 @@ from anyio.abc import TaskGroup
 
 from ._batch import BatchIterator, log_abandoned
 from ._batch_feed import BATCH_CREATES, JournalArg, start_batch
+from ._budget import Reservation
 from ._calls import Calls
 from ._config import (
     RequestTimeout,
@@ -55,6 +56,7 @@ from ._sansio import (
     build_query_request,
 )
 from ._schedule import PollPolicy
+from ._spending import Spending
 from ._stats import Event, EventHandler, EventKind, SessionStats, StatsCounter
 from ._transport import AiohttpTransport, ClientSession
 from ._transport_protocol import Transport
@@ -122,6 +124,19 @@ class Session:
         on_event: called with an `Event` for creates, status changes, retries
             and 429s. Keep it quick: it runs on the event loop.
         download_concurrency: output files downloaded at once by `download`.
+        max_cost: a cap on spending, in US dollars: each create reserves its
+            price (per image it asks for) before it is sent, and one that would
+            pass the cap raises `BudgetExceededError` with nothing sent. A batch
+            with a journal also counts what earlier runs of that journal spent,
+            so its cap is cumulative over reruns. `stats.spent` and
+            `stats.reserved` show the money. See "Costs and budgets" in the docs.
+        prices: `{"owner/name": usd}` per create (per image), winning over
+            CometAPI's catalogue and the bundled estimates. The catalogue is
+            read (and cached for a day) only when `max_cost` needs a price.
+        server_deadline: send Replicate's `Cancel-After` header on creates that
+            have a deadline (`run`, `submit`, batches), so the server stops a
+            prediction nobody will wait for. Off by default: whether CometAPI
+            forwards the header is unconfirmed.
     """
 
     def __init__(
@@ -141,6 +156,9 @@ class Session:
         transport: Transport | None = None,
         on_event: EventHandler | None = None,
         download_concurrency: int = 8,
+        max_cost: float | None = None,
+        prices: Mapping[str, float] | None = None,
+        server_deadline: bool = False,
     ) -> None:
         if prefer_wait is not None and not 1 <= prefer_wait <= 60:
             raise ValueError(f"prefer_wait must be 1 to 60 seconds, got {prefer_wait}")
@@ -157,6 +175,7 @@ class Session:
         self.timeout = timeout
         self.request_timeout = resolve_request_timeout(request_timeout)
         self.prefer_wait = prefer_wait
+        self.server_deadline = server_deadline
         self._window = ConcurrencyWindow(max_concurrency, adaptive=adaptive_concurrency)
         # Every open connection holds buffers (about 13 KiB) whether used or not:
         # enough for the polls and the batch creates at once, and no more.
@@ -184,6 +203,9 @@ class Session:
             emit=self._emit,
         )
         self._downloads = Downloads(self._calls, download_concurrency)
+        self._spending = Spending(
+            self._transport, base_url=self.base_url, cap=max_cost, prices=prices
+        )
         self._registry = Registry()
         self._poller = Poller(
             self._registry,
@@ -213,6 +235,8 @@ class Session:
             watched=len(self._registry),
             concurrency_limit=self._window.limit,
             create_rate=self._calls.pacer.rate,
+            spent=self._spending.ledger.spent,
+            reserved=self._spending.ledger.reserved,
         )
 
     # Lifecycle
@@ -285,6 +309,7 @@ class Session:
         try:
             await task_group.__aexit__(None, None, None)
         finally:
+            self._spending.close()
             await self._transport.aclose()
 
     def _abandon_outstanding(self) -> None:
@@ -356,20 +381,32 @@ class Session:
         on_created: OnCreated | None = None,
         deadline: float = math.inf,
         stopped: Callable[[], CometReplicateError | None] | None = None,
+        reservation: Reservation | None = None,
     ) -> Prediction:
         """Create, retrying what provably created nothing until `deadline`.
 
         `stopped` tells whether the batch has stopped creating (and why): checked
-        before each attempt that would be the first to reach the server.
+        before each attempt that would be the first to reach the server. The
+        create's price is reserved first, unless the caller did (`reservation`).
         """
-        spec = build_create_request(model, input, prefer_wait=self.prefer_wait)
-        read_timeout = None if self.prefer_wait is None else self.prefer_wait + 5.0
-        return await self._calls.create(
+        spec = build_create_request(
             model,
             input,
-            lambda: self._hand_off_create(spec, read_timeout, on_created),
-            deadline=deadline,
-            stopped=stopped,
+            prefer_wait=self.prefer_wait,
+            cancel_after=self._cancel_after(deadline),
+        )
+        read_timeout = None if self.prefer_wait is None else self.prefer_wait + 5.0
+        return await self._spending.spend(
+            model,
+            input,
+            lambda: self._calls.create(
+                model,
+                input,
+                lambda: self._hand_off_create(spec, read_timeout, on_created),
+                deadline=deadline,
+                stopped=stopped,
+            ),
+            reservation,
         )
 
     async def _hand_off_create(
@@ -557,13 +594,16 @@ class Session:
         deadline: float,
         on_created: OnCreated | None = None,
         stopped: Callable[[], CometReplicateError | None] | None = None,
+        reservation: Reservation | None = None,
     ) -> Prediction:
         """Create unless the deadline has passed; raise if it passed meanwhile."""
         if time.monotonic() >= deadline:
             raise PredictionTimeout(
                 "the deadline passed before the create; nothing was created", None
             )
-        created = await self._create(model, input, on_created, deadline, stopped)
+        created = await self._create(
+            model, input, on_created, deadline, stopped, reservation
+        )
         if time.monotonic() >= deadline and not created.done:
             raise PredictionTimeout(
                 f"prediction {created.id} was created after its deadline; "
@@ -687,6 +727,12 @@ class Session:
         timeout = self.timeout if timeout is None else timeout
         return math.inf if timeout is None else time.monotonic() + timeout
 
+    def _cancel_after(self, deadline: float) -> float | None:
+        """Seconds left for `Cancel-After`, with `server_deadline` and a deadline."""
+        if not self.server_deadline or deadline == math.inf:
+            return None
+        return max(deadline - time.monotonic(), 0.001)  # the header wants > 0
+
     def _job_started(self) -> None:
         self._jobs += 1
         if self._jobs_finished.is_set():
@@ -698,6 +744,8 @@ class Session:
             self._jobs_finished.set()
 
     def _on_poll_update(self, previous: Prediction, current: Prediction) -> None:
+        if current.done:
+            self._spending.ended(current)
         if current.status != previous.status and self._on_event is not None:
             kind: EventKind = "finished" if current.done else "status"
             self._emit(Event(kind, prediction=current))

@@ -40,6 +40,11 @@ class SessionStats:
         concurrency_limit: the current size of the concurrency window.
         create_rate: creates per second the session paces to now (learned from
             the server, or `creates_per_minute`); None while nothing limits them.
+        spent: US dollars billed or possibly billed (ambiguous creates,
+            predictions left running), including what earlier runs of a batch's
+            journal spent. Without `max_cost`, only models priced through
+            `prices=` are counted.
+        reserved: US dollars held for creates whose outcome is not known yet.
     """
 
     submitted: int = 0
@@ -56,6 +61,8 @@ class SessionStats:
     watched: int = 0
     concurrency_limit: int = 0
     create_rate: float | None = None
+    spent: float = 0.0
+    reserved: float = 0.0
 
 
 @attrs.define
@@ -93,7 +100,13 @@ class StatsCounter:
         self.canceled += 1
 
     def snapshot(
-        self, *, watched: int, concurrency_limit: int, create_rate: float | None
+        self,
+        *,
+        watched: int,
+        concurrency_limit: int,
+        create_rate: float | None,
+        spent: float = 0.0,
+        reserved: float = 0.0,
     ) -> SessionStats:
         """A frozen copy."""
         return SessionStats(
@@ -101,6 +114,8 @@ class StatsCounter:
             watched=watched,
             concurrency_limit=concurrency_limit,
             create_rate=create_rate,
+            spent=spent,
+            reserved=reserved,
         )
 
 

@@ -173,7 +173,8 @@ class AiohttpTransport:
         else:
             timeout = self._query_timeout
         headers = dict(spec.headers)
-        headers["Authorization"] = f"Bearer {self._api_key.reveal()}"
+        if spec.authenticated:
+            headers["Authorization"] = f"Bearer {self._api_key.reveal()}"
         data = None if spec.json_body is None else json.dumps(spec.json_body).encode()
         started = time.monotonic()
         with map_aiohttp_exceptions(f"{spec.method} {spec.path}"):

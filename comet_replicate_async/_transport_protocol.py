@@ -23,7 +23,9 @@ class Transport(Protocol):
     The session calls `open()` when it is entered, `send` for every create and
     query, `download` for output files, and `aclose()` when it closes. A transport
     passed to `Session(transport=...)` adds the `Authorization` header itself (the
-    session never hands it the key), and must send it to the API's host only.
+    session never hands it the key), and must send it to the API's host only,
+    and not with a request whose `RequestSpec.authenticated` is False (the
+    public price catalogue).
 
     Errors: a failure to get any reply is an `APIConnectionError` (or
     `APITimeoutError`) whose `request_sent` says whether the request may have

@@ -125,6 +125,9 @@ class BatchItem:
     its id is never lost); None when no prediction was created, or when the create
     is ambiguous (`AmbiguousSubmitError`). `resumed` is True for an item whose
     outcome came from the journal of an earlier run (no request was sent for it).
+    `missing_outputs` is how many fewer output files a succeeded prediction
+    returned than its input asked for (`num_outputs`; the safety filter drops
+    images), 0 when it returned them all.
     """
 
     index: int
@@ -132,6 +135,7 @@ class BatchItem:
     prediction: Prediction | None = None
     error: BaseException | None = None
     resumed: bool = False
+    missing_outputs: int = 0
 
     @property
     def ok(self) -> bool:

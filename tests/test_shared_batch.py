@@ -84,6 +84,25 @@ async def read_lines(
     process: Process, into: list[dict[str, Any]], done: anyio.Event
 ) -> None:
     assert process.stdout is not None
+    assert process.stderr is not None
+    async with anyio.create_task_group() as group:
+        group.start_soon(keep_stderr, process, into)
+        await read_stdout(process, into, done)
+
+
+async def keep_stderr(process: Process, into: list[dict[str, Any]]) -> None:
+    """Read the worker's stderr (so it never blocks on a full pipe); kept for the
+    failure message."""
+    assert process.stderr is not None
+    into.extend(
+        [{"stderr": chunk.decode(errors="replace")} async for chunk in process.stderr]
+    )
+
+
+async def read_stdout(
+    process: Process, into: list[dict[str, Any]], done: anyio.Event
+) -> None:
+    assert process.stdout is not None
     buffer = b""
     async for chunk in process.stdout:
         buffer += chunk
@@ -141,7 +160,9 @@ async def test_workers_share_a_batch_and_finish_a_killed_ones_items(
             " where batch = 'kill' order by position",
         )
     assert victim.returncode == -signal.SIGKILL
-    assert all(event.is_set() for event in done[1:])
+    errors = [line["stderr"] for lines in outputs for line in lines if "stderr" in line]
+    assert all(event.is_set() for event in done[1:]), "".join(errors)
+    outputs = [[line for line in lines if "stderr" not in line] for lines in outputs]
     survivors = [line for lines in outputs[1:] for line in lines]
     # Each input is yielded by exactly one survivor, or only by the victim.
     survivor_indexes = [line["index"] for line in survivors]
@@ -272,3 +293,10 @@ async def test_a_reclaimed_in_flight_create_is_ambiguous_unless_opted_in(
     assert status.states == (
         {"succeeded": 3} if opted_in else {"succeeded": 2, "ambiguous": 1}
     )
+
+
+def test_status_of_a_missing_journal_is_one_error_line(tmp_path: Path) -> None:
+    done = run_cli(["status", "--journal", str(tmp_path / "none.sqlite3")], None)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"error: no journal file at {tmp_path}")
+    assert "Traceback" not in done.stderr

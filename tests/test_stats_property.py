@@ -1,4 +1,6 @@
-"""Property: `submitted == succeeded + failed + canceled + in_flight`, always.
+"""Property: `submitted == succeeded + failed + canceled + in_flight`, always;
+and once the session closed, nothing is left reserved and every prediction the
+server made is counted as spent.
 
 Each example runs a random mix of calls against FakeCometAPI (creates and polls
 sometimes answered late), cancelled in random ways at random moments, and checks
@@ -31,6 +33,8 @@ KINDS = [
 ]
 
 Step = tuple[str, float]
+# Priced, so that the session keeps books through every cancellation path.
+PRICE = 0.001
 
 
 def adds_up(stats: SessionStats) -> bool:
@@ -73,7 +77,9 @@ async def _scenario(
     async with FakeCometAPI(
         default_latency=Latency.uniform(0.01, 0.08), slow_rate=0.3, slow_delay=0.05
     ) as fake:
-        session = session_for(fake, max_concurrency=limit, on_event=check)
+        session = session_for(
+            fake, max_concurrency=limit, on_event=check, prices={SCHNELL: PRICE}
+        )
         async with session:
 
             async def sample() -> None:
@@ -95,7 +101,11 @@ async def _scenario(
                         for kind, after in steps:
                             group.start_soon(step, kind, after)
                     sampler.cancel_scope.cancel()
-        return session.stats
+        stats = session.stats
+        # Closed: every reservation is settled, and each prediction made is spent.
+        assert stats.reserved == 0
+        assert stats.spent >= PRICE * fake.stats.created - 1e-9
+        return stats
 
 
 async def _call(session: Session, kind: str, after: float) -> None:

@@ -2,7 +2,9 @@
 
 `_commands` holds the click commands, `_batch_folder` a `batch` run into its
 output folder (journal, downloads, `results.jsonl`, gallery), `_prompts` the
-prompt files, `_progress` the progress display and `_gallery` the HTML sheet.
+prompt files, `_progress` the progress display and `_gallery` the HTML sheet;
+`_errors` turns a failure into one `error:` line and an exit code, `_signals`
+stops a batch on SIGINT, SIGTERM or SIGHUP, and `_doctor` checks a setup.
 """
 
 from ._commands import main

@@ -1,16 +1,12 @@
 """The `comet-replicate` command line (the `cli` extra: click and rich).
 
-Exit codes: 0 everything succeeded; 1 some predictions failed or are ambiguous;
-2 a usage or input error, or the batch folder is in use (nothing was sent);
-3 a fatal error (wrong key, no access, no such model, no quota) stopped the
-batch; 130 interrupted (rerun to resume).
+Exit codes and the one `error: ...` line of an expected failure: see `_errors`.
 """
 
 from __future__ import annotations
 
 import json
 import shlex
-import signal
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -22,61 +18,40 @@ import anyio
 import attrs
 import click
 
-from comet_replicate_async._exceptions import (
-    CometReplicateError,
-    ConfigurationError,
-    InputValidationError,
-    JournalInUse,
-)
+from comet_replicate_async._exceptions import JournalInUse
 from comet_replicate_async._flux import typed_input_class
 from comet_replicate_async._inputs import resolve_call
 from comet_replicate_async._session import Session
 from comet_replicate_async._values import Prediction
 
 from ._batch_folder import BulkOptions, BulkSummary, InputChanged, run_bulk
+from ._doctor import check_reachable, doctor_report
+from ._errors import EXIT_FAILED, EXIT_INTERRUPTED, CliError, report
 from ._progress import ProgressView
-from ._prompts import (
-    PromptFile,
-    PromptFileError,
-    PromptItem,
-    coerce_parameter,
-    read_prompts,
-)
+from ._prompts import PromptFile, PromptItem, coerce_parameter, read_prompts
+from ._signals import stop_on_signal
 from ._status import status
 
 __all__ = ["cli", "main"]
 
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
-
-
-class _UsageError(Exception):
-    """A problem with what the user asked for: exit code 2, nothing sent."""
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
+    # The group fills it in: `report` needs --debug after click has returned.
+    state: dict[str, Any] = {"debug": False}
     try:
         code = cli.main(
-            args=list(argv) if argv is not None else None, standalone_mode=False
+            args=list(argv) if argv is not None else None,
+            standalone_mode=False,
+            obj=state,
         )
+    except click.exceptions.Exit as done:
+        return done.exit_code
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         return EXIT_INTERRUPTED
-    except click.ClickException as error:
-        error.show()
-        return EXIT_USAGE
-    except click.exceptions.Exit as done:
-        return done.exit_code
-    except (
-        _UsageError,
-        PromptFileError,
-        InputValidationError,
-        ConfigurationError,
-    ) as error:
-        click.echo(f"error: {error}", err=True)
-        return EXIT_USAGE
+    except (Exception, KeyboardInterrupt, BaseExceptionGroup) as error:
+        return report(error, debug=state["debug"])
     # Without standalone mode, click returns the code of `Exit` instead of raising.
     return code if isinstance(code, int) else 0
 
@@ -88,10 +63,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 @click.option(
     "--base-url", envvar="COMETAPI_BASE_URL", help="API root [env: COMETAPI_BASE_URL]."
 )
+@click.option(
+    "--debug", is_flag=True, help="Show the traceback of an error, for a bug report."
+)
 @click.pass_context
-def cli(ctx: click.Context, api_key: str | None, base_url: str | None) -> None:
+def cli(
+    ctx: click.Context, api_key: str | None, base_url: str | None, debug: bool
+) -> None:
     """Create FLUX images through CometAPI's Replicate-format API."""
-    ctx.obj = {"api_key": api_key, "base_url": base_url}
+    ctx.ensure_object(dict)
+    ctx.obj.update(api_key=api_key, base_url=base_url, debug=debug)
 
 
 def _parameters(model: str, pairs: Sequence[str]) -> dict[str, Any]:
@@ -99,13 +80,19 @@ def _parameters(model: str, pairs: Sequence[str]) -> dict[str, Any]:
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name:
-            raise _UsageError(f"-i takes key=value, got {pair!r}")
+            raise CliError(f"-i takes key=value, got {pair!r}")
         parameters[name.strip()] = coerce_parameter(model, name.strip(), value)
     return parameters
 
 
+def _api_key(ctx: click.Context) -> str:
+    if not ctx.obj["api_key"]:
+        raise CliError("no API key: pass --api-key or set COMETAPI_KEY")
+    return str(ctx.obj["api_key"])
+
+
 def _session(ctx: click.Context, **options: Any) -> Session:
-    return Session(ctx.obj["api_key"], base_url=ctx.obj["base_url"], **options)
+    return Session(_api_key(ctx), base_url=ctx.obj["base_url"], **options)
 
 
 @cli.command()
@@ -145,11 +132,7 @@ def run(
             files = await session.download(prediction, out) if out else []
             return prediction, files
 
-    try:
-        prediction, files = anyio.run(go)
-    except CometReplicateError as error:
-        click.echo(f"error: {error}", err=True)
-        raise click.exceptions.Exit(EXIT_FAILED) from None
+    prediction, files = anyio.run(go)
     if as_json:
         click.echo(json.dumps(_prediction_json(prediction), indent=2))
         return
@@ -169,11 +152,7 @@ def get(ctx: click.Context, prediction_id: str) -> None:
         async with _session(ctx) as session:
             return await session.get(prediction_id)
 
-    try:
-        prediction = anyio.run(go)
-    except CometReplicateError as error:
-        click.echo(f"error: {error}", err=True)
-        raise click.exceptions.Exit(EXIT_FAILED) from None
+    prediction = anyio.run(go)
     click.echo(json.dumps(_prediction_json(prediction), indent=2))
 
 
@@ -242,13 +221,30 @@ def batch(
     paying for them twice.
     """
     prompt_file = read_prompts(prompts, model, defaults=_parameters(model, pairs))
+    _make_folder(out)
+    anyio.run(check_reachable, _api_key(ctx), ctx.obj["base_url"])
     session = _session(ctx, max_concurrency=concurrency, creates_per_minute=rate)
     options = BulkOptions(
         model=model, out_dir=out, concurrency=concurrency,
         resubmit_ambiguous=resubmit_ambiguous, force=force,
     )  # fmt: skip
-    summary = _run_batch(session, prompt_file, options, as_json=as_json)
-    raise click.exceptions.Exit(summary.exit_code)
+    summary, stopped_by = _run_batch(session, prompt_file, options, as_json=as_json)
+    raise click.exceptions.Exit(_exit_code(summary, stopped_by))
+
+
+def _make_folder(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CliError(
+            f"cannot create the output folder {out} ({error.strerror}); "
+            "choose another --out; nothing was sent"
+        ) from None
+
+
+def _exit_code(summary: BulkSummary, stopped_by: int | None) -> int:
+    # 128 + the signal, as a shell reports a process the signal ended.
+    return 128 + stopped_by if summary.interrupted and stopped_by else summary.exit_code
 
 
 @cli.command()
@@ -290,11 +286,27 @@ def demo(out: Path | None, count: int, as_json: bool) -> None:
     )
     # The fake runs in the same event loop as the batch (see _run_batch).
     options = BulkOptions(model=model, out_dir=out, concurrency=16, force=True)
-    summary = _run_batch(None, prompt_file, options, as_json=as_json, fake=fake)
+    summary, stopped_by = _run_batch(
+        None, prompt_file, options, as_json=as_json, fake=fake
+    )
     if not as_json:
         click.echo(f"Open {summary.gallery_path} in a browser to see the images.")
     # The fake fails a few predictions on purpose; the demo worked unless stopped.
-    raise click.exceptions.Exit(EXIT_INTERRUPTED if summary.interrupted else 0)
+    raise click.exceptions.Exit(
+        _exit_code(summary, stopped_by) if summary.interrupted else 0
+    )
+
+
+@cli.command()
+@click.pass_context
+def doctor(ctx: click.Context) -> None:
+    """Check the key, the API, the price catalogue and versions; create nothing."""
+    lines, passed = doctor_report(ctx.obj["api_key"], ctx.obj["base_url"])
+    for line in lines:
+        click.echo(line)
+    if not passed:
+        click.echo("error: a check failed (see FAIL above)", err=True)
+        raise click.exceptions.Exit(EXIT_FAILED)
 
 
 @cli.command(
@@ -326,14 +338,16 @@ def _run_batch(
     *,
     as_json: bool,
     fake: Any = None,
-) -> BulkSummary:
+) -> tuple[BulkSummary, int | None]:
+    """The batch's summary, and the signal that stopped it (if one did)."""
     view = ProgressView(total=len(prompt_file.items), quiet=as_json)
+    signals: list[int] = []
 
     async def go() -> BulkSummary | InputChanged | JournalInUse:
         stop = anyio.Event()
         outcome: BulkSummary | InputChanged | JournalInUse
         async with anyio.create_task_group() as group:
-            group.start_soon(_stop_on_signal, stop, view)
+            group.start_soon(stop_on_signal, stop, view.note, signals)
             try:
                 outcome = await _batch_in_loop(
                     session, prompt_file, options, view, stop, fake
@@ -345,8 +359,9 @@ def _run_batch(
         return outcome
 
     summary = anyio.run(go)
+    stopped_by = signals[0] if signals else None
     if isinstance(summary, InputChanged | JournalInUse):
-        raise _UsageError(str(summary))
+        raise CliError(str(summary))
     if summary.stopped_by is not None and not as_json:
         # One line, not a table of identical failures.
         click.echo(
@@ -355,7 +370,7 @@ def _run_batch(
             "the same command to go on.",
             err=True,
         )
-        return summary
+        return summary, stopped_by
     view.print_summary(summary, as_json=as_json)
     if summary.interrupted:
         click.echo(
@@ -363,7 +378,7 @@ def _run_batch(
             + shlex.join(["comet-replicate", *sys.argv[1:]]),
             err=True,
         )
-    return summary
+    return summary, stopped_by
 
 
 async def _batch_in_loop(
@@ -388,15 +403,6 @@ async def _batch_in_loop(
     finally:
         if fake is not None:
             await fake.close()
-
-
-async def _stop_on_signal(stop: anyio.Event, view: ProgressView) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for _ in signals:
-            if stop.is_set():
-                continue
-            stop.set()
-            view.note("Stopping: no new creates; creates in flight are being recorded…")
 
 
 def _prediction_json(prediction: Prediction) -> dict[str, Any]:

@@ -31,8 +31,33 @@ __all__ = [
 ]
 
 
+#: Bad lines listed one by one; the rest are counted.
+SHOWN_PROBLEMS = 20
+
+
 class PromptFileError(Exception):
-    """A prompt file that cannot be used; the message names the file and line."""
+    """A prompt file that cannot be used; the message names the file and line.
+
+    `details` lists each bad line (`FILE:LINE: field: problem`), up to
+    `SHOWN_PROBLEMS`, then a count of the rest.
+    """
+
+    def __init__(self, message: str, details: tuple[str, ...] = ()) -> None:
+        self.details = details
+        super().__init__(message)
+
+
+def _bad_lines(name: str, problems: list[str]) -> PromptFileError:
+    shown = problems[:SHOWN_PROBLEMS]
+    if len(problems) > SHOWN_PROBLEMS:
+        shown.append(f"... and {len(problems) - SHOWN_PROBLEMS} more")
+    if len(problems) == 1:
+        return PromptFileError(f"{problems[0]}; fix it and rerun (nothing was sent)")
+    return PromptFileError(
+        f"{name}: {len(problems)} bad lines (above); fix them and rerun "
+        "(nothing was sent)",
+        tuple(shown),
+    )
 
 
 @attrs.frozen
@@ -111,17 +136,18 @@ def read_prompts(
     raw = _read_bytes(source, name)
     text = _decode(raw, name)
     kind = _kind(source, text)
+    problems: list[str] = []
     if kind == "csv":
-        rows = _csv_rows(text, name, model)
+        rows = _csv_rows(text, name, model, problems)
     elif kind == "jsonl":
-        rows = _jsonl_rows(text, name)
+        rows = _jsonl_rows(text, name, problems)
     else:
         rows = [
             (number, {"prompt": line.strip()})
             for number, line in enumerate(text.splitlines(), start=1)
             if line.strip() and not line.lstrip().startswith("#")
         ]
-    if not rows:
+    if not rows and not problems:
         raise PromptFileError(f"{name}: no prompts in the file")
     items = []
     seen: dict[str, int] = {}
@@ -129,16 +155,21 @@ def read_prompts(
         explicit = row.pop("id", None) if kind == "jsonl" else None
         key = str(explicit) if explicit is not None else str(index)
         if key in seen:
-            raise PromptFileError(
+            problems.append(
                 f"{name}:{line}: id {key!r} already used on line {seen[key]}"
             )
+            continue
         seen[key] = line
         merged = {**(defaults or {}), **row}
         try:
             _, body = resolve_call(typed_input_class(model) or model, merged)
         except InputValidationError as error:
-            raise PromptFileError(f"{name}:{line}: {error}") from None
+            problems.append(f"{name}:{line}: {error}")
+            continue
         items.append(PromptItem(index=index, key=key, line=line, input=body))
+    if problems:
+        problems.sort(key=_line_number)
+        raise _bad_lines(name, problems)
     return PromptFile(
         name=name, digest=hashlib.sha256(raw).hexdigest(), items=tuple(items)
     )
@@ -175,7 +206,15 @@ def _kind(source: str | Path, text: str) -> str:
     return "txt"
 
 
-def _jsonl_rows(text: str, name: str) -> list[tuple[int, dict[str, Any]]]:
+def _line_number(problem: str) -> int:
+    # "FILE:LINE: ..." (a file name may hold colons: the number is the last part)
+    number = problem.split(": ", 1)[0].rpartition(":")[2]
+    return int(number) if number.isdigit() else 0
+
+
+def _jsonl_rows(
+    text: str, name: str, problems: list[str]
+) -> list[tuple[int, dict[str, Any]]]:
     rows = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -183,16 +222,18 @@ def _jsonl_rows(text: str, name: str) -> list[tuple[int, dict[str, Any]]]:
         try:
             value = json.loads(line)
         except json.JSONDecodeError as error:
-            raise PromptFileError(
-                f"{name}:{number}: not valid JSON ({error.msg})"
-            ) from None
+            problems.append(f"{name}:{number}: not valid JSON ({error.msg})")
+            continue
         if not isinstance(value, dict):
-            raise PromptFileError(f"{name}:{number}: each line must be a JSON object")
+            problems.append(f"{name}:{number}: each line must be a JSON object")
+            continue
         rows.append((number, value))
     return rows
 
 
-def _csv_rows(text: str, name: str, model: str) -> list[tuple[int, dict[str, Any]]]:
+def _csv_rows(
+    text: str, name: str, model: str, problems: list[str]
+) -> list[tuple[int, dict[str, Any]]]:
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader)
@@ -210,9 +251,10 @@ def _csv_rows(text: str, name: str, model: str) -> list[tuple[int, dict[str, Any
             if not any(cell.strip() for cell in cells):
                 continue
             if len(cells) != len(columns):
-                raise PromptFileError(
+                problems.append(
                     f"{name}:{number}: {len(cells)} cells, the header has {len(columns)}"
                 )
+                continue
             rows.append(
                 (
                     number,

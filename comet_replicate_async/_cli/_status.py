@@ -15,8 +15,9 @@ from pathlib import Path
 import anyio
 import click
 
-from comet_replicate_async._exceptions import ConfigurationError
 from comet_replicate_async._journal_shared import BatchStatus
+
+from ._errors import CliError
 
 __all__ = ["status"]
 
@@ -40,11 +41,13 @@ async def _read_shared(url: str) -> BatchStatus:
     try:
         from comet_replicate_async._journal_postgres_status import batch_status
     except ImportError as error:
-        raise ConfigurationError(str(error)) from error
+        raise CliError(str(error)) from error
     try:
         return await batch_status(url)
     except Exception as error:  # the driver's errors name the host, never the password
-        raise ConfigurationError(f"cannot read the journal: {error}") from error
+        raise CliError(
+            f"cannot read the journal: {error}; check the URL and the database"
+        ) from error
 
 
 def _shared_lines(status: BatchStatus) -> str:
@@ -69,7 +72,7 @@ def _counts_line(states: Mapping[str, int]) -> str:
 
 def _sqlite_counts(path: Path) -> dict[str, int]:
     if not path.is_file():
-        raise ConfigurationError(f"no journal file at {path}")
+        raise CliError(f"no journal file at {path}; give the journal's path or URL")
     # Read-only: a running batch holds the file's lock, and is not disturbed.
     with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as reader:
         rows = reader.execute("select state, count(*) from items group by state")

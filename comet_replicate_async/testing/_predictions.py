@@ -188,8 +188,12 @@ def new_prediction(
     final_status: FinalStatus,
     files_base_url: str,
     rng: random.Random,
+    filtered_outputs: int = 0,
 ) -> PredictionRecord:
-    """Create the record of a prediction accepted just now."""
+    """Create the record of a prediction accepted just now.
+
+    `filtered_outputs` images are dropped from its output, leaving at least one.
+    """
     prediction_id = _new_id()
     output: tuple[str, ...] | str | None = None
     if final_status == "succeeded":
@@ -197,7 +201,7 @@ def new_prediction(
         ext = ext if ext in _IMAGE_FORMATS else "webp"
         urls = tuple(
             f"{files_base_url}/xezq/{prediction_id}/out-{n}.{ext}"
-            for n in range(_output_count(model, input))
+            for n in range(max(1, _output_count(model, input) - filtered_outputs))
         )
         output = urls if model in LIST_OUTPUT_MODELS else urls[0]
     return PredictionRecord(

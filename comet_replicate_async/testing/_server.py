@@ -96,6 +96,9 @@ class FakeCometAPI:
         prices: Per-request prices in US dollars, by `owner/name`, served by
             the public model catalogue `GET /api/models` (in CometAPI's shape);
             the bundled estimates by default.
+        filtered_outputs: Output images the safety filter drops from each
+            succeeded prediction that asked for several (`num_outputs`); one
+            is always left, as a prediction whose every image is dropped fails.
         seed: Seed of the random faults, latencies and outcomes.
         host: Interface to listen on.
         port: API port (0: any free port).
@@ -120,6 +123,7 @@ class FakeCometAPI:
     create_delay: float = 0.0
     ratelimit_headers: bool = False
     prices: Mapping[str, float] = FALLBACK_PRICES
+    filtered_outputs: int = attrs.field(default=0, validator=attrs.validators.ge(0))
     seed: int | None = None
     host: str = "127.0.0.1"
     port: int = 0
@@ -524,6 +528,7 @@ class FakeCometAPI:
             final_status=outcome,
             files_base_url=self.files_base_url,
             rng=self._rng,
+            filtered_outputs=self.filtered_outputs,
         )
         self.stats.record_prediction(prediction)
         for matches, faults, repeat_last in self._poll_rules:

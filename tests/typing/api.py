@@ -104,6 +104,21 @@ async def batch() -> list[BatchItem]:
         return await session.gather("black-forest-labs/flux-schnell", [{"prompt": "b"}])
 
 
+async def capped() -> float:
+    async with Session(
+        max_cost=5.0,
+        prices={"black-forest-labs/flux-schnell": 0.003},
+        server_deadline=True,
+    ) as session:
+        items = await session.gather(
+            "black-forest-labs/flux-schnell", [{"prompt": "c"}]
+        )
+        missing: int = items[0].missing_outputs
+        spent: float = session.stats.spent
+        reserved: float = session.stats.reserved
+        return spent + reserved + missing
+
+
 async def fake() -> int:
     async with FakeCometAPI(latency={"flux-schnell": Latency.uniform(1, 3)}) as server:
         server.script("create", Fault.rate_limited("1"), Fault.ghost(502))
