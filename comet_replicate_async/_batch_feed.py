@@ -49,6 +49,7 @@ from ._exceptions import (
     error_for_status,
 )
 from ._inputs import FluxInput, resolve_call
+from ._journal_shared import SharedJournal
 from ._retry import stops_creates
 from ._sansio import validate_model_id
 from ._values import BatchItem, Prediction, Status
@@ -80,12 +81,18 @@ def start_batch(
         validate_model_id(model)
     elif not (isinstance(model, type) and issubclass(model, FluxInput)):
         resolve_call(model, None)  # raises the usual, clear error
-    feed = _Feed(
+    opened = None if journal is None else open_journal(journal)
+    kind = _Feed
+    if isinstance(opened, SharedJournal):
+        from ._batch_shared import SharedFeed  # builds on _Feed: an import cycle
+
+        kind = SharedFeed
+    feed = kind(
         session,
         model,
         inputs,
         timeout,
-        None if journal is None else open_journal(journal),
+        opened,
     )
     return BatchIterator(feed.items(), feed.tracker)
 
@@ -153,7 +160,7 @@ class _Feed:
         self._scope = scope
         try:
             async with journal:
-                records = await journal.recorded()
+                records = await self._recorded(journal)
                 # The cap counts what earlier runs of this journal spent.
                 model = self.model if isinstance(self.model, str) else self.model.model
                 await self.session._spending.carry(records, model)
@@ -168,6 +175,9 @@ class _Feed:
                         send.close()  # the recorder writes what came, then ends
         except Exception as error:  # in use by another run, changed, unreachable
             self.tracker.input_error = error
+
+    async def _recorded(self, journal: Journal) -> Mapping[int, JournalRecord]:
+        return await journal.recorded()
 
     async def _run(self, records: Mapping[int, JournalRecord]) -> None:
         tracker = self.tracker
@@ -343,7 +353,10 @@ class _Feed:
         with anyio.CancelScope(shield=True):
             async with receive:
                 async for item in receive:
-                    await _record_end(journal, item)
+                    await self._record_end(journal, item)
+
+    async def _record_end(self, journal: Journal, item: BatchItem) -> None:
+        await _record_end(journal, item)
 
 
 async def _record_end(journal: Journal, item: BatchItem) -> None:

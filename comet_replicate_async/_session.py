@@ -324,6 +324,9 @@ class Session:
         predictions already created, and never creates again an input whose
         create was in flight (`AmbiguousSubmitError`, unless the retry policy
         opts into `retry_ambiguous_creates`). One run at a time holds a journal.
+        A `postgresql://...?batch=NAME` URL shares one batch between many
+        workers instead, each yielding the items it handled (see "One batch on
+        many machines" in the docs).
         """
         self._life.check_usable()
         return start_batch(self, model, inputs, timeout, journal)
