@@ -2,13 +2,16 @@
 
 Usage (from the repository root)::
 
-    python benchmarks/run.py [--workload mixed|scale|faults|limits|all]
+    python benchmarks/run.py [--workload mixed|scale|faults|limits|shared|all]
                              [--scale-factor F] [--out docs/benchmarks.md]
 
 For each workload: one fake server process; each client in its own child process,
 one after another on the same workload, with the fake's stats reset before each.
 The three limits workloads are rate-bound, not CPU-bound: they run at the same
 time, each with its own fake server (`--only limits` runs just them).
+The shared workload runs one batch with 1, 2 and 4 worker processes through a
+PostgreSQL journal (`shared_journal.py`); run alone, it replaces its own section
+of the `--out` report and leaves the others as they are.
 Writes the report (and, for the mixed workload, its chart) from what was measured;
 a run of only some workloads writes to benchmarks/.out/ unless `--out` is given,
 so the full report in docs/ keeps every section.
@@ -31,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import shared_journal
 from _fake import (
     API_KEY,
     CpuSampler,
@@ -67,7 +71,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--workload",
         "--only",
-        choices=[*WORKLOADS, *GROUPS, "all"],
+        choices=[*WORKLOADS, *GROUPS, "shared", "all"],
         default="all",
         help="default: all",
     )
@@ -284,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     OUT.mkdir(exist_ok=True)
     env = _child_env()
+    if args.workload == "shared":
+        return _run_shared(args.scale_factor, env, args.out)
     names = GROUPS.get(args.workload) or (
         list(WORKLOADS) if args.workload == "all" else [args.workload]
     )
@@ -306,8 +312,22 @@ def main(argv: list[str] | None = None) -> int:
     if mixed:
         plot_requests_vs_lag(mixed[0], chart_path)
     report = render(results, context, chart_path.name if mixed else None)
+    if args.workload == "all":
+        report = shared_journal.splice(
+            report, shared_journal.run(args.scale_factor, env)
+        )
     out.write_text(report, encoding="utf-8")
     print(f"wrote {out}" + (f" and {chart_path}" if mixed else ""))
+    return 0
+
+
+def _run_shared(scale: float, env: dict[str, str], out: Path | None) -> int:
+    """The shared-journal workload alone: its section replaces the old one."""
+    out = out or OUT / "benchmarks-shared.md"
+    section = shared_journal.run(scale, env)
+    old = out.read_text(encoding="utf-8") if out.exists() else ""
+    out.write_text(shared_journal.splice(old, section), encoding="utf-8")
+    print(f"wrote {out}")
     return 0
 
 

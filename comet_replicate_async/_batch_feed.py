@@ -50,6 +50,7 @@ from ._exceptions import (
     error_for_status,
 )
 from ._inputs import FluxInput, resolve_call
+from ._journal_shared import SharedJournal
 from ._retry import stops_creates
 from ._sansio import validate_model_id
 from ._values import BatchItem, Prediction, Status
@@ -81,12 +82,18 @@ def start_batch(
         validate_model_id(model)
     elif not (isinstance(model, type) and issubclass(model, FluxInput)):
         resolve_call(model, None)  # raises the usual, clear error
-    feed = _Feed(
+    opened = None if journal is None else open_journal(journal)
+    kind = _Feed
+    if isinstance(opened, SharedJournal):
+        from ._batch_shared import SharedFeed  # builds on _Feed: an import cycle
+
+        kind = SharedFeed
+    feed = kind(
         session,
         model,
         inputs,
         timeout,
-        None if journal is None else open_journal(journal),
+        opened,
     )
     return BatchIterator(feed.items(), feed.tracker)
 
@@ -157,7 +164,7 @@ class _Feed:
         self._scope = scope
         try:
             async with journal:
-                records = await journal.recorded()
+                records = await self._recorded(journal)
                 # The cap counts what earlier runs of this journal spent.
                 model = self.model if isinstance(self.model, str) else self.model.model
                 await self.session._spending.carry(records, model)
@@ -174,6 +181,9 @@ class _Feed:
             self.tracker.input_error = error
         if self.tracker.input_error is None:
             self.tracker.input_error = self._refused
+
+    async def _recorded(self, journal: Journal) -> Mapping[int, JournalRecord]:
+        return await journal.recorded()
 
     async def _run(self, records: Mapping[int, JournalRecord]) -> None:
         tracker = self.tracker
@@ -361,11 +371,14 @@ class _Feed:
                     if self._refused is not None:
                         continue  # it stays "created": a rerun polls it
                     try:
-                        await _record_end(journal, item)
+                        await self._record_end(journal, item)
                     except JournalError as error:
                         if not error.while_writing:
                             raise
                         self._journal_refused(error)
+
+    async def _record_end(self, journal: Journal, item: BatchItem) -> None:
+        await _record_end(journal, item)
 
 
 async def _record_end(journal: Journal, item: BatchItem) -> None:

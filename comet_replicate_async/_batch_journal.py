@@ -6,7 +6,8 @@ the end, with what each create cost (reserved before it, settled at its end),
 so a rerun counts the money spent before against its cost cap. A store is an
 async context manager; entering it takes the batch for this run (one run per
 journal). The SQLite store here is the default: a path given as `journal=`
-opens one.
+opens one; a `postgresql://` URL opens the store that many workers share
+(`_journal_shared.py`).
 """
 
 from __future__ import annotations
@@ -215,7 +216,17 @@ class SqliteBatchJournal:
 
 
 def open_journal(journal: str | os.PathLike[str] | Journal) -> Journal:
-    """The store `journal=` names: a path opens an SQLite journal."""
+    """The store `journal=` names: a `postgresql://` URL opens the journal that
+    many workers share (`?batch=NAME`, default "default"); a path, an SQLite one."""
+    if isinstance(journal, str) and journal.startswith(
+        ("postgresql://", "postgres://")
+    ):
+        # Imported here: psycopg is an optional extra.
+        from ._journal_postgres import PostgresJournal
+        from ._journal_shared import split_journal_url
+
+        url, batch, lease = split_journal_url(journal)
+        return PostgresJournal(url, batch=batch, lease=lease)
     if isinstance(journal, str | os.PathLike):
         return SqliteBatchJournal(journal)
     if not isinstance(journal, Journal):

@@ -26,14 +26,15 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import anyio
-import attrs
 
-from ._batch_journal import input_digest
-from ._exceptions import CometReplicateError
+from ._batch_journal import JournalRecord, input_digest
+from ._exceptions import CometReplicateError, JournalInputChanged
 from ._journal_postgres_schema import SCHEMA_VERSION, migrate
+from ._journal_postgres_status import read_status
+from ._journal_shared import OUTCOMES, BatchStatus, Claim, CreateTurn
 
 try:
     import psycopg
@@ -46,78 +47,17 @@ except ImportError as error:  # pragma: no cover - the optional extra is missing
 
 __all__ = [
     "SCHEMA_VERSION",
-    "BatchStatus",
-    "Claim",
     "ClaimLost",
-    "CreateTurn",
     "JournalInputChanged",
     "PostgresJournal",
-    "WorkerStatus",
     "input_digest",
 ]
 
 _log = logging.getLogger("comet_replicate_async.journal")
 
-ItemState = Literal[
-    "queued", "pending", "created", "succeeded", "failed", "canceled", "ambiguous"
-]
-OUTCOMES: frozenset[str] = frozenset({"succeeded", "failed", "canceled", "ambiguous"})
-
-
-class JournalInputChanged(CometReplicateError):
-    """A position already recorded in the batch holds a different input."""
-
 
 class ClaimLost(CometReplicateError):
     """This worker's lease expired and another worker took the item over."""
-
-
-@attrs.frozen
-class Claim:
-    """An item handed to this worker: create it (`queued`), poll it by id
-    (`created`), or report it (`ambiguous`: its create was in flight when its
-    worker died, so it is not sent again)."""
-
-    position: int
-    input: Mapping[str, Any]
-    state: ItemState
-    prediction_id: str | None
-    claims: int
-
-
-@attrs.frozen
-class CreateTurn:
-    """A reserved create slot: `wait` seconds from now; `at` is the slot's time
-    on the database's clock (Unix seconds), None when no budget is set."""
-
-    wait: float
-    at: float | None
-
-
-@attrs.frozen
-class WorkerStatus:
-    worker: str
-    host: str
-    pid: int
-    alive: bool
-    states: Mapping[str, int]
-
-
-@attrs.frozen
-class BatchStatus:
-    """Counts by state for the whole batch, and per worker that holds items."""
-
-    batch: str
-    states: Mapping[str, int]
-    workers: tuple[WorkerStatus, ...]
-
-    @property
-    def total(self) -> int:
-        return sum(self.states.values())
-
-    @property
-    def finished(self) -> int:
-        return sum(n for state, n in self.states.items() if state in OUTCOMES)
 
 
 class PostgresJournal:
@@ -196,6 +136,8 @@ class PostgresJournal:
                 " where batch = %s and worker = %s",
                 (self.batch, self.worker),
             )
+        except psycopg.Error as error:  # the lease then ends on its own
+            _log.warning("giving up the lease of %s failed: %s", self.worker, error)
         finally:
             await self._conn.close()
 
@@ -210,9 +152,11 @@ class PostgresJournal:
         self,
     ) -> AsyncIterator[psycopg.AsyncConnection[tuple[Any, ...]]]:
         # One transaction at a time on the connection: a second one opened by
-        # another task would nest inside the first as a savepoint.
-        async with self._lock, self._conn.transaction():
-            yield self._conn
+        # another task would nest inside the first as a savepoint. Shielded: a
+        # statement cancelled half-way leaves the connection unusable.
+        with anyio.CancelScope(shield=True):
+            async with self._lock, self._conn.transaction():
+                yield self._conn
 
     async def _execute(
         self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
@@ -335,8 +279,11 @@ class PostgresJournal:
         claims = [Claim(*row) for row in rows]
         return sorted(claims, key=lambda claim: claim.position)
 
-    async def pending(self, position: int) -> None:
-        """Durably mark a claimed `queued` item as about to be created."""
+    async def pending(
+        self, position: int, digest: str | None = None, *, cost: float | None = None
+    ) -> None:
+        """Durably mark a claimed `queued` item as about to be created (its
+        digest was recorded with it; its cost is kept with its outcome)."""
         await self._move(
             position,
             "state = 'pending', created_by = %(worker)s",
@@ -358,17 +305,37 @@ class PostgresJournal:
             id=prediction_id,
         )
 
+    async def unsent(self, position: int) -> None:
+        """Its create was provably never sent: queue the claimed item again."""
+        await self._move(
+            position,
+            "state = 'queued', created_by = null",
+            "worker = %(worker)s and state in ('queued', 'pending')",
+        )
+
     async def finish(
         self,
         position: int,
-        state: Literal["succeeded", "failed", "canceled", "ambiguous"],
+        state: str,
         *,
+        prediction: Mapping[str, Any] | None = None,
+        error: str | None = None,
         prediction_id: str | None = None,
         outcome: Mapping[str, Any] | None = None,
+        cost: float | None = None,
     ) -> None:
-        """Record a claimed item's end, with `outcome` (error, output URLs, files)."""
+        """Record a claimed item's end: `prediction` as `prediction_record`
+        makes it, an `error`, or any `outcome` (output URLs, files)."""
         if state not in OUTCOMES:
             raise ValueError(f"not an outcome: {state!r}")
+        kept = dict(outcome or {})
+        if prediction is not None:
+            kept["prediction"] = dict(prediction)
+            prediction_id = prediction_id or prediction["id"]
+        if error is not None:
+            kept["error"] = error
+        if cost is not None:
+            kept["cost"] = cost
         await self._move(
             position,
             "state = %(state)s, outcome = %(outcome)s,"
@@ -376,8 +343,28 @@ class PostgresJournal:
             "worker = %(worker)s and state in ('queued', 'pending', 'created')",
             state=state,
             id=prediction_id,
-            outcome=Jsonb(dict(outcome or {})),
+            outcome=Jsonb(kept),
         )
+
+    async def recorded(self) -> dict[int, JournalRecord]:
+        """Every recorded item (a shared batch is fed by `claim`, not by this)."""
+        rows = await self._execute(
+            "select position, digest, state, prediction_id, outcome"
+            " from comet_replicate.items where batch = %s",
+            (self.batch,),
+        )
+        return {
+            position: JournalRecord(
+                position=position,
+                digest=digest,
+                state="pending" if state == "queued" else state,
+                prediction_id=prediction_id,
+                prediction=(outcome or {}).get("prediction"),
+                error=(outcome or {}).get("error"),
+                cost=(outcome or {}).get("cost"),
+            )
+            for position, digest, state, prediction_id, outcome in rows
+        }
 
     async def _move(
         self, position: int, changes: str, guard: str, **params: Any
@@ -439,27 +426,24 @@ class PostgresJournal:
     # -- progress ------------------------------------------------------------
 
     async def status(self) -> BatchStatus:
+        """Counts by state for the whole batch, and per worker."""
+        async with self._lock:
+            return await read_status(self._conn, self.batch)
+
+    async def open_elsewhere(self) -> int:
         rows = await self._execute(
-            """
-            select i.worker, w.host, w.pid, w.lease_until > clock_timestamp(),
-                   i.state, count(*)
-            from comet_replicate.items i
-            left join comet_replicate.workers w
-                on w.batch = i.batch and w.worker = i.worker
-            where i.batch = %s
-            group by 1, 2, 3, 4, 5 order by 1, 5
-            """,
+            "select count(*) from comet_replicate.items i"
+            " join comet_replicate.workers w on w.batch = i.batch and w.worker = i.worker"
+            " where i.batch = %s and i.worker <> %s and w.lease_until >= clock_timestamp()"
+            " and i.state in ('queued', 'pending', 'created')",
+            (self.batch, self.worker),
+        )
+        return int(rows[0][0])
+
+    async def live_workers(self) -> int:
+        rows = await self._execute(
+            "select count(*) from comet_replicate.workers"
+            " where batch = %s and lease_until >= clock_timestamp()",
             (self.batch,),
         )
-        states: dict[str, int] = {}
-        who: dict[str, tuple[str, int, bool]] = {}
-        per_worker: dict[str, dict[str, int]] = {}
-        for worker, host, pid, alive, state, count in rows:
-            states[state] = states.get(state, 0) + count
-            if worker is not None:
-                who[worker] = (host, pid, bool(alive))
-                per_worker.setdefault(worker, {})[state] = count
-        workers = tuple(
-            WorkerStatus(worker, *who[worker], per_worker[worker]) for worker in who
-        )
-        return BatchStatus(self.batch, states, workers)
+        return max(1, int(rows[0][0]))

@@ -32,6 +32,7 @@ from ._log_policy import apply_log_policy
 from ._progress import ProgressView
 from ._prompts import PromptFile, PromptItem, coerce_parameter, read_prompts
 from ._signals import stop_on_signal
+from ._status import status
 
 __all__ = ["cli", "main"]
 
@@ -334,6 +335,9 @@ def fake_server(ctx: click.Context, port: int) -> None:
     from comet_replicate_async.testing.__main__ import main as serve
 
     raise click.exceptions.Exit(serve(["--port", str(port), *ctx.args]))
+
+
+cli.add_command(status)
 
 
 def _run_batch(
