@@ -31,7 +31,7 @@ from ._errors import EXIT_FAILED, EXIT_INTERRUPTED, CliError, report
 from ._log_policy import apply_log_policy
 from ._progress import ProgressView
 from ._prompts import PromptFile, PromptItem, coerce_parameter, read_prompts
-from ._signals import stop_on_signal
+from ._signals import interrupt_on_signal, stop_on_signal
 from ._status import status
 
 __all__ = ["cli", "main"]
@@ -51,7 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except click.exceptions.Exit as done:
         return done.exit_code
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as aborted:
+        if isinstance(aborted.__cause__, KeyboardInterrupt):
+            # Ctrl-C (or SIGTERM, SIGHUP) before the batch listened: one line.
+            return report(aborted.__cause__, debug=state["debug"])
         click.echo("Aborted.", err=True)
         return EXIT_INTERRUPTED
     except (Exception, KeyboardInterrupt, BaseExceptionGroup) as error:
@@ -78,6 +81,7 @@ def cli(
     ctx.ensure_object(dict)
     ctx.obj.update(api_key=api_key, base_url=base_url, debug=debug)
     apply_log_policy(debug=debug)
+    interrupt_on_signal()
 
 
 def _parameters(model: str, pairs: Sequence[str]) -> dict[str, Any]:

@@ -114,7 +114,9 @@ def _line(error: BaseException) -> tuple[int, str]:
         if isinstance(error, kind):
             return code, f"{error}; {next_step}"
     if isinstance(error, KeyboardInterrupt):
-        return EXIT_INTERRUPTED, "interrupted; rerun the same command to go on"
+        # 143 or 129 for SIGTERM or SIGHUP (`_signals.Interrupted`).
+        code = getattr(error, "code", EXIT_INTERRUPTED)
+        return code, "interrupted; rerun the same command to go on"
     if isinstance(error, OSError):
         where = f" {error.filename}" if error.filename else ""
         return EXIT_FAILED, f"cannot use{where} ({error.strerror or error})"
