@@ -44,7 +44,7 @@ def batch_command(tmp_path: Path, concurrency: int = 2) -> list[str]:
         "-o",
         str(tmp_path / "out"),
         "-c",
-        "2",
+        str(concurrency),
     ]
 
 
@@ -67,7 +67,7 @@ def test_a_wrong_key_prints_one_line_and_the_log_only_with_debug(
     error = lines[-1]
     assert error.startswith("error: stopped after a create failed with HTTP 401")
     assert re.search(
-        r"; \d input\(s\) were not sent\. Fix the cause and rerun the same "
+        r"; 2 input\(s\) were not sent\. Fix the cause and rerun the same "
         r"command to go on\.$",
         error,
     )
