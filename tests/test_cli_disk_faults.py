@@ -22,6 +22,7 @@ from cli_support import (
     FakeProcess,
     cli_environment,
     fake_process,
+    journal_states,
     results,
     run_cli,
     start_cli,
@@ -117,8 +118,10 @@ def test_a_refused_output_file_stops_creating_and_a_rerun_resumes(
     )
     # It stopped creating: the inputs after the fault were never sent...
     assert len(made) < COUNT
-    # ...and every prediction it made is in the journal, for the rerun.
+    # ...and every prediction it made was polled to its end, and is in the
+    # journal, for the rerun to download.
     assert journal_ids(out) == set(made)
+    assert journal_states(out) == {"succeeded": len(made)}
     assert not list(out.glob("*.part"))
 
     assert_a_rerun_finishes_paying_once(command, fake, out)
