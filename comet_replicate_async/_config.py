@@ -11,6 +11,7 @@ from ._exceptions import ConfigurationError
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "DEFAULT_TIMEOUT",
     "ApiKey",
     "RequestTimeout",
     "resolve_api_key",
@@ -19,6 +20,10 @@ __all__ = [
 ]
 
 DEFAULT_BASE_URL = "https://api.cometapi.com"
+# The default per-prediction deadline, in seconds. Replicate ends a prediction
+# after 30 minutes; five more cover a queue at the gateway and the last polls. A
+# finite default means no wait hangs on a prediction the server never finishes.
+DEFAULT_TIMEOUT = 35 * 60.0
 # CometAPI's own SDK and CLI set COMETAPI_BASE_URL to the OpenAI-style root.
 _API_ROOT_SUFFIXES = ("/v1beta", "/v1")
 

@@ -1,6 +1,7 @@
 """A create sent from a task of the session, so that no cancellation loses its id.
 
-The caller hands each create attempt to a task in the session's task group and
+`Creates` builds each create request and runs its attempts through the call
+layer's retry loop; the caller hands each create attempt to a task in the session's task group and
 waits for the answer. Cancelling the caller ends its wait at once; the task, if
 it has sent the create, finishes it and logs the id (with how to pick it up
 again), so a prediction that is billed is never lost. A task that has not sent
@@ -10,18 +11,165 @@ the create when its caller leaves sends nothing.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
+import anyio
 import attrs
 
 from ._batch import log_abandoned
+from ._budget import Reservation
+from ._calls import Calls
 from ._exceptions import CometReplicateError
+from ._lifecycle import Lifecycle, not_started
+from ._limits import ConcurrencyWindow
 from ._retry import create_may_have_happened
+from ._sansio import RequestSpec, build_create_request
+from ._spending import Spending
+from ._stats import Event
 from ._values import Prediction
 
-__all__ = ["CreateHandoff"]
+__all__ = ["CreateHandoff", "Creates", "OnCreated"]
 
 logger = logging.getLogger("comet_replicate_async")
+
+# Told of each new prediction as its create answers, whatever became of the caller.
+OnCreated = Callable[[Prediction], Awaitable[None] | None]
+
+
+class Creates:
+    """A session's creates: each priced, then each attempt sent from a task of the
+    session."""
+
+    def __init__(
+        self,
+        calls: Calls,
+        life: Lifecycle,
+        window: ConcurrencyWindow,
+        spending: Spending,
+        emit: Callable[[Event], None],
+        *,
+        prefer_wait: int | None,
+        server_deadline: bool,
+    ) -> None:
+        self._calls = calls
+        self._life = life
+        self.window = window
+        self._spending = spending
+        self._emit = emit
+        self._prefer_wait = prefer_wait
+        self._server_deadline = server_deadline
+
+    async def create(
+        self,
+        model: str,
+        input: dict[str, Any],
+        on_created: OnCreated | None = None,
+        deadline: float = math.inf,
+        stopped: Callable[[], CometReplicateError | None] | None = None,
+        reservation: Reservation | None = None,
+    ) -> Prediction:
+        """Create, retrying what provably created nothing until `deadline`.
+
+        `stopped` tells whether the batch has stopped creating (and why): checked
+        before each attempt that would be the first to reach the server. The
+        create's price is reserved first, unless the caller did (`reservation`).
+        """
+        spec = build_create_request(
+            model,
+            input,
+            prefer_wait=self._prefer_wait,
+            cancel_after=self._cancel_after(deadline),
+        )
+        read_timeout = None if self._prefer_wait is None else self._prefer_wait + 5.0
+        return await self._spending.spend(
+            model,
+            input,
+            lambda: self._calls.create(
+                model,
+                input,
+                lambda: self._hand_off(spec, read_timeout, on_created),
+                deadline=deadline,
+                stopped=stopped,
+            ),
+            reservation,
+        )
+
+    def _cancel_after(self, deadline: float) -> float | None:
+        """Seconds left for `Cancel-After`, with `server_deadline` and a deadline."""
+        if not self._server_deadline or deadline == math.inf:
+            return None
+        return max(deadline - time.monotonic(), 0.001)  # the header wants > 0
+
+    async def _hand_off(
+        self,
+        spec: RequestSpec,
+        read_timeout: float | None,
+        on_created: OnCreated | None,
+    ) -> Prediction:
+        """Send one create from a task of the session and wait for its answer.
+
+        Once sent, a create is never interrupted and its id never lost, whatever
+        cancels the caller (a scope, `task.cancel()`, `wait_for`, a server
+        cancelling its handler): the caller stops waiting at once, and the task
+        finishes the create and logs the id.
+        """
+        life = self._life
+        if not life.accepts_creates:
+            raise not_started()
+        assert life.loop is not None
+        assert life.task_group is not None
+        handoff = CreateHandoff(life.loop.create_future())
+        life.job_started()
+        life.task_group.start_soon(self._send, spec, read_timeout, on_created, handoff)
+        try:
+            return await asyncio.shield(handoff.answer)
+        except asyncio.CancelledError:
+            handoff.caller_left()
+            raise
+
+    async def _send(
+        self,
+        spec: RequestSpec,
+        read_timeout: float | None,
+        on_created: OnCreated | None,
+        handoff: CreateHandoff,
+    ) -> None:
+        try:
+            if handoff.caller_gone:
+                handoff.failed(asyncio.CancelledError())  # never sent
+                return
+            if not self._life.accepts_creates:  # closing meanwhile
+                handoff.failed(not_started())
+                return
+            # Never interrupted once sent: a cancel must not lose a paid-for id.
+            with anyio.CancelScope(shield=True):
+                try:
+                    prediction = await self._calls.send(spec, read_timeout=read_timeout)
+                except Exception as error:
+                    handoff.failed(error)
+                    return
+            self.window.on_success()
+            self._emit(Event("created", prediction=prediction))
+            if on_created is not None:
+                with anyio.CancelScope(shield=True):
+                    await _call_on_created(on_created, prediction)
+            handoff.created(prediction)
+        finally:
+            self._life.job_done()
+
+
+async def _call_on_created(on_created: OnCreated, prediction: Prediction) -> None:
+    try:
+        result = on_created(prediction)
+        if inspect.isawaitable(result):
+            await result
+    except Exception:
+        logger.exception("on_created raised for prediction %s; ignored", prediction.id)
 
 
 @attrs.define(eq=False)

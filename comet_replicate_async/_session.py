@@ -1,86 +1,44 @@
-"""`Session`: the one object users hold. This module owns its lifecycle and calls."""
+"""`Session`: the one object users hold, the public face of the parts it delegates to.
+
+Its lifecycle is `Lifecycle`'s (`_lifecycle.py`), its creates `Creates`'s
+(`_handoff.py`), its runs and waits `Runner`'s (`_runner.py`), its requests the
+call layer's (`_calls.py`) and its batches the batch engine's (`_batch_feed.py`).
+"""
 
 from __future__ import annotations
 
-import asyncio
-import enum
-import inspect
-import logging
 import math
 import os
 import time
-from collections.abc import (
-    AsyncIterable,
-    Awaitable,
-    Callable,
-    Iterable,
-    Mapping,
-)
+from collections.abc import AsyncIterable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-import anyio
 from anyio.abc import TaskGroup
 
-from ._batch import BatchIterator, log_abandoned
+from ._batch import BatchIterator
 from ._batch_feed import BATCH_CREATES, JournalArg, start_batch
-from ._budget import Reservation
-from ._calls import Calls
 from ._config import (
+    DEFAULT_TIMEOUT,
     RequestTimeout,
-    resolve_api_key,
     resolve_base_url,
     resolve_request_timeout,
 )
-from ._downloads import Downloads
-from ._exceptions import (
-    CometReplicateError,
-    PredictionAbandoned,
-    PredictionTimeout,
-    deadline_passed,
-    error_for_status,
-)
 from ._futures import PredictionFuture
-from ._handoff import CreateHandoff
+from ._handoff import OnCreated
 from ._inputs import FluxInput, InputArg, ModelArg, resolve_call
-from ._limits import ConcurrencyWindow, CreatePacer
-from ._poller import Poller
-from ._registry import Registry
-from ._retry import (
-    RetryPolicy,
-)
-from ._sansio import (
-    RequestSpec,
-    build_create_request,
-    build_query_request,
-)
+from ._parts import SessionParts
+from ._retry import RetryPolicy
 from ._schedule import PollPolicy
-from ._spending import Spending
-from ._stats import Event, EventHandler, EventKind, SessionStats, StatsCounter
-from ._transport import AiohttpTransport, ClientSession
+from ._stats import EventHandler, SessionStats
+from ._transport import ClientSession, session_transport
 from ._transport_protocol import Transport
-from ._values import BatchItem, Prediction, Status
+from ._values import BatchItem, Prediction
 
 __all__ = ["Session"]
 
-logger = logging.getLogger("comet_replicate_async")
-
 BatchInput = Mapping[str, Any] | FluxInput
-# Told of each new prediction as its create answers, whatever became of the caller.
-OnCreated = Callable[[Prediction], Awaitable[None] | None]
-
-
-# The default per-prediction deadline, in seconds. Replicate ends a prediction
-# after 30 minutes; five more cover a queue at the gateway and the last polls. A
-# finite default means no wait hangs on a prediction the server never finishes.
-DEFAULT_TIMEOUT = 35 * 60.0
-
-
-class _State(enum.Enum):
-    UNOPENED = "unopened"  # built, not entered yet
-    OPENED = "opened"  # inside `async with`: requests may be sent
-    CLOSED = "closed"  # left or aclose()d: a session is never reopened
 
 
 class Session:
@@ -164,11 +122,6 @@ class Session:
             raise ValueError(f"prefer_wait must be 1 to 60 seconds, got {prefer_wait}")
         if timeout is not None and timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout}")
-        if transport is not None and (api_key is not None or http_session is not None):
-            raise ValueError(
-                "a transport of your own authenticates and sends the requests: "
-                "pass api_key and http_session to it, not to Session"
-            )
         self.base_url = resolve_base_url(base_url)
         self.retry = retry or RetryPolicy()
         self.poll = poll or PollPolicy()
@@ -176,57 +129,42 @@ class Session:
         self.request_timeout = resolve_request_timeout(request_timeout)
         self.prefer_wait = prefer_wait
         self.server_deadline = server_deadline
-        self._window = ConcurrencyWindow(max_concurrency, adaptive=adaptive_concurrency)
         # Every open connection holds buffers (about 13 KiB) whether used or not:
         # enough for the polls and the batch creates at once, and no more.
-        connection_limit = self.poll.max_concurrent_queries + BATCH_CREATES
-        self._transport: Transport = (
-            AiohttpTransport(
+        parts = SessionParts.build(
+            session_transport(
+                transport,
                 self.base_url,
-                resolve_api_key(api_key),
+                api_key,
                 self.request_timeout,
-                http_session=http_session,
-                connection_limit=connection_limit,
-            )
-            if transport is None
-            else transport
-        )
-        self._on_event = on_event
-        self._counters = StatsCounter()
-        self._calls = Calls(
-            self._transport,
+                http_session,
+                self.poll.max_concurrent_queries + BATCH_CREATES,
+            ),
+            base_url=self.base_url,
             retry=self.retry,
             poll=self.poll,
-            window=self._window,
-            pacer=CreatePacer(creates_per_minute),
-            counters=self._counters,
-            emit=self._emit,
+            max_concurrency=max_concurrency,
+            adaptive_concurrency=adaptive_concurrency,
+            creates_per_minute=creates_per_minute,
+            prefer_wait=prefer_wait,
+            on_event=on_event,
+            download_concurrency=download_concurrency,
+            max_cost=max_cost,
+            prices=prices,
+            server_deadline=server_deadline,
         )
-        self._downloads = Downloads(self._calls, download_concurrency)
-        self._spending = Spending(
-            self._transport, base_url=self.base_url, cap=max_cost, prices=prices
-        )
-        self._registry = Registry()
-        self._poller = Poller(
-            self._registry,
-            self._calls.query_once,
-            policy=self.poll,
-            retry=self.retry,
-            on_update=self._on_poll_update,
-        )
-        self._state = _State.UNOPENED
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._task_group: TaskGroup | None = None
-        # Background jobs (submitted futures, batch feeders) a normal close waits for.
-        self._jobs = 0
-        self._jobs_finished = anyio.Event()
-        self._jobs_finished.set()
-        # Set by a close with a grace period: no create is sent any more.
-        self._closing = False
-        self._futures: set[PredictionFuture] = set()
+        self._parts = parts
+        self._life, self._runner = parts.life, parts.runner
+        # What the batch engine and the command line use of the session.
+        self._window, self._counters = parts.window, parts.counters
+        self._registry, self._poller = parts.registry, parts.poller
+        self._spending, self._transport = parts.spending, parts.transport
+        self._create_by = parts.runner.create_by
+        self._job_started = parts.life.job_started
+        self._job_done = parts.life.job_done
 
     def __repr__(self) -> str:
-        return f"<Session base_url={self.base_url!r} state={self._state.value}>"
+        return f"<Session base_url={self.base_url!r} state={self._life.state.value}>"
 
     @property
     def stats(self) -> SessionStats:
@@ -234,31 +172,13 @@ class Session:
         return self._counters.snapshot(
             watched=len(self._registry),
             concurrency_limit=self._window.limit,
-            create_rate=self._calls.pacer.rate,
+            create_rate=self._parts.calls.pacer.rate,
             spent=self._spending.ledger.spent,
             reserved=self._spending.ledger.reserved,
         )
 
-    # Lifecycle
-
     async def __aenter__(self) -> Self:
-        if self._state is _State.OPENED:
-            raise RuntimeError("this Session is already open")
-        if self._state is _State.CLOSED:
-            raise RuntimeError("a closed Session cannot be reopened; make a new one")
-        self._loop = asyncio.get_running_loop()
-        self._transport.open()
-        task_group = anyio.create_task_group()
-        await task_group.__aenter__()
-        try:
-            await task_group.start(self._poller.run)
-        except BaseException:
-            task_group.cancel_scope.cancel()
-            await task_group.__aexit__(None, None, None)
-            await self._transport.aclose()
-            raise
-        self._task_group = task_group
-        self._state = _State.OPENED
+        await self._life.open(self._poller.run)
         return self
 
     async def __aexit__(
@@ -267,7 +187,7 @@ class Session:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self._close(abandon=exc is not None)
+        await self._life.close(abandon=exc is not None)
 
     async def aclose(self, *, grace: float | None = None) -> None:
         """Wait for outstanding predictions, then stop the poller and close the pool.
@@ -281,69 +201,12 @@ class Session:
 
         Closing twice is harmless. Call it from the task that opened the session.
         """
-        if grace is not None and grace < 0:
-            raise ValueError(f"grace must be 0 or more seconds, got {grace}")
-        await self._close(abandon=False, grace=grace)
+        await self._life.close(abandon=False, grace=grace)
 
-    async def _close(self, *, abandon: bool, grace: float | None = None) -> None:
-        if self._state is not _State.OPENED:
-            self._state = _State.CLOSED
-            return
-        if not abandon and grace is not None:
-            self._closing = True
-            self._window.fail_waiters(_not_started)
-            with anyio.move_on_after(grace):
-                await self._jobs_finished.wait()
-            abandon = self._jobs > 0
-        if abandon:
-            self._state = _State.CLOSED
-            self._abandon_outstanding()
-        else:
-            await self._jobs_finished.wait()
-        self._state = _State.CLOSED
-        task_group, self._task_group = self._task_group, None
-        assert task_group is not None
-        task_group.cancel_scope.cancel()
-        # The user's exception, if any, is not handed to the task group: it must
-        # propagate as itself, never wrapped in an ExceptionGroup.
-        try:
-            await task_group.__aexit__(None, None, None)
-        finally:
-            self._spending.close()
-            await self._transport.aclose()
-
-    def _abandon_outstanding(self) -> None:
-        # Cancelling the task group (in _close) stops them; say which ids are left
-        # running remotely, so nobody pays for a result they cannot find.
-        ids = self._registry.ids()
-        if ids:
-            logger.warning(
-                "closing: abandoning %d unfinished prediction(s), which keep running "
-                "and are billed: %s",
-                len(ids),
-                ", ".join(ids),
-            )
-        # Callers in other tasks would wait forever for a poller that is stopping:
-        # each ends now with the id it was waiting for.
-        for entry in self._registry.entries():
-            if not entry.outcome.done():
-                entry.outcome.set_exception(_closed_while_waiting(entry.prediction))
-                entry.outcome.exception()  # its waiters raise it; nothing to log
-        self._window.fail_waiters(_not_started)
-
-    def _check_usable(self) -> None:
-        if self._state is not _State.OPENED:
-            if self._state is _State.UNOPENED:
-                raise RuntimeError(
-                    "Session is not open: use 'async with Session() as session:'"
-                )
-            raise RuntimeError("Session is closed")
-        if asyncio.get_running_loop() is not self._loop:
-            raise RuntimeError(
-                "this Session belongs to another event loop; open one Session per loop"
-            )
-
-    # Single calls
+    @property
+    def _task_group(self) -> TaskGroup | None:
+        # The batch engine starts its feeder here.
+        return self._life.task_group
 
     async def create(
         self,
@@ -366,113 +229,15 @@ class Session:
         returns: even if the caller was cancelled meanwhile, so a journal it
         writes never misses a billed id. What it raises is logged, not raised.
         """
-        self._check_usable()
+        self._life.check_usable()
         model_id, body = resolve_call(model, input)
-        self._job_started()  # a normal close waits for it, whichever task it runs in
-        try:
-            return await self._create(model_id, body, on_created)
-        finally:
-            self._job_done()
-
-    async def _create(
-        self,
-        model: str,
-        input: dict[str, Any],
-        on_created: OnCreated | None = None,
-        deadline: float = math.inf,
-        stopped: Callable[[], CometReplicateError | None] | None = None,
-        reservation: Reservation | None = None,
-    ) -> Prediction:
-        """Create, retrying what provably created nothing until `deadline`.
-
-        `stopped` tells whether the batch has stopped creating (and why): checked
-        before each attempt that would be the first to reach the server. The
-        create's price is reserved first, unless the caller did (`reservation`).
-        """
-        spec = build_create_request(
-            model,
-            input,
-            prefer_wait=self.prefer_wait,
-            cancel_after=self._cancel_after(deadline),
-        )
-        read_timeout = None if self.prefer_wait is None else self.prefer_wait + 5.0
-        return await self._spending.spend(
-            model,
-            input,
-            lambda: self._calls.create(
-                model,
-                input,
-                lambda: self._hand_off_create(spec, read_timeout, on_created),
-                deadline=deadline,
-                stopped=stopped,
-            ),
-            reservation,
-        )
-
-    async def _hand_off_create(
-        self,
-        spec: RequestSpec,
-        read_timeout: float | None,
-        on_created: OnCreated | None,
-    ) -> Prediction:
-        """Send one create from a task of the session and wait for its answer.
-
-        Once sent, a create is never interrupted and its id never lost, whatever
-        cancels the caller (a scope, `task.cancel()`, `wait_for`, a server
-        cancelling its handler): the caller stops waiting at once, and the task
-        finishes the create and logs the id.
-        """
-        if self._closing or self._state is not _State.OPENED:
-            raise _not_started()
-        assert self._loop is not None
-        assert self._task_group is not None
-        handoff = CreateHandoff(self._loop.create_future())
-        self._job_started()
-        self._task_group.start_soon(
-            self._send_create, spec, read_timeout, on_created, handoff
-        )
-        try:
-            return await asyncio.shield(handoff.answer)
-        except asyncio.CancelledError:
-            handoff.caller_left()
-            raise
-
-    async def _send_create(
-        self,
-        spec: RequestSpec,
-        read_timeout: float | None,
-        on_created: OnCreated | None,
-        handoff: CreateHandoff,
-    ) -> None:
-        try:
-            if handoff.caller_gone:
-                handoff.failed(asyncio.CancelledError())  # never sent
-                return
-            if self._closing or self._state is not _State.OPENED:  # closing meanwhile
-                handoff.failed(_not_started())
-                return
-            # Never interrupted once sent: a cancel must not lose a paid-for id.
-            with anyio.CancelScope(shield=True):
-                try:
-                    prediction = await self._calls.send(spec, read_timeout=read_timeout)
-                except Exception as error:
-                    handoff.failed(error)
-                    return
-            self._window.on_success()
-            self._emit(Event("created", prediction=prediction))
-            if on_created is not None:
-                with anyio.CancelScope(shield=True):
-                    await _call_on_created(on_created, prediction)
-            handoff.created(prediction)
-        finally:
-            self._job_done()
+        with self._life.job():  # a normal close waits for it, whichever task it runs in
+            return await self._parts.creates.create(model_id, body, on_created)
 
     async def get(self, prediction_id: str) -> Prediction:
         """Read one prediction's current state: a single query call, with retries."""
-        self._check_usable()
-        return await self._calls.get(prediction_id)
-
-    # Waiting through the poller
+        self._life.check_usable()
+        return await self._parts.calls.get(prediction_id)
 
     async def wait(
         self, prediction: Prediction | str, *, timeout: float | None = None
@@ -483,31 +248,8 @@ class Session:
         `PredictionCanceled`, `PredictionTimeout` (the local deadline passed; the
         remote prediction carries on), or the error that stopped the polling.
         """
-        self._check_usable()
-        if isinstance(prediction, str):
-            build_query_request(prediction)  # validates the id before any request
-            prediction = Prediction(id=prediction, status=Status.STARTING)
-        deadline = self._deadline(timeout)
-        self._job_started()
-        try:
-            return await self._wait_until(prediction, deadline)
-        finally:
-            self._job_done()
-
-    async def _wait_until(self, prediction: Prediction, deadline: float) -> Prediction:
-        if prediction.done:
-            return _outcome(prediction)
-        if self._state is not _State.OPENED:
-            raise _closed_while_waiting(prediction)
-        entry = self._poller.watch(prediction)
-        self._registry.acquire(entry)
-        try:
-            with anyio.move_on_after(deadline - time.monotonic()):
-                final = await asyncio.shield(entry.outcome)
-                return _outcome(final)
-            raise deadline_passed(entry.prediction)
-        finally:
-            self._registry.release(entry)
+        self._life.check_usable()
+        return await self._runner.wait(prediction, self._deadline(timeout))
 
     async def run(
         self,
@@ -522,95 +264,9 @@ class Session:
         in flight is never interrupted, so its id is never lost; a deadline that
         passed meanwhile raises `PredictionTimeout` with that id.
         """
-        self._check_usable()
+        self._life.check_usable()
         model_id, body = resolve_call(model, input)
-        deadline = self._deadline(timeout)
-        self._counters.started()
-        # A normal close waits for this call, whichever task it runs in.
-        self._job_started()
-        try:
-            await self._acquire_slot(deadline)
-            return await self._run_in_slot(model_id, body, deadline)
-        finally:
-            self._job_done()
-
-    async def _acquire_slot(self, deadline: float) -> None:
-        """Wait for a concurrency slot, but not past the deadline."""
-        try:
-            with anyio.move_on_after(deadline - time.monotonic()):
-                await self._window.acquire()
-                return
-        except PredictionAbandoned:
-            self._counters.finished(succeeded=False)
-            raise
-        except anyio.get_cancelled_exc_class():
-            self._counters.cancelled()
-            raise
-        self._counters.finished(succeeded=False)
-        raise PredictionTimeout(
-            "the deadline passed while waiting for a free slot; nothing was created",
-            None,
-        )
-
-    async def _run_in_slot(
-        self,
-        model: str,
-        input: dict[str, Any],
-        deadline: float,
-        on_created: OnCreated | None = None,
-    ) -> Prediction:
-        """Create and wait, holding a window slot taken by the caller; free it after."""
-        try:
-            created = await self._create_by(model, input, deadline, on_created)
-        except anyio.get_cancelled_exc_class():
-            self._counters.cancelled()
-            self._window.release()
-            raise
-        except BaseException:
-            self._counters.finished(succeeded=False)
-            self._window.release()
-            raise
-        # None once counted as cancelled.
-        succeeded: bool | None = False
-        try:
-            result = await self._wait_until(created, deadline)
-            succeeded = True
-            return result
-        except anyio.get_cancelled_exc_class():
-            if not created.done:
-                log_abandoned(created, "stopped waiting (cancelled)")
-            self._counters.cancelled()
-            succeeded = None
-            raise
-        finally:
-            if succeeded is not None:
-                self._counters.finished(succeeded=succeeded)
-            self._window.release()
-
-    async def _create_by(
-        self,
-        model: str,
-        input: dict[str, Any],
-        deadline: float,
-        on_created: OnCreated | None = None,
-        stopped: Callable[[], CometReplicateError | None] | None = None,
-        reservation: Reservation | None = None,
-    ) -> Prediction:
-        """Create unless the deadline has passed; raise if it passed meanwhile."""
-        if time.monotonic() >= deadline:
-            raise PredictionTimeout(
-                "the deadline passed before the create; nothing was created", None
-            )
-        created = await self._create(
-            model, input, on_created, deadline, stopped, reservation
-        )
-        if time.monotonic() >= deadline and not created.done:
-            raise PredictionTimeout(
-                f"prediction {created.id} was created after its deadline; "
-                "it may still run and be billed",
-                created,
-            )
-        return created
+        return await self._runner.run(model_id, body, self._deadline(timeout))
 
     def submit(
         self,
@@ -620,38 +276,10 @@ class Session:
         timeout: float | None = None,
     ) -> PredictionFuture:
         """Start `run(model, input)` in the background and return its future at once."""
-        self._check_usable()
+        self._life.check_usable()
         future = PredictionFuture(*resolve_call(model, input))
-        self._counters.started()
-        self._job_started()
-        self._futures.add(future)
-        assert self._task_group is not None
-        self._task_group.start_soon(self._run_future, future, self._deadline(timeout))
+        self._runner.submit(future, self._deadline(timeout))
         return future
-
-    async def _run_future(self, future: PredictionFuture, deadline: float) -> None:
-        prediction: Prediction | None = None
-        error: BaseException | None = None
-        try:
-            with anyio.CancelScope() as scope:
-                future._cancel_scope = scope
-                if future._cancel_requested:
-                    scope.cancel()
-                await self._acquire_slot(deadline)
-                prediction = await self._run_in_slot(
-                    future.model, future.input, deadline, on_created=future._update
-                )
-            if prediction is None:
-                error = asyncio.CancelledError("canceled by PredictionFuture.cancel()")
-        except Exception as exc:
-            error = exc
-        except BaseException:
-            error = _closed_while_waiting(future.prediction)
-            raise
-        finally:
-            future._finish(prediction, error)
-            self._futures.discard(future)
-            self._job_done()
 
     async def download(
         self,
@@ -668,10 +296,8 @@ class Session:
         Transient failures are retried like queries. Output URLs expire (about an
         hour on Replicate's CDN), so download soon after the prediction finishes.
         """
-        self._check_usable()
-        return await self._downloads.save(prediction, directory, stem)
-
-    # Batches
+        self._life.check_usable()
+        return await self._parts.downloads.save(prediction, directory, stem)
 
     def as_completed(
         self,
@@ -701,7 +327,7 @@ class Session:
         create was in flight (`AmbiguousSubmitError`, unless the retry policy
         opts into `retry_ambiguous_creates`). One run at a time holds a journal.
         """
-        self._check_usable()
+        self._life.check_usable()
         return start_batch(self, model, inputs, timeout, journal)
 
     async def gather(
@@ -714,80 +340,8 @@ class Session:
     ) -> list[BatchItem]:
         """Run one prediction per input; return every `BatchItem` in input order."""
         batch = self.as_completed(model, inputs, timeout=timeout, journal=journal)
-        items = [item async for item in batch]
-        items.sort(key=lambda item: item.index)
-        return items
-
-    # Plumbing
+        return sorted([item async for item in batch], key=lambda item: item.index)
 
     def _deadline(self, timeout: float | None) -> float:
         timeout = self.timeout if timeout is None else timeout
         return math.inf if timeout is None else time.monotonic() + timeout
-
-    def _cancel_after(self, deadline: float) -> float | None:
-        """Seconds left for `Cancel-After`, with `server_deadline` and a deadline."""
-        if not self.server_deadline or deadline == math.inf:
-            return None
-        return max(deadline - time.monotonic(), 0.001)  # the header wants > 0
-
-    def _job_started(self) -> None:
-        self._jobs += 1
-        if self._jobs_finished.is_set():
-            self._jobs_finished = anyio.Event()
-
-    def _job_done(self) -> None:
-        self._jobs -= 1
-        if self._jobs == 0:
-            self._jobs_finished.set()
-
-    def _on_poll_update(self, previous: Prediction, current: Prediction) -> None:
-        if current.done:
-            self._spending.ended(current)
-        if current.status != previous.status and self._on_event is not None:
-            kind: EventKind = "finished" if current.done else "status"
-            self._emit(Event(kind, prediction=current))
-
-    def _emit(self, event: Event) -> None:
-        if self._on_event is None:
-            return
-        try:
-            self._on_event(event)
-        except Exception:
-            logger.exception("on_event handler raised; ignored")
-
-
-async def _call_on_created(on_created: OnCreated, prediction: Prediction) -> None:
-    try:
-        result = on_created(prediction)
-        if inspect.isawaitable(result):
-            await result
-    except Exception:
-        logger.exception("on_created raised for prediction %s; ignored", prediction.id)
-
-
-def _not_started() -> PredictionAbandoned:
-    return PredictionAbandoned(
-        "not started: the session is closing; nothing was created", None
-    )
-
-
-def _closed_while_waiting(prediction: Prediction | None) -> PredictionAbandoned:
-    """The error of a caller whose session closed under it."""
-    if prediction is None:
-        return PredictionAbandoned(
-            "the session closed before the create answered", None
-        )
-    return PredictionAbandoned(
-        f"the session closed while waiting for prediction "
-        f"{prediction.id} (last status: {prediction.status}); it may still run "
-        f"and be billed: another session's wait({prediction.id!r}) picks it up",
-        prediction,
-    )
-
-
-def _outcome(prediction: Prediction) -> Prediction:
-    """The succeeded prediction, or raise the error its terminal status stands for."""
-    error = error_for_status(prediction)
-    if error is not None:
-        raise error
-    return prediction

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Literal
 
@@ -9,7 +10,16 @@ import attrs
 
 from ._values import Prediction
 
-__all__ = ["Event", "EventHandler", "EventKind", "SessionStats", "StatsCounter"]
+__all__ = [
+    "Event",
+    "EventHandler",
+    "EventKind",
+    "Events",
+    "SessionStats",
+    "StatsCounter",
+]
+
+logger = logging.getLogger("comet_replicate_async")
 
 EventKind = Literal["created", "status", "finished", "retry", "rate_limited"]
 
@@ -135,3 +145,33 @@ class Event:
 
 
 EventHandler = Callable[[Event], None]
+
+
+class Events:
+    """Hands a session's events to its `on_event`, if it has one."""
+
+    def __init__(
+        self,
+        handler: EventHandler | None,
+        *,
+        finished: Callable[[Prediction], None] | None = None,
+    ) -> None:
+        self._handler = handler
+        # Told first of each prediction the poller sees finish.
+        self._finished = finished
+
+    def emit(self, event: Event) -> None:
+        if self._handler is None:
+            return
+        try:
+            self._handler(event)
+        except Exception:
+            logger.exception("on_event handler raised; ignored")
+
+    def on_poll_update(self, previous: Prediction, current: Prediction) -> None:
+        """The poller saw a prediction change: report a new status."""
+        if current.done and self._finished is not None:
+            self._finished(current)
+        if current.status != previous.status and self._handler is not None:
+            kind: EventKind = "finished" if current.done else "status"
+            self.emit(Event(kind, prediction=current))

@@ -19,11 +19,17 @@ from typing import TypeAlias
 import aiohttp
 import anyio
 
-from ._config import ApiKey, RequestTimeout
+from ._config import ApiKey, RequestTimeout, resolve_api_key
 from ._exceptions import APIConnectionError, APITimeoutError
 from ._sansio import RawResponse, RequestSpec
+from ._transport_protocol import Transport
 
-__all__ = ["AiohttpTransport", "ClientSession", "map_aiohttp_exceptions"]
+__all__ = [
+    "AiohttpTransport",
+    "ClientSession",
+    "map_aiohttp_exceptions",
+    "session_transport",
+]
 
 logger = logging.getLogger("comet_replicate_async")
 
@@ -199,3 +205,28 @@ class AiohttpTransport:
             time.monotonic() - started,
         )
         return RawResponse(status=status, headers=reply_headers, body=body)
+
+
+def session_transport(
+    transport: Transport | None,
+    base_url: str,
+    api_key: str | None,
+    request_timeout: RequestTimeout,
+    http_session: ClientSession | None,
+    connection_limit: int,
+) -> Transport:
+    """A session's transport: the one passed in, else an aiohttp pool of its own."""
+    if transport is None:
+        return AiohttpTransport(
+            base_url,
+            resolve_api_key(api_key),
+            request_timeout,
+            http_session=http_session,
+            connection_limit=connection_limit,
+        )
+    if api_key is not None or http_session is not None:
+        raise ValueError(
+            "a transport of your own authenticates and sends the requests: "
+            "pass api_key and http_session to it, not to Session"
+        )
+    return transport

@@ -54,16 +54,22 @@ class MockCalls:
     """
 
     def __init__(
-        self, *replies: RawResponse | Exception, retry: RetryPolicy = FAST_RETRY
+        self,
+        *replies: RawResponse | Exception,
+        retry: RetryPolicy = FAST_RETRY,
+        creates_per_minute: float | None = None,
     ) -> None:
         self.clock = FakeClock()
         self.events: list[Event] = []
         self.counters = StatsCounter()
         self.window = ConcurrencyWindow(8, adaptive=True, clock=self.clock)
-        self.pacer = CreatePacer(clock=self.clock)
+        self.pacer = CreatePacer(creates_per_minute, clock=self.clock)
         answers = list(replies)
+        # When each request reached the transport, on the clock.
+        self.sent_at: list[float] = []
 
         def handler(request: RequestSpec) -> RawResponse:
+            self.sent_at.append(self.clock.now())
             answer = answers.pop(0)
             if isinstance(answer, Exception):
                 raise answer

@@ -16,8 +16,10 @@ from comet_replicate_async import (
     AmbiguousSubmitError,
     APIConnectionError,
     NotFoundError,
+    Prediction,
     RawResponse,
     RetryPolicy,
+    Status,
 )
 from comet_replicate_async.testing import mock_reply
 
@@ -149,6 +151,29 @@ async def test_no_retry_is_tried_that_could_not_finish_before_the_deadline() -> 
 
     assert len(layer.transport.requests) == 1
     assert layer.clock.time == 100  # gave up at once, without waiting
+
+
+async def test_a_refused_create_holds_creates_but_only_slows_polls() -> None:
+    layer = mock_calls(
+        mock_reply(429, {"detail": "slow down"}, headers={"Retry-After": "2"}),
+        mock_reply(200, prediction("processing")),
+        mock_reply(201, prediction("starting")),
+    )
+
+    with anyio.fail_after(5):
+        # Refused, asked to wait 2 s: the deadline lets it give up at once.
+        with pytest.raises(Exception, match="slow down"):
+            await layer.create(deadline=layer.clock.now() + 1)
+        polled = await layer.calls.query_once(
+            Prediction(id="p1", status=Status.STARTING)
+        )
+        await layer.create()
+
+    assert polled.status == "processing"
+    assert [r.kind for r in layer.transport.requests] == ["create", "query", "create"]
+    # The poll waited only 4 poll intervals (results of running predictions are
+    # still seen); the next create waited all the server asked.
+    assert layer.sent_at == pytest.approx([100.0, 101.0, 102.0])
 
 
 async def test_an_unknown_status_is_logged_once_per_session(

@@ -1,14 +1,26 @@
-"""Session-wide limits: the create pace, the concurrency window and its adaptation."""
+"""Session-wide limits: the create pace, the concurrency window and its adaptation.
+
+On MockTransport and a fake clock: the pace is exact and costs no wall-clock time.
+"""
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
 
 import anyio
 import pytest
 
+from comet_replicate_async import PollPolicy, RawResponse, Session
+from comet_replicate_async._handoff import Creates
+from comet_replicate_async._lifecycle import Lifecycle
 from comet_replicate_async._limits import ConcurrencyWindow, CreatePacer
-from comet_replicate_async.testing import FakeCometAPI, Fault, Latency
+from comet_replicate_async._poller import Poller
+from comet_replicate_async._registry import Registry
+from comet_replicate_async._spending import Spending
+from comet_replicate_async.testing import MockTransport, mock_reply
 
-from helpers import SCHNELL, FakeClock, eventually, session_for
+from helpers import SCHNELL, FakeClock, MockCalls, eventually
 
 pytestmark = pytest.mark.anyio
 
@@ -31,23 +43,20 @@ async def test_pacer_spaces_callers_evenly_without_a_burst() -> None:
     assert turns == pytest.approx([100 + 0.1 * k for k in range(6)])
 
 
-async def test_creates_per_minute_paces_the_whole_session() -> None:
-    async with FakeCometAPI(default_latency=Latency.constant(0.01)) as fake:
-        async with session_for(
-            fake, creates_per_minute=1200, max_concurrency=50
-        ) as session:
-            await session.gather(SCHNELL, [{"prompt": f"p{i}"} for i in range(10)])
-        creates = sorted(
-            r.monotonic for r in fake.stats.requests_log if r.route == "create"
-        )
+async def test_creates_per_minute_paces_every_caller_of_the_session() -> None:
+    layer = MockCalls(*[created(f"p{i}") for i in range(10)], creates_per_minute=1200)
 
-    spacing = 60 / 1200
-    assert len(creates) == 10
-    # The k-th create never leaves before k spacings after the first's turn. A gap
-    # between two arrivals also holds each one's scheduling delay, which a loaded
-    # machine stretches and shrinks; measured from the first arrival only its delay
-    # counts, and two spacings cover it.
-    assert all(at - creates[0] >= (k - 2) * spacing for k, at in enumerate(creates))
+    async with creates_on(layer) as creates:
+        async with anyio.create_task_group() as group:
+            for i in range(10):
+                group.start_soon(creates.create, SCHNELL, {"prompt": f"p{i}"})
+
+    # Ten callers at once: each waits its turn, one spacing (60 / 1200 s) after
+    # the one before, and no create leaves before its turn.
+    assert sorted(layer.clock.sleeps) == pytest.approx([0.05 * k for k in range(1, 10)])
+    sent = sorted(layer.sent_at)
+    assert len(sent) == 10
+    assert all(at >= 100 + 0.05 * k - 1e-9 for k, at in enumerate(sent))
 
 
 async def test_window_hands_slots_over_in_order() -> None:
@@ -119,15 +128,64 @@ def test_fixed_window_ignores_429s() -> None:
     assert window.limit == 16
 
 
-async def test_adaptive_session_shows_its_window_in_stats() -> None:
-    async with FakeCometAPI(default_latency=Latency.constant(0.01)) as fake:
-        fake.script("create", Fault.rate_limited("0.1"))
-        async with session_for(
-            fake, max_concurrency=8, adaptive_concurrency=True
-        ) as session:
-            first = await session.run(SCHNELL, {"prompt": "x"})
-            assert session.stats.concurrency_limit == 4
-            await session.gather(SCHNELL, [{"prompt": f"p{i}"} for i in range(40)])
+async def test_an_adaptive_window_halves_on_a_refused_create_and_grows_back() -> None:
+    refused = mock_reply(429, {"detail": "slow down"}, headers={"Retry-After": "0.1"})
+    layer = MockCalls(refused, *[created(f"p{i}") for i in range(41)])
 
-    assert first.status == "succeeded"
-    assert session.stats.concurrency_limit == 8
+    async with creates_on(layer) as creates:
+        first = await creates.create(SCHNELL, {"prompt": "x"})
+        assert layer.window.limit == 4
+        for i in range(40):
+            await creates.create(SCHNELL, {"prompt": f"p{i}"})
+
+    assert first.id == "p0"
+    # One slot back per window's worth of creates that went through: 4 → 8.
+    assert layer.window.limit == 8
+
+
+async def test_an_adaptive_session_shows_its_window_in_stats() -> None:
+    refused = mock_reply(429, {"detail": "slow down"}, headers={"Retry-After": "0"})
+    replies = iter([refused, created("p1")])
+    transport = MockTransport(lambda request: next(replies))
+
+    async with Session(
+        transport=transport, max_concurrency=8, adaptive_concurrency=True
+    ) as session:
+        await session.create(SCHNELL, {"prompt": "x"})
+        assert session.stats.concurrency_limit == 4
+
+
+def created(prediction_id: str) -> RawResponse:
+    return mock_reply(
+        201, {"id": prediction_id, "model": SCHNELL, "status": "starting"}
+    )
+
+
+@contextlib.asynccontextmanager
+async def creates_on(layer: MockCalls) -> AsyncIterator[Creates]:
+    """A session's create hand-off over `layer`, its sends run by a lifecycle."""
+    registry = Registry()
+    spending = Spending(layer.transport, base_url="http://mock", cap=None, prices=None)
+    life = Lifecycle(layer.transport, registry, layer.window, spending)
+    poller = Poller(
+        registry,
+        layer.calls.query_once,
+        policy=PollPolicy(),
+        retry=layer.calls.retry,
+        on_update=lambda previous, current: None,
+        clock=layer.clock,
+    )
+    await life.open(poller.run)
+    try:
+        with anyio.fail_after(5):
+            yield Creates(
+                layer.calls,
+                life,
+                layer.window,
+                spending,
+                layer.events.append,
+                prefer_wait=None,
+                server_deadline=False,
+            )
+    finally:
+        await life.close(abandon=False)

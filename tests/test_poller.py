@@ -85,6 +85,17 @@ async def test_polls_follow_the_schedule_on_the_clock() -> None:
     assert polled.queried_at == pytest.approx([start + 2, start + 4, start + 6])
 
 
+async def test_a_lone_prediction_is_polled_again_until_it_finishes() -> None:
+    # Regression: a reschedule with nothing else due must wake the idle dispatcher.
+    polled = Polled(*[reply("processing")] * 4, reply("succeeded"))
+
+    outcome = await polled.outcome()
+
+    assert outcome.result().status == "succeeded"
+    assert len(polled.queried_at) == 5
+    assert polled.queried_at == sorted(set(polled.queried_at))  # one at a time
+
+
 async def test_a_failed_poll_is_retried_on_the_schedule_then_succeeds() -> None:
     polled = Polled(
         mock_reply(503, {"detail": "busy"}),

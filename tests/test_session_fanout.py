@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -23,7 +22,6 @@ from comet_replicate_async import (
     PredictionFailed,
     PredictionFuture,
     PredictionTimeout,
-    Session,
     Status,
 )
 from comet_replicate_async.testing import FakeCometAPI, Fault, Latency
@@ -91,17 +89,6 @@ async def test_run_returns_the_succeeded_prediction(fake: FakeCometAPI) -> None:
     assert session.stats.in_flight == 0
 
 
-async def test_a_lone_prediction_is_polled_again_until_it_finishes() -> None:
-    # Regression: a reschedule with nothing else due must wake the idle dispatcher.
-    async with FakeCometAPI(default_latency=Latency.constant(1.0)) as slow:
-        async with session_for(slow) as session:
-            with anyio.fail_after(5):
-                prediction = await session.run(PRO, {"prompt": "alone"})
-
-    assert prediction.status is Status.SUCCEEDED
-    assert slow.stats.count("query") >= 2
-
-
 async def test_a_new_models_first_finish_brings_forward_the_polls_it_held_back() -> (
     None
 ):
@@ -167,43 +154,6 @@ async def test_one_poller_owns_every_query(fake: FakeCometAPI) -> None:
 
     assert tasks_while_idle == 1 + session.poll.max_concurrent_queries
     assert session.stats.queries == fake.stats.count("query")
-
-
-async def test_inputs_are_pulled_lazily(fake: FakeCometAPI) -> None:
-    pulled = 0
-
-    def endless() -> Iterator[dict[str, str]]:
-        nonlocal pulled
-        while True:
-            pulled += 1
-            yield {"prompt": f"p{pulled}"}
-
-    async with session_for(fake, max_concurrency=5) as session:
-        seen = 0
-        async with aclosing(session.as_completed(SCHNELL, endless())) as items:
-            async for item in items:
-                assert item.ok
-                seen += 1
-                # Never more than the window plus the one waiting for a slot.
-                assert pulled <= seen + 5 + 1
-                if seen == 20:
-                    break
-
-    assert seen == 20
-    assert fake.stats.created <= 20 + 5
-
-
-async def test_async_iterable_inputs(fake: FakeCometAPI) -> None:
-    async def prompts() -> AsyncIterator[dict[str, str]]:
-        for i in range(10):
-            await anyio.lowlevel.checkpoint()
-            yield {"prompt": f"p{i}"}
-
-    async with session_for(fake, max_concurrency=3) as session:
-        items = await session.gather(SCHNELL, prompts())
-
-    assert [item.index for item in items] == list(range(10))
-    assert all(item.ok for item in items)
 
 
 async def test_one_failed_item_does_not_hurt_its_siblings(fake: FakeCometAPI) -> None:
@@ -522,29 +472,6 @@ async def test_a_batch_keeps_no_task_per_waiting_prediction() -> None:
     assert tasks <= 2 + 2 + 16 + 1
 
 
-async def test_a_failing_input_iterable_finishes_started_items_then_raises(
-    fake: FakeCometAPI,
-) -> None:
-    def five_then_broken() -> Iterator[dict[str, str]]:
-        for n in range(5):
-            yield {"prompt": f"p{n}"}
-        raise ValueError("the prompt source broke")
-
-    seen: list[BatchItem] = []
-
-    async def collect(session: Session) -> None:
-        async for item in session.as_completed(SCHNELL, five_then_broken()):
-            seen.append(item)  # noqa: PERF401 - kept even when the loop raises
-
-    async with session_for(fake, max_concurrency=2) as session:
-        with pytest.raises(ValueError, match="prompt source broke"):
-            await collect(session)
-
-    assert sorted(item.index for item in seen) == [0, 1, 2, 3, 4]
-    assert all(item.ok for item in seen)
-    assert fake.stats.created == 5
-
-
 async def test_cancelled_is_true_as_soon_as_cancel_returns(fake: FakeCometAPI) -> None:
     async with session_for(fake) as session:
         future = session.submit(SCHNELL, {"prompt": "x"})
@@ -552,26 +479,3 @@ async def test_cancelled_is_true_as_soon_as_cancel_returns(fake: FakeCometAPI) -
         assert future.cancelled()
         with pytest.raises(asyncio.CancelledError):
             await future
-
-
-async def test_a_create_429_holds_creates_but_only_slows_polls() -> None:
-    async with FakeCometAPI(default_latency=Latency.constant(0.3)) as fake:
-        async with session_for(fake) as session:
-            running = await session.create(SCHNELL, {"prompt": "already running"})
-            fake.script("create", Fault.rate_limited("2"))
-            created: list[float] = []
-
-            async def create_another() -> None:
-                await session.create(SCHNELL, {"prompt": "next"})
-                created.append(time.monotonic())
-
-            async with anyio.create_task_group() as group:
-                group.start_soon(create_another)
-                await eventually(lambda: session.stats.rate_limited == 1)
-                paused_at = time.monotonic()
-                finished = await session.wait(running)
-                seen_after = time.monotonic() - paused_at
-
-    assert finished.status is Status.SUCCEEDED
-    assert seen_after < 1.5  # the running prediction was still polled
-    assert created[0] - paused_at >= 1.9  # the create waited as the server asked

@@ -1,10 +1,8 @@
-"""What can go wrong with a request: scripted faults, random faults, throttling."""
+"""What can go wrong with a request: scripted faults and random faults."""
 
 from __future__ import annotations
 
-import math
 import random
-from collections import deque
 from collections.abc import Mapping
 from typing import Any, Final, Literal
 
@@ -14,8 +12,6 @@ __all__ = [
     "Fault",
     "FaultKind",
     "FaultRates",
-    "RateLimiter",
-    "TokenBucket",
     "check_probability",
 ]
 
@@ -208,85 +204,3 @@ class FaultRates:
         if roll < self.slow_rate:
             return Fault.delay(self.slow_delay)
         return Fault.ok()
-
-
-@attrs.define
-class RateLimiter:
-    """A sliding-window limit on accepted creates.
-
-    Attributes:
-        limit: Creates allowed per window.
-        window: Window length in seconds.
-    """
-
-    limit: int
-    window: float
-    _accepted: deque[float] = attrs.field(factory=deque, init=False)
-
-    def admit(self, now: float) -> int | None:
-        """Take a slot at monotonic time *now*.
-
-        Returns:
-            `None` when admitted, else the whole seconds (at least 1) until
-            the oldest slot frees, for `Retry-After`.
-        """
-        while self._accepted and self._accepted[0] <= now - self.window:
-            self._accepted.popleft()
-        if len(self._accepted) < self.limit:
-            self._accepted.append(now)
-            return None
-        return max(1, math.ceil(self._accepted[0] + self.window - now))
-
-    def quota(self, now: float) -> tuple[int, float]:
-        """`(remaining, reset)`: creates left now, seconds until the oldest frees."""
-        remaining = self.limit - len(self._accepted)
-        reset = self._accepted[0] + self.window - now if self._accepted else 0.0
-        return remaining, max(0.0, reset)
-
-    def clear(self) -> None:
-        """Forget every accepted create."""
-        self._accepted.clear()
-
-
-@attrs.define
-class TokenBucket:
-    """A token bucket on accepted creates: *rate* a second, bursts of *burst*.
-
-    Attributes:
-        rate: Tokens added per second.
-        burst: Most tokens held (the bucket starts full).
-    """
-
-    rate: float
-    burst: int
-    _tokens: float = attrs.field(init=False)
-    _stamp: float | None = attrs.field(default=None, init=False)
-
-    @_tokens.default
-    def _full(self) -> float:
-        return float(self.burst)
-
-    def _refill(self, now: float) -> None:
-        if self._stamp is not None:
-            self._tokens = min(
-                float(self.burst), self._tokens + (now - self._stamp) * self.rate
-            )
-        self._stamp = now
-
-    def admit(self, now: float) -> int | None:
-        """Take a token; else the whole seconds (at least 1) until one comes."""
-        self._refill(now)
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return None
-        return max(1, math.ceil((1.0 - self._tokens) / self.rate))
-
-    def quota(self, now: float) -> tuple[int, float]:
-        """`(remaining, reset)`: whole tokens now, seconds until the next one."""
-        self._refill(now)
-        remaining = int(self._tokens)
-        return remaining, (remaining + 1 - self._tokens) / self.rate
-
-    def clear(self) -> None:
-        """Fill the bucket again."""
-        self._tokens, self._stamp = float(self.burst), None

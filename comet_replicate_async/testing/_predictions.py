@@ -8,6 +8,7 @@ prediction, and ten thousand predictions cost ten thousand small objects.
 from __future__ import annotations
 
 import random
+import re
 import secrets
 import time
 from collections.abc import Mapping
@@ -16,7 +17,14 @@ from typing import Any, Final, Literal
 
 import attrs
 
-__all__ = ["FinalStatus", "Latency", "PredictionRecord", "new_prediction"]
+__all__ = [
+    "FinalStatus",
+    "Latency",
+    "PredictionRecord",
+    "latency_for",
+    "new_prediction",
+    "output_index",
+]
 
 FinalStatus = Literal["succeeded", "failed", "aborted"]
 
@@ -34,6 +42,8 @@ LIST_OUTPUT_MODELS: Final = frozenset(
 _IMAGE_FORMATS: Final = frozenset({"webp", "jpg", "png"})
 _ID_ALPHABET: Final = "0123456789abcdefghijklmnopqrstuvwxyz"
 _ID_LENGTH: Final = 26
+#: An output file's name: `out-{n}.{format}`.
+_FILE_NAME: Final = re.compile(r"out-(\d+)\.(\w+)")
 
 
 @attrs.frozen
@@ -216,6 +226,33 @@ def new_prediction(
         created_wall=time.time(),
         seed=rng.randrange(2**16),
     )
+
+
+def latency_for(
+    model: str, latency: Mapping[str, Latency] | Latency, default: Latency
+) -> Latency:
+    """The run time of *model*: by `owner/name`, else by bare name, else *default*."""
+    if isinstance(latency, Latency):
+        return latency
+    bare_name = model.rpartition("/")[2]
+    return latency.get(model) or latency.get(bare_name) or default
+
+
+def output_index(
+    prediction: PredictionRecord | None, file_name: str, now: float
+) -> int | None:
+    """The output number *file_name* names, if that file exists at *now*."""
+    match = _FILE_NAME.fullmatch(file_name)
+    if prediction is None or match is None:
+        return None
+    if prediction.status_at(now) != "succeeded":
+        return None
+    outputs = prediction.output
+    urls = outputs if isinstance(outputs, tuple) else (outputs,)
+    index = int(match[1])
+    if index >= len(urls) or not str(urls[index]).endswith("/" + file_name):
+        return None
+    return index
 
 
 def _output_count(model: str, input: Mapping[str, Any]) -> int:

@@ -3,45 +3,48 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import random
-import re
-import socket
-import struct
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType, TracebackType
-from typing import Any, Final, Literal, Self
+from typing import Any, Final, Self
 
 import attrs
 from aiohttp import web
 
 from comet_replicate_async._prices import FALLBACK_PRICES
 
-from ._faults import Fault, FaultRates, RateLimiter, TokenBucket, check_probability
+from ._catalogue import catalogue_json
+from ._faults import Fault, FaultRates, check_probability
+from ._http import (
+    PREDICTION_ID,
+    answer,
+    invalid_token,
+    prefer_wait,
+    read_input,
+    request_log,
+    send,
+)
 from ._images import image_for
-from ._predictions import FinalStatus, Latency, PredictionRecord, new_prediction
-from ._replies import Reply, apply_fault, comet_error, json_reply, new_request_id
-from ._stats import FakeStats, RequestRecord
+from ._limit_shapes import CreateLimiter, create_limiter, quota_headers, refusal
+from ._predictions import (
+    FinalStatus,
+    Latency,
+    PredictionRecord,
+    latency_for,
+    new_prediction,
+    output_index,
+)
+from ._replies import Reply, comet_error, json_reply, new_request_id
+from ._scripts import FaultScripts, PollTarget, ScriptedRoute
+from ._stats import FakeStats
 
 __all__ = ["FakeCometAPI", "ScriptedRoute"]
 
-ScriptedRoute = Literal["create", "query", "file", "catalogue"]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-#: Which predictions a poll script is for: an id, or a test on each new record.
-PollTarget = str | Callable[[PredictionRecord], bool]
 
-#: Replicate's `Prefer: wait` grammar; a bare `wait` means 60 s.
-_PREFER_WAIT: Final = re.compile(r"\bwait(?:=(\d+))?\b")
-_FILE_NAME: Final = re.compile(r"out-(\d+)\.(\w+)")
-_PREDICTION_ID: Final = web.RequestKey("prediction_id", str)
 #: Predictions take 50 ms unless told otherwise: quick tests, yet observable.
 DEFAULT_LATENCY: Final = Latency.constant(0.05)
-
-
-class _Dropped(web.Response):
-    """Stands in for the reply of a reset connection; it is never written."""
 
 
 # Settings are fixed at construction (the fault plan is derived from them), and
@@ -129,17 +132,9 @@ class FakeCometAPI:
     port: int = 0
     stats: FakeStats = attrs.field(factory=FakeStats, init=False, repr=False)
     _rates: FaultRates = attrs.field(init=False, repr=False)
-    _limiter: RateLimiter | TokenBucket | None = attrs.field(init=False, repr=False)
+    _limiter: CreateLimiter | None = attrs.field(init=False, repr=False)
     _rng: random.Random = attrs.field(init=False, repr=False)
-    _scripts: dict[str, deque[Fault]] = attrs.field(init=False, repr=False)
-    # Poll scripts by prediction id (with whether the last one repeats), and
-    # the ones waiting for a prediction that matches.
-    _poll_scripts: dict[str, tuple[deque[Fault], bool]] = attrs.field(
-        factory=dict, init=False, repr=False
-    )
-    _poll_rules: list[
-        tuple[Callable[[PredictionRecord], bool], tuple[Fault, ...], bool]
-    ] = attrs.field(factory=list, init=False, repr=False)
+    _scripts: FaultScripts = attrs.field(factory=FaultScripts, init=False, repr=False)
     # The only attributes that change after construction: which ports are open.
     _in_flight: int = attrs.field(
         default=0, init=False, repr=False, on_setattr=attrs.setters.NO_OP
@@ -166,23 +161,17 @@ class FakeCometAPI:
         )
 
     @_limiter.default
-    def _make_limiter(self) -> RateLimiter | TokenBucket | None:
-        if self.creates_per_second is not None:
-            if self.creates_per_minute is not None:
-                msg = "give creates_per_minute or creates_per_second, not both"
-                raise ValueError(msg)
-            return TokenBucket(self.creates_per_second, self.burst)
-        if self.creates_per_minute is None:
-            return None
-        return RateLimiter(self.creates_per_minute, self.rate_window)
+    def _make_limiter(self) -> CreateLimiter | None:
+        return create_limiter(
+            creates_per_minute=self.creates_per_minute,
+            rate_window=self.rate_window,
+            creates_per_second=self.creates_per_second,
+            burst=self.burst,
+        )
 
     @_rng.default
     def _make_rng(self) -> random.Random:
         return random.Random(self.seed)
-
-    @_scripts.default
-    def _make_scripts(self) -> dict[str, deque[Fault]]:
-        return {route: deque() for route in ("create", "query", "file", "catalogue")}
 
     def __attrs_post_init__(self) -> None:
         if self.failure_rate + self.abort_rate > 1.0:
@@ -269,7 +258,7 @@ class FakeCometAPI:
         Scripted faults take priority over random faults and throttling; a
         request that fails authentication or validation still uses one up.
         """
-        self._scripts[route].extend(faults)
+        self._scripts.script(route, faults)
 
     def script_polls(
         self, which: PollTarget, *faults: Fault, repeat_last: bool = False
@@ -287,25 +276,19 @@ class FakeCometAPI:
             faults: One per poll; polls after the last are answered normally.
             repeat_last: The last fault answers every later poll instead.
         """
-        if isinstance(which, str):
-            self._poll_scripts[which] = (deque(faults), repeat_last)
-        else:
-            self._poll_rules.append((which, faults, repeat_last))
+        self._scripts.script_polls(which, faults, repeat_last)
 
     def reset(self) -> None:
         """Forget predictions, statistics, scripts and the throttle window."""
         self.stats.clear()
-        for queue in self._scripts.values():
-            queue.clear()
-        self._poll_scripts.clear()
-        self._poll_rules.clear()
+        self._scripts.clear()
         if self._limiter is not None:
             self._limiter.clear()
 
     # -- applications -------------------------------------------------------
 
     def _api_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._record])
+        app = web.Application(middlewares=[request_log(self.stats)])
         app.router.add_post(
             "/replicate/v1/models/{owner}/{name}/predictions",
             self._create,
@@ -319,39 +302,10 @@ class FakeCometAPI:
         return app
 
     def _files_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._record])
+        app = web.Application(middlewares=[request_log(self.stats)])
         app.router.add_get("/xezq/{id}/{file}", self._file, name="file")
         app.router.add_route("*", "/moved/{tail:.*}", self._moved, name="other")
         return app
-
-    @web.middleware
-    async def _record(
-        self, request: web.Request, handler: Handler
-    ) -> web.StreamResponse:
-        """Log every request, whatever happens to it."""
-        monotonic, wall = time.monotonic(), time.time()
-        status = 0  # stays 0 if the handler is cancelled (client went away)
-        try:
-            response = await handler(request)
-            status = 0 if isinstance(response, _Dropped) else response.status
-            return response
-        except web.HTTPException as exc:  # unknown path or method
-            status = exc.status
-            raise
-        finally:
-            name = request.match_info.route.name or "other"
-            self.stats.record_request(
-                RequestRecord(
-                    route=name.partition("-")[0],
-                    method=request.method,
-                    path=request.path,
-                    status=status,
-                    headers=dict(request.headers),
-                    monotonic=monotonic,
-                    wall=wall,
-                    prediction_id=request.get(_PREDICTION_ID),
-                )
-            )
 
     # -- handlers -----------------------------------------------------------
 
@@ -370,7 +324,7 @@ class FakeCometAPI:
             reply = comet_error(
                 429, "too many concurrent requests for this key", request_id, code=""
             )
-            return self._send(request, reply, request_id)
+            return send(request, reply, request_id)
         self._in_flight += 1
         try:
             return await handler(request)
@@ -381,43 +335,42 @@ class FakeCometAPI:
         request_id = new_request_id()
         if self.create_delay:  # the gateway's own time, before it looks at anything
             await asyncio.sleep(self.create_delay)
-        fault = self._next_scripted("create")
+        fault = self._scripts.next("create")
         if not self._authorized(request):
-            return self._send(request, _invalid_token(request_id), request_id)
+            return send(request, invalid_token(request_id), request_id)
         model = f"{request.match_info['owner']}/{request.match_info['name']}"
-        input_or_error = await _read_input(request, request_id)
+        input_or_error = await read_input(request, request_id)
         if isinstance(input_or_error, Reply):
-            return self._send(request, input_or_error, request_id)
+            return send(request, input_or_error, request_id)
         if fault is None:
-            fault = self._throttle() or self._rates.draw("create", self._rng)
-        wait = _prefer_wait(request.headers.get("Prefer", ""))
+            fault = refusal(self._limiter, time.monotonic()) or self._rates.draw(
+                "create", self._rng
+            )
+        wait = prefer_wait(request.headers.get("Prefer", ""))
 
         async def create() -> Reply:
             prediction = self._new_prediction(model, input_or_error)
-            request[_PREDICTION_ID] = prediction.id
+            request[PREDICTION_ID] = prediction.id
             if wait:
                 remaining = prediction.terminal_monotonic - time.monotonic()
                 await asyncio.sleep(max(0.0, min(remaining, wait)))
             body = prediction.to_json(time.monotonic())
             return json_reply(201, body, prediction_id=prediction.id)
 
-        reply = await apply_fault(
-            fault, create, request_id=request_id, moved_url=_moved_url(request)
-        )
-        response = self._send(request, reply, request_id)
+        response = await answer(request, request_id, fault, create)
         if self.ratelimit_headers and self._limiter is not None:
-            response.headers.update(self._quota_headers())
+            response.headers.update(quota_headers(self._limiter, time.monotonic()))
         return response
 
     async def _query_capped(self, request: web.Request) -> web.StreamResponse:
         request_id = new_request_id()
-        fault = self._next_scripted("query")
+        fault = self._scripts.next("query")
         if not self._authorized(request):
-            return self._send(request, _invalid_token(request_id), request_id)
+            return send(request, invalid_token(request_id), request_id)
         prediction_id = request.match_info["id"]
-        request[_PREDICTION_ID] = prediction_id
+        request[PREDICTION_ID] = prediction_id
         if fault is None:
-            fault = self._next_poll_fault(prediction_id)
+            fault = self._scripts.next_poll(prediction_id)
         if fault is None:
             fault = self._rates.draw("query", self._rng)
 
@@ -427,41 +380,34 @@ class FakeCometAPI:
                 return comet_error(404, "prediction not found", request_id, code="")
             return json_reply(200, prediction.to_json(time.monotonic()))
 
-        reply = await apply_fault(
-            fault, query, request_id=request_id, moved_url=_moved_url(request)
-        )
-        return self._send(request, reply, request_id)
+        return await answer(request, request_id, fault, query)
 
     async def _file(self, request: web.Request) -> web.StreamResponse:
         request_id = new_request_id()
-        fault = self._next_scripted("file") or Fault.ok()
+        fault = self._scripts.next("file") or Fault.ok()
         prediction_id = request.match_info["id"]
-        request[_PREDICTION_ID] = prediction_id
+        request[PREDICTION_ID] = prediction_id
 
         async def download() -> Reply:
-            index = self._output_index(prediction_id, request.match_info["file"])
+            prediction = self.stats.predictions.get(prediction_id)
+            file_name = request.match_info["file"]
+            index = output_index(prediction, file_name, time.monotonic())
             if index is None:
                 return Reply(404, b"Not Found", "text/plain")
             prompt = str(self.stats.predictions[prediction_id].input["prompt"])
             return Reply(200, image_for(prompt, index), "image/png")
 
-        reply = await apply_fault(
-            fault, download, request_id=request_id, moved_url=_moved_url(request)
-        )
-        return self._send(request, reply, request_id)
+        return await answer(request, request_id, fault, download)
 
     async def _catalogue(self, request: web.Request) -> web.StreamResponse:
         # Public, as CometAPI's is: no key needed.
         request_id = new_request_id()
-        fault = self._next_scripted("catalogue") or Fault.ok()
+        fault = self._scripts.next("catalogue") or Fault.ok()
 
         async def catalogue() -> Reply:
-            return json_reply(200, _catalogue_json(self.prices))
+            return json_reply(200, catalogue_json(self.prices))
 
-        reply = await apply_fault(
-            fault, catalogue, request_id=request_id, moved_url=_moved_url(request)
-        )
-        return self._send(request, reply, request_id)
+        return await answer(request, request_id, fault, catalogue)
 
     async def _stats(self, request: web.Request) -> web.StreamResponse:
         include_log = request.query.get("log", "") not in {"", "0", "false"}
@@ -477,43 +423,6 @@ class FakeCometAPI:
 
     # -- helpers ------------------------------------------------------------
 
-    def _next_scripted(self, route: ScriptedRoute) -> Fault | None:
-        queue = self._scripts[route]
-        fault = queue.popleft() if queue else None
-        # Fault.ok() means "as if nothing were scripted": random faults and
-        # throttling still apply.
-        return None if fault is None or fault.kind == "ok" else fault
-
-    def _next_poll_fault(self, prediction_id: str) -> Fault | None:
-        queue, repeat_last = self._poll_scripts.get(prediction_id, (None, False))
-        if not queue:
-            return None
-        fault = queue[0] if repeat_last and len(queue) == 1 else queue.popleft()
-        return None if fault.kind == "ok" else fault
-
-    def _authorized(self, request: web.Request) -> bool:
-        return request.headers.get("Authorization") == f"Bearer {self.api_key}"
-
-    def _throttle(self) -> Fault | None:
-        if self._limiter is None:
-            return None
-        wait = self._limiter.admit(time.monotonic())
-        return None if wait is None else Fault.rate_limited(str(wait))
-
-    def _quota_headers(self) -> dict[str, str]:
-        assert self._limiter is not None
-        remaining, reset = self._limiter.quota(time.monotonic())
-        limit = (
-            self._limiter.limit
-            if isinstance(self._limiter, RateLimiter)
-            else self._limiter.burst
-        )
-        return {
-            "ratelimit-limit": str(limit),
-            "ratelimit-remaining": str(remaining),
-            "ratelimit-reset": f"{reset:.3f}",
-        }
-
     def _new_prediction(self, model: str, input: Mapping[str, Any]) -> PredictionRecord:
         roll = self._rng.random()
         outcome: FinalStatus = "succeeded"
@@ -524,122 +433,17 @@ class FakeCometAPI:
         prediction = new_prediction(
             model=model,
             input=input,
-            latency=self._latency_for(model).draw(self._rng),
+            latency=latency_for(model, self.latency, self.default_latency).draw(
+                self._rng
+            ),
             final_status=outcome,
             files_base_url=self.files_base_url,
             rng=self._rng,
             filtered_outputs=self.filtered_outputs,
         )
         self.stats.record_prediction(prediction)
-        for matches, faults, repeat_last in self._poll_rules:
-            if matches(prediction):
-                self._poll_scripts[prediction.id] = (deque(faults), repeat_last)
+        self._scripts.created(prediction)
         return prediction
 
-    def _latency_for(self, model: str) -> Latency:
-        if isinstance(self.latency, Latency):
-            return self.latency
-        bare_name = model.rpartition("/")[2]
-        return (
-            self.latency.get(model)
-            or self.latency.get(bare_name)
-            or self.default_latency
-        )
-
-    def _output_index(self, prediction_id: str, file_name: str) -> int | None:
-        """The output number *file_name* names, if that file exists now."""
-        prediction = self.stats.predictions.get(prediction_id)
-        match = _FILE_NAME.fullmatch(file_name)
-        if prediction is None or match is None:
-            return None
-        if prediction.status_at(time.monotonic()) != "succeeded":
-            return None
-        outputs = prediction.output
-        urls = outputs if isinstance(outputs, tuple) else (outputs,)
-        index = int(match[1])
-        if index >= len(urls) or not str(urls[index]).endswith("/" + file_name):
-            return None
-        return index
-
-    def _send(
-        self, request: web.Request, reply: Reply, request_id: str
-    ) -> web.StreamResponse:
-        if reply.drop:
-            _reset_connection(request)
-            return _Dropped()
-        response = web.Response(
-            status=reply.status, body=reply.body, content_type=reply.content_type
-        )
-        response.headers.update(reply.headers)
-        response.headers["X-Request-Id"] = request_id
-        return response
-
-
-def _catalogue_json(prices: Mapping[str, float]) -> dict[str, Any]:
-    """A model catalogue in the shape of CometAPI's documented example."""
-    records = [
-        {
-            "id": model,
-            "provider": "Black Forest Labs",
-            "model_type": "image",
-            "features": ["text-to-image"],
-            "pricing": {
-                "currency": "USD",
-                "input": None,
-                "output": None,
-                "per_request": usd,
-                "per_second": None,
-            },
-        }
-        for model, usd in prices.items()
-    ]
-    return {
-        "success": True,
-        "page": 0,
-        "page_size": 0,
-        "total": len(records),
-        "data": records,
-    }
-
-
-async def _read_input(request: web.Request, request_id: str) -> dict[str, Any] | Reply:
-    """The `input` object of a create body, or the 400 reply explaining why not."""
-    try:
-        body = json.loads(await request.read())
-    except ValueError:
-        return comet_error(400, "request body is not valid JSON", request_id)
-    if not isinstance(body, dict) or not isinstance(body.get("input"), dict):
-        return comet_error(400, "input is required and must be an object", request_id)
-    prompt = body["input"].get("prompt")
-    if not isinstance(prompt, str) or not prompt:
-        return comet_error(400, "input.prompt is required", request_id)
-    input: dict[str, Any] = body["input"]
-    return input
-
-
-def _invalid_token(request_id: str) -> Reply:
-    return comet_error(401, "invalid token", request_id, code="")
-
-
-def _prefer_wait(prefer: str) -> int:
-    """Seconds a `Prefer: wait[=N]` header asks to hold the reply (0: none)."""
-    match = _PREFER_WAIT.search(prefer)
-    if match is None:
-        return 0
-    return min(max(int(match[1] or 60), 1), 60)
-
-
-def _moved_url(request: web.Request) -> str:
-    return f"{request.url.origin()}/moved{request.path}"
-
-
-def _reset_connection(request: web.Request) -> None:
-    """Close the connection with a TCP RST, the way a crashing proxy does."""
-    transport = request.transport
-    if transport is None:
-        return
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        # Linger 0 turns close() into a RST instead of an orderly FIN.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    transport.abort()
+    def _authorized(self, request: web.Request) -> bool:
+        return request.headers.get("Authorization") == f"Bearer {self.api_key}"

@@ -1,0 +1,108 @@
+"""The parts a `Session` is made of, built from its options and wired together.
+
+`Session` holds them and delegates to them; this module only connects them: the
+transport under the call layer, the call layer under the poller, the downloads
+and the creates, one window and one set of counters shared by all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import attrs
+
+from ._calls import Calls
+from ._downloads import Downloads
+from ._handoff import Creates
+from ._lifecycle import Lifecycle
+from ._limits import ConcurrencyWindow, CreatePacer
+from ._poller import Poller
+from ._registry import Registry
+from ._retry import RetryPolicy
+from ._runner import Runner
+from ._schedule import PollPolicy
+from ._spending import Spending
+from ._stats import EventHandler, Events, StatsCounter
+from ._transport_protocol import Transport
+
+__all__ = ["SessionParts"]
+
+
+@attrs.frozen
+class SessionParts:
+    """One session's parts; `build` wires them."""
+
+    transport: Transport
+    counters: StatsCounter
+    window: ConcurrencyWindow
+    calls: Calls
+    downloads: Downloads
+    spending: Spending
+    registry: Registry
+    poller: Poller
+    life: Lifecycle
+    creates: Creates
+    runner: Runner
+
+    @classmethod
+    def build(
+        cls,
+        transport: Transport,
+        *,
+        base_url: str,
+        retry: RetryPolicy,
+        poll: PollPolicy,
+        max_concurrency: int,
+        adaptive_concurrency: bool,
+        creates_per_minute: float | None,
+        prefer_wait: int | None,
+        on_event: EventHandler | None,
+        download_concurrency: int,
+        max_cost: float | None,
+        prices: Mapping[str, float] | None,
+        server_deadline: bool,
+    ) -> SessionParts:
+        window = ConcurrencyWindow(max_concurrency, adaptive=adaptive_concurrency)
+        spending = Spending(transport, base_url=base_url, cap=max_cost, prices=prices)
+        events = Events(on_event, finished=spending.ended)
+        counters = StatsCounter()
+        calls = Calls(
+            transport,
+            retry=retry,
+            poll=poll,
+            window=window,
+            pacer=CreatePacer(creates_per_minute),
+            counters=counters,
+            emit=events.emit,
+        )
+        registry = Registry()
+        poller = Poller(
+            registry,
+            calls.query_once,
+            policy=poll,
+            retry=retry,
+            on_update=events.on_poll_update,
+        )
+        life = Lifecycle(transport, registry, window, spending)
+        creates = Creates(
+            calls,
+            life,
+            window,
+            spending,
+            events.emit,
+            prefer_wait=prefer_wait,
+            server_deadline=server_deadline,
+        )
+        return cls(
+            transport=transport,
+            counters=counters,
+            window=window,
+            calls=calls,
+            downloads=Downloads(calls, download_concurrency),
+            spending=spending,
+            registry=registry,
+            poller=poller,
+            life=life,
+            creates=creates,
+            runner=Runner(life, creates, registry, poller, counters),
+        )
