@@ -22,13 +22,8 @@ import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from comet_replicate_async._batch import BatchIterator
-from comet_replicate_async._batch_journal import (
-    JournalRecord,
-    SqliteBatchJournal,
-)
-from comet_replicate_async._batch_journal import (
-    Outcome as JournalOutcome,
-)
+from comet_replicate_async._batch_journal import JournalRecord, SqliteBatchJournal
+from comet_replicate_async._batch_journal import Outcome as JournalOutcome
 from comet_replicate_async._budget import Charge
 from comet_replicate_async._downloads import output_paths
 from comet_replicate_async._exceptions import (
