@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -23,7 +23,9 @@ import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from comet_replicate_async._batch import BatchIterator, stop_creating
-from comet_replicate_async._batch_journal import SqliteBatchJournal
+from comet_replicate_async._batch_journal import JournalRecord, SqliteBatchJournal
+from comet_replicate_async._batch_journal import Outcome as JournalOutcome
+from comet_replicate_async._budget import Charge
 from comet_replicate_async._downloads import output_paths
 from comet_replicate_async._exceptions import (
     AmbiguousSubmitError,
@@ -34,10 +36,12 @@ from comet_replicate_async._exceptions import (
     JournalInputChanged,
     PredictionAbandoned,
 )
+from comet_replicate_async._prices import Price
 from comet_replicate_async._retry import stops_creates
 from comet_replicate_async._session import Session
-from comet_replicate_async._values import BatchItem, Prediction
+from comet_replicate_async._values import BatchItem, Prediction, Status
 
+from ._costs import CostTotals, charge_of
 from ._disk_faults import DiskFault, journal_refused
 from ._gallery import GalleryEntry, write_gallery
 from ._prompts import PromptFile, PromptItem
@@ -69,6 +73,9 @@ class BulkOptions:
     model: str
     out_dir: Path
     gallery_every: float = 2.0
+    #: The model's price the session was given, and the cap: for the summary.
+    price: Price | None = None
+    max_cost: float | None = None
 
 
 @attrs.define
@@ -81,6 +88,12 @@ class Outcome:
     error: str | None = None
     output_urls: tuple[str, ...] = ()
     files: tuple[str, ...] = ()
+    error_type: str | None = None
+    #: Why an item was not started: "budget" (the cost cap) or "batch stopped".
+    not_started_because: str | None = None
+    status: Status | None = None  # its prediction's last known status
+    cost: float | None = 0.0  # None: charged, at an unknown price
+    missing_outputs: int = 0  # fewer outputs than `num_outputs` asked for
 
     def to_json(self) -> dict[str, Any]:
         """The manifest line."""
@@ -94,7 +107,17 @@ class Outcome:
             "output_urls": list(self.output_urls),
             "files": list(self.files),
             "error": self.error,
+            "error_type": self.error_type,
+            "not_started_because": self.not_started_because,
+            "cost": self.cost,
+            "charge": str(self.charge),
+            "missing_outputs": self.missing_outputs,
         }
+
+    @property
+    def charge(self) -> Charge:
+        """How it counts against the money: billed, possibly_billed or free."""
+        return charge_of(self.state, self.status)
 
 
 @attrs.define
@@ -124,6 +147,16 @@ class BulkSummary:
     stopped_by: CometReplicateError | None = None
     #: Inputs never sent because of it.
     not_sent: int = 0
+    #: What the batch's items cost over all its runs, and at what price.
+    costs: CostTotals = attrs.field(factory=CostTotals)
+    price: Price | None = None
+    max_cost: float | None = None
+    #: Inputs the cost cap left unsent (a rerun with a larger cap sends them).
+    over_budget: int = 0
+    #: Succeeded items with fewer outputs than they asked for (safety filter).
+    short_outputs: int = 0
+    #: Succeeded items whose files could not be saved (e.g. expired outputs).
+    downloads_failed: int = 0
     #: Predictions created but not finished when the run ended (a rerun polls them).
     still_running: int = 0
 
@@ -177,6 +210,43 @@ class _FolderJournal(SqliteBatchJournal):
     def __init__(self, path: Path, model: str) -> None:
         super().__init__(path)
         self.model = model
+        #: What each input's create cost (all runs), as the session records it.
+        self.costs: dict[int, float] = {}
+
+    async def recorded(self) -> dict[int, JournalRecord]:
+        records = await super().recorded()
+        self.costs.update(
+            (position, record.cost)
+            for position, record in records.items()
+            if record.cost is not None
+        )
+        return records
+
+    async def pending(
+        self, position: int, digest: str, *, cost: float | None = None
+    ) -> None:
+        await super().pending(position, digest, cost=cost)
+        if cost is not None:
+            self.costs[position] = cost
+
+    async def unsent(self, position: int) -> None:
+        await super().unsent(position)
+        self.costs.pop(position, None)
+
+    async def finish(
+        self,
+        position: int,
+        state: JournalOutcome,
+        *,
+        prediction: Mapping[str, Any] | None = None,
+        error: str | None = None,
+        cost: float | None = None,
+    ) -> None:
+        await super().finish(
+            position, state, prediction=prediction, error=error, cost=cost
+        )
+        if cost is not None:
+            self.costs[position] = cost
 
     async def __aenter__(self) -> Self:
         await super().__aenter__()
@@ -218,11 +288,10 @@ class _Batch:
         self.items: BatchIterator | None = None
         # Cancelled by `stop`: the items are then taken through `stop()`.
         self.reading = anyio.CancelScope()
+        self.journal = _FolderJournal(options.out_dir / JOURNAL_NAME, options.model)
 
     async def run(self) -> None:
-        journal = _FolderJournal(
-            self.options.out_dir / JOURNAL_NAME, self.options.model
-        )
+        journal = self.journal
         items = self.items = self.session.as_completed(
             self.options.model,
             [item.input for item in self.prompts.items],
@@ -250,6 +319,11 @@ class _Batch:
             background.cancel_scope.cancel()
         if refused is not None:
             raise self._explained(refused)
+        for outcome in self.outcomes:
+            # Read once every end is journaled (an aborted prediction costs 0).
+            recorded = self.journal.costs.get(outcome.item.index)
+            free = outcome.charge is Charge.FREE
+            outcome.cost = 0.0 if free else recorded
         await self._write_results()
         if self.disk_fault.error is not None:
             raise self.disk_fault.error
@@ -278,12 +352,18 @@ class _Batch:
         outcome = self.outcomes[item.index]
         prediction, error = item.prediction, item.error
         outcome.prediction_id = prediction.id if prediction is not None else None
+        outcome.status = prediction.status if prediction is not None else None
         outcome.error = None if error is None else str(error)
+        outcome.error_type = None if error is None else type(error).__name__
+        outcome.missing_outputs = item.missing_outputs
         refused = journal_refused(error)
         if refused is not None:
             self._refused(refused, self.options.out_dir)
         if isinstance(error, BatchStoppedError | BudgetExceededError):
             outcome.state = None  # nothing was sent: a rerun sends it
+            outcome.not_started_because = (
+                "budget" if isinstance(error, BudgetExceededError) else "batch stopped"
+            )
             if isinstance(error, BatchStoppedError) and stops_creates(error.reason):
                 self.stopped_by = self.stopped_by or error.reason
         elif isinstance(error, AmbiguousSubmitError):
@@ -338,8 +418,10 @@ class _Batch:
                     # The prediction succeeded; only the copy failed: a rerun
                     # finds the files missing and downloads them again.
                     outcome.error = f"download failed: {failure}"
+                    outcome.error_type = type(failure).__name__
                 except OSError as failure:
                     outcome.error = f"not saved: {failure.strerror or failure}"
+                    outcome.error_type = type(failure).__name__
                     self._forget_parts(outcome, prediction)
                     self._refused(failure, self.options.out_dir)
                 else:
@@ -453,6 +535,14 @@ class _Batch:
             requests=self.session.stats.requests,
             stopped_by=self.stopped_by,
             not_sent=sum(outcome.state is None for outcome in self.outcomes),
+            costs=CostTotals.of([(o.charge, o.cost) for o in self.outcomes]),
+            price=self.options.price,
+            max_cost=self.options.max_cost,
+            over_budget=sum(o.not_started_because == "budget" for o in self.outcomes),
+            short_outputs=sum(o.missing_outputs > 0 for o in self.outcomes),
+            downloads_failed=sum(
+                o.state == "succeeded" and o.error is not None for o in self.outcomes
+            ),
             still_running=sum(o.state == "created" for o in self.outcomes),
         )
 

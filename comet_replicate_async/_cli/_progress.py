@@ -20,6 +20,7 @@ from rich.table import Table
 
 from ._batch_folder import BulkSummary
 from ._batch_folder import Progress as Counts
+from ._costs import cost_json, cost_rows
 
 __all__ = ["ProgressView"]
 
@@ -112,6 +113,7 @@ class ProgressView:
                         "results": str(summary.results_path),
                         "gallery": str(summary.gallery_path),
                         "journal": str(summary.journal_path),
+                        **cost_json(summary),
                     }
                 ),
                 flush=True,
@@ -129,12 +131,21 @@ class ProgressView:
             ),
             ("done in an earlier run", counts.resumed),
             ("HTTP requests this run", summary.requests),
+            *cost_rows(summary),
         ]
         for label, value in rows:
             table.add_row(label, str(value))
         table.add_row("results", str(summary.results_path))
         table.add_row("gallery", str(summary.gallery_path))
         Console().print(table)
+        if summary.over_budget:
+            self.console.print(
+                f"{summary.over_budget} input(s) not started: the --max-cost cap of "
+                f"${summary.max_cost:.4f} is reached. Rerun with a larger --max-cost "
+                "to go on; nothing is created twice.",
+                highlight=False,
+                soft_wrap=True,
+            )
 
 
 def _counts_text(counts: Counts) -> str:
