@@ -19,9 +19,6 @@ import math
 import os
 from collections.abc import (
     AsyncGenerator,
-    AsyncIterable,
-    AsyncIterator,
-    Iterable,
     Mapping,
 )
 from typing import TYPE_CHECKING, Any
@@ -30,6 +27,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._batch import BatchIterator, BatchTracker, CreateJob, Creators, missing_outputs
+from ._batch_inputs import Inputs, aiter_inputs, checked_inputs
 from ._batch_journal import (
     Journal,
     JournalRecord,
@@ -45,7 +43,6 @@ from ._exceptions import (
     CometReplicateError,
     InputValidationError,
     JournalError,
-    JournalInputChanged,
     PredictionAbandoned,
     error_for_status,
 )
@@ -56,7 +53,7 @@ from ._sansio import validate_model_id
 from ._values import BatchItem, Prediction, Status
 
 if TYPE_CHECKING:
-    from ._session import BatchInput, Session
+    from ._session import Session
 
 __all__ = ["JournalArg", "start_batch"]
 
@@ -67,7 +64,6 @@ BATCH_CREATES = 16
 
 
 JournalArg = str | os.PathLike[str] | Journal
-Inputs = Iterable["BatchInput"] | AsyncIterable["BatchInput"]
 
 
 def start_batch(
@@ -205,7 +201,9 @@ class _Feed:
     ) -> None:
         session, tracker = self.session, self.tracker
         try:
-            inputs_left = await _checked(_aiter(self.inputs), self.model, records)
+            inputs_left = await checked_inputs(
+                aiter_inputs(self.inputs), self.model, records
+            )
         except Exception as error:  # a changed input, or the iterable failed
             tracker.input_error = error
             return
@@ -404,63 +402,3 @@ async def _record_end(journal: Journal, item: BatchItem) -> None:
         # Provably never created (the create was refused or never sent).
         await journal.unsent(item.index)
     # Still running (a deadline, a stop, polling gave up): a rerun polls it.
-
-
-async def _checked(
-    inputs: AsyncIterator[BatchInput],
-    model: str | type[FluxInput],
-    records: Mapping[int, JournalRecord],
-) -> AsyncIterator[BatchInput]:
-    """The inputs, after checking each recorded position against its record.
-
-    The inputs up to the last recorded position are read first, so a changed one
-    raises before any create.
-    """
-    if not records:
-        return inputs
-    head: list[BatchInput] = []
-    last = max(records)
-    async for input in inputs:
-        head.append(input)
-        if len(head) > last:
-            break
-    for index, input in enumerate(head):
-        record = records.get(index)
-        if record is None:
-            continue
-        try:
-            _, body = resolve_call(model, input)
-        except InputValidationError:
-            body = None
-        if body is None or input_digest(body) != record.digest:
-            raise JournalInputChanged(
-                f"input {index} differs from the one this journal recorded; "
-                "use another journal for another batch",
-                index,
-            )
-    if len(head) <= last:
-        missing = sorted(set(records) - set(range(len(head))))
-        raise JournalInputChanged(
-            f"the journal records {len(missing)} input(s) past the end of the "
-            f"inputs (from position {missing[0]}); use another journal",
-            missing[0],
-        )
-    return _chain(head, inputs)
-
-
-async def _chain(
-    head: list[BatchInput], rest: AsyncIterator[BatchInput]
-) -> AsyncIterator[BatchInput]:
-    for input in head:
-        yield input
-    async for input in rest:
-        yield input
-
-
-async def _aiter(inputs: Inputs) -> AsyncIterator[BatchInput]:
-    if isinstance(inputs, AsyncIterable):
-        async for input in inputs:
-            yield input
-    else:
-        for input in inputs:
-            yield input

@@ -24,7 +24,8 @@ from typing import Any
 import anyio
 
 from ._batch import CreateJob, Creators
-from ._batch_feed import _aiter, _Feed, _record_end
+from ._batch_feed import _Feed, _record_end
+from ._batch_inputs import aiter_inputs
 from ._batch_journal import Journal, JournalRecord
 from ._exceptions import (
     AmbiguousSubmitError,
@@ -70,7 +71,7 @@ class SharedFeed(_Feed):
     ) -> None:
         session, tracker, journal = self.session, self.tracker, self.shared
         try:
-            inputs = [input async for input in _aiter(self.inputs)]
+            inputs = [input async for input in aiter_inputs(self.inputs)]
             calls = await self._record(inputs)
             if (per_minute := session._parts.calls.pacer.per_minute) is not None:
                 await journal.set_create_rate(per_minute / 60.0)
