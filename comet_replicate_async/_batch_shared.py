@@ -72,7 +72,7 @@ class SharedFeed(_Feed):
         try:
             inputs = [input async for input in _aiter(self.inputs)]
             calls = await self._record(inputs)
-            if (per_minute := session._calls.pacer.per_minute) is not None:
+            if (per_minute := session._parts.calls.pacer.per_minute) is not None:
                 await journal.set_create_rate(per_minute / 60.0)
         except Exception as error:  # a changed input, the iterable, the database
             tracker.input_error = error
@@ -203,7 +203,7 @@ class SharedFeed(_Feed):
         upwards only while it holds creates back, keeps finding the limit; a
         refusal anywhere lowers the row, and so every worker, at once.
         """
-        pacer = self.session._calls.pacer
+        pacer = self.session._parts.calls.pacer
         if (rate := pacer.rate) is None:
             return
         journal = self.shared

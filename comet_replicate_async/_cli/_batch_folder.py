@@ -7,6 +7,9 @@ polled, one whose create was in flight is ambiguous unless resubmitted), never
 creating an input twice. This module turns the items into files: it downloads
 each succeeded item's outputs as the item comes (again on a rerun when they are
 missing from the folder), and writes `results.jsonl` and the gallery.
+
+With `journal_url` the folder is one worker's part of a batch that many share
+through PostgreSQL (`_shared_batch`): the items it handled, no journal file.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from comet_replicate_async._batch import BatchIterator
-from comet_replicate_async._batch_journal import SqliteBatchJournal
+from comet_replicate_async._batch_journal import Journal, SqliteBatchJournal
 from comet_replicate_async._downloads import output_paths
 from comet_replicate_async._exceptions import (
     AmbiguousSubmitError,
@@ -38,6 +41,7 @@ from comet_replicate_async._values import BatchItem, Prediction
 
 from ._gallery import GalleryEntry, write_gallery
 from ._prompts import PromptFile, PromptItem
+from ._shared_batch import open_shared_journal, worker_results
 
 __all__ = [
     "BulkOptions",
@@ -66,6 +70,8 @@ class BulkOptions:
     model: str
     out_dir: Path
     gallery_every: float = 2.0
+    #: A `postgresql://` journal shared with other workers, instead of the folder's.
+    journal_url: str | None = None
 
 
 @attrs.define
@@ -121,6 +127,10 @@ class BulkSummary:
     stopped_by: CometReplicateError | None = None
     #: Inputs never sent because of it.
     not_sent: int = 0
+    #: The shared journal, when this run was one worker of a shared batch.
+    journal_url: str | None = None
+    #: Items this run handled (a shared batch's worker handles its part).
+    handled: int = 0
 
     @property
     def exit_code(self) -> int:
@@ -129,7 +139,8 @@ class BulkSummary:
             return 130
         if self.stopped_by is not None:
             return 3
-        return 0 if self.progress.succeeded == self.progress.total else 1
+        mine = self.progress.total if self.journal_url is None else self.handled
+        return 0 if self.progress.succeeded == mine else 1
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -211,9 +222,13 @@ class _Batch:
         self.reading = anyio.CancelScope()
 
     async def run(self) -> None:
-        journal = _FolderJournal(
+        journal: Journal = _FolderJournal(
             self.options.out_dir / JOURNAL_NAME, self.options.model
         )
+        if self.options.journal_url is not None:
+            journal = open_shared_journal(
+                self.options.journal_url, self.prompts, self.options.model
+            )
         items = self.session.as_completed(
             self.options.model,
             [item.input for item in self.prompts.items],
@@ -380,6 +395,8 @@ class _Batch:
                 files=outcome.files,
             )
             for outcome in self.outcomes
+            # A shared batch's worker shows its own items, not the others'.
+            if outcome.state is not None or self.options.journal_url is None
         ]
         title = f"{self.prompts.name} · {self.options.model}"
         await anyio.to_thread.run_sync(
@@ -387,8 +404,11 @@ class _Batch:
         )
 
     async def _write_results(self) -> None:
-        lines = "".join(json.dumps(o.to_json()) + "\n" for o in self.outcomes)
         path = self.options.out_dir / RESULTS_NAME
+        results = [outcome.to_json() for outcome in self.outcomes]
+        if self.options.journal_url is not None:
+            results = await worker_results(anyio.Path(path), results)
+        lines = "".join(json.dumps(result) + "\n" for result in results)
         partial = path.with_name(path.name + ".part")
         await anyio.Path(partial).write_text(lines)
         await anyio.Path(partial).replace(path)
@@ -412,6 +432,8 @@ class _Batch:
             requests=self.session.stats.requests,
             stopped_by=self.stopped_by,
             not_sent=sum(outcome.state is None for outcome in self.outcomes),
+            journal_url=self.options.journal_url,
+            handled=sum(outcome.state is not None for outcome in self.outcomes),
         )
 
 

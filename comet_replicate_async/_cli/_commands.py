@@ -30,6 +30,7 @@ from ._doctor import check_reachable, doctor_report
 from ._errors import EXIT_FAILED, EXIT_INTERRUPTED, CliError, report
 from ._progress import ProgressView
 from ._prompts import PromptFile, PromptItem, coerce_parameter, read_prompts
+from ._shared_batch import check_journal_url
 from ._signals import stop_on_signal
 from ._status import status
 
@@ -201,6 +202,11 @@ def get(ctx: click.Context, prediction_id: str) -> None:
     help="Send ambiguous creates again. May pay twice.",
 )
 @click.option(
+    "--journal",
+    metavar="URL",
+    help="Share the batch with other workers: postgresql://...?batch=NAME.",
+)
+@click.option(
     "--json", "as_json", is_flag=True, help="Print a machine-readable summary."
 )
 @click.pass_context
@@ -213,6 +219,7 @@ def batch(
     rate: float | None,
     pairs: tuple[str, ...],
     resubmit_ambiguous: bool,
+    journal: str | None,
     as_json: bool,
 ) -> None:
     """Run one prediction per line of PROMPTS (.txt, .jsonl or .csv; - for stdin).
@@ -221,7 +228,12 @@ def batch(
     same command again skips finished items and polls created ones instead of
     paying for them twice. Prompts may be added at the end of the file between
     runs; a changed one is refused.
+
+    With --journal postgresql://... the batch is shared: run the same command on
+    several machines, each with its own --out for its part of the results.
     """
+    if journal is not None:
+        check_journal_url(journal)
     prompt_file = read_prompts(prompts, model, defaults=_parameters(model, pairs))
     _make_folder(out)
     anyio.run(check_reachable, _api_key(ctx), ctx.obj["base_url"])
@@ -233,7 +245,7 @@ def batch(
         # lost in this run. Both may pay twice, as the option says.
         retry=RetryPolicy(retry_ambiguous_creates=resubmit_ambiguous),
     )
-    options = BulkOptions(model=model, out_dir=out)
+    options = BulkOptions(model=model, out_dir=out, journal_url=journal)
     summary, stopped_by = _run_batch(session, prompt_file, options, as_json=as_json)
     raise click.exceptions.Exit(_exit_code(summary, stopped_by))
 
