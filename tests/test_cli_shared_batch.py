@@ -82,7 +82,7 @@ async def test_cli_workers_share_a_batch_and_finish_a_killed_ones_items(
     prompts = prompt_file(tmp_path, count)
     journal = with_query(postgres_url, batch="cli-kill", lease="2")
     outs = [tmp_path / f"worker-{n}" for n in range(4)]
-    fake = FakeCometAPI(default_latency=Latency.uniform(0.5, 1.5), create_delay=0.2)
+    fake = FakeCometAPI(default_latency=Latency.uniform(0.5, 1.5), create_delay=1.0)
     logs: list[IO[str]] = [open(out.with_suffix(".log"), "w+") for out in outs]  # noqa: SIM115
     async with fake:
         workers = [
@@ -96,8 +96,24 @@ async def test_cli_workers_share_a_batch_and_finish_a_killed_ones_items(
             for out, log in zip(outs, logs, strict=True)
         ]
         victim, survivors = workers[0], workers[1:]
+
+        async def note_in_flight() -> None:
+            # The victim is dead: what it had in flight is still pending, or
+            # already ambiguous if a survivor took it over (its lease may be
+            # close to its end when it dies).
+            in_flight.update(
+                position
+                for (position,) in await sql(
+                    postgres_url,
+                    "select position from comet_replicate.items where batch ="
+                    " 'cli-kill' and state in ('pending', 'ambiguous') and"
+                    f" created_by like '%:{victim.pid}:%'",
+                )
+            )
+
+        in_flight: set[int] = set()
         try:
-            await kill_the_first_midway(workers, journal)
+            await kill_the_first_midway(workers, journal, then=note_in_flight)
         finally:
             await end_all(workers)
         status = await run_status(journal)
@@ -143,7 +159,9 @@ async def test_cli_workers_share_a_batch_and_finish_a_killed_ones_items(
     }
     assert taken_over
     assert taken_over <= set(handled)
-    assert any(line["outcome"] == "ambiguous" for line in lines)
+    assert in_flight
+    outcomes = {line["index"]: line["outcome"] for line in lines}
+    assert {outcomes[position] for position in in_flight} == {"ambiguous"}
     assert fake.stats.duplicates == 0
     assert fake.stats.created <= count
     # Each part's images are in its own folder.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -123,9 +123,14 @@ async def victim_holds_created_and_pending(url: str, pid: int) -> bool:
     )
 
 
-async def kill_the_first_midway(workers: Sequence[Process], journal: str) -> None:
+async def kill_the_first_midway(
+    workers: Sequence[Process],
+    journal: str,
+    *,
+    then: Callable[[], Awaitable[object]] | None = None,
+) -> None:
     """SIGKILL the first worker once it holds created and pending items (a create
-    in flight), then wait for every worker to end."""
+    in flight), await `then()` once it is dead, and wait for every worker to end."""
     with anyio.fail_after(60):
         # Polled: the condition lives in another process's rows.
         while not await victim_holds_created_and_pending(  # noqa: ASYNC110
@@ -133,6 +138,9 @@ async def kill_the_first_midway(workers: Sequence[Process], journal: str) -> Non
         ):
             await anyio.sleep(0.02)
     workers[0].send_signal(signal.SIGKILL)
+    if then is not None:
+        await workers[0].wait()
+        await then()
     with anyio.fail_after(90):
         for worker in workers:
             await worker.wait()

@@ -18,14 +18,15 @@ import json
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 import anyio
 import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from comet_replicate_async._batch import BatchIterator
-from comet_replicate_async._batch_journal import Journal, SqliteBatchJournal
+from comet_replicate_async._batch_journal import JournalRecord, SqliteBatchJournal
+from comet_replicate_async._budget import Charge
 from comet_replicate_async._downloads import output_paths
 from comet_replicate_async._exceptions import (
     AmbiguousSubmitError,
@@ -35,13 +36,19 @@ from comet_replicate_async._exceptions import (
     JournalInputChanged,
     PredictionAbandoned,
 )
+from comet_replicate_async._prices import Price
 from comet_replicate_async._retry import stops_creates
 from comet_replicate_async._session import Session
-from comet_replicate_async._values import BatchItem, Prediction
+from comet_replicate_async._values import BatchItem, Prediction, Status
 
+from ._costs import CostTotals, charge_of
 from ._gallery import GalleryEntry, write_gallery
+from ._journal_costs import CostsKept
 from ._prompts import PromptFile, PromptItem
 from ._shared_batch import open_shared_journal, worker_results
+
+if TYPE_CHECKING:
+    from ._shared_journal import PromptFileJournal
 
 __all__ = [
     "BulkOptions",
@@ -72,6 +79,9 @@ class BulkOptions:
     gallery_every: float = 2.0
     #: A `postgresql://` journal shared with other workers, instead of the folder's.
     journal_url: str | None = None
+    #: The model's price the session was given, and the cap: for the summary.
+    price: Price | None = None
+    max_cost: float | None = None
 
 
 @attrs.define
@@ -84,6 +94,12 @@ class Outcome:
     error: str | None = None
     output_urls: tuple[str, ...] = ()
     files: tuple[str, ...] = ()
+    error_type: str | None = None
+    #: Why an item was not started: "budget" (the cost cap) or "batch stopped".
+    not_started_because: str | None = None
+    status: Status | None = None  # its prediction's last known status
+    cost: float | None = 0.0  # None: charged, at an unknown price
+    missing_outputs: int = 0  # fewer outputs than `num_outputs` asked for
 
     def to_json(self) -> dict[str, Any]:
         """The manifest line."""
@@ -97,7 +113,17 @@ class Outcome:
             "output_urls": list(self.output_urls),
             "files": list(self.files),
             "error": self.error,
+            "error_type": self.error_type,
+            "not_started_because": self.not_started_because,
+            "cost": self.cost,
+            "charge": str(self.charge),
+            "missing_outputs": self.missing_outputs,
         }
+
+    @property
+    def charge(self) -> Charge:
+        """How it counts against the money: billed, possibly_billed or free."""
+        return charge_of(self.state, self.status)
 
 
 @attrs.define
@@ -131,6 +157,16 @@ class BulkSummary:
     journal_url: str | None = None
     #: Items this run handled (a shared batch's worker handles its part).
     handled: int = 0
+    #: What the batch's items cost over all its runs, and at what price.
+    costs: CostTotals = attrs.field(factory=CostTotals)
+    price: Price | None = None
+    max_cost: float | None = None
+    #: Inputs the cost cap left unsent (a rerun with a larger cap sends them).
+    over_budget: int = 0
+    #: Succeeded items with fewer outputs than they asked for (safety filter).
+    short_outputs: int = 0
+    #: Succeeded items whose files could not be saved (e.g. expired outputs).
+    downloads_failed: int = 0
 
     @property
     def exit_code(self) -> int:
@@ -170,7 +206,7 @@ async def run_bulk(
     return batch.summary()
 
 
-class _FolderJournal(SqliteBatchJournal):
+class _FolderJournal(CostsKept, SqliteBatchJournal):
     """The library's SQLite journal, also recording the model of the folder's batch.
 
     The journal checks each input against its digest, but the model is not part
@@ -181,6 +217,17 @@ class _FolderJournal(SqliteBatchJournal):
     def __init__(self, path: Path, model: str) -> None:
         super().__init__(path)
         self.model = model
+        #: What each input's create cost (all runs), as the session records it.
+        self.costs: dict[int, float] = {}
+
+    async def recorded(self) -> dict[int, JournalRecord]:
+        records = await super().recorded()
+        self.costs.update(
+            (position, record.cost)
+            for position, record in records.items()
+            if record.cost is not None
+        )
+        return records
 
     async def __aenter__(self) -> Self:
         await super().__aenter__()
@@ -220,15 +267,14 @@ class _Batch:
         self.stopped_by: CometReplicateError | None = None
         # Cancelled by `stop`: the items are then taken through `stop()`.
         self.reading = anyio.CancelScope()
+        self.journal: _FolderJournal | PromptFileJournal = (
+            _FolderJournal(options.out_dir / JOURNAL_NAME, options.model)
+            if options.journal_url is None
+            else open_shared_journal(options.journal_url, prompts, options.model)
+        )
 
     async def run(self) -> None:
-        journal: Journal = _FolderJournal(
-            self.options.out_dir / JOURNAL_NAME, self.options.model
-        )
-        if self.options.journal_url is not None:
-            journal = open_shared_journal(
-                self.options.journal_url, self.prompts, self.options.model
-            )
+        journal = self.journal
         items = self.session.as_completed(
             self.options.model,
             [item.input for item in self.prompts.items],
@@ -256,6 +302,11 @@ class _Batch:
             background.cancel_scope.cancel()
         if refused is not None:
             raise self._explained(refused)
+        for outcome in self.outcomes:
+            # Read once every end is journaled (an aborted prediction costs 0).
+            recorded = self.journal.costs.get(outcome.item.index)
+            free = outcome.charge is Charge.FREE
+            outcome.cost = 0.0 if free else recorded
         await self._write_results()
 
     async def _read(
@@ -282,9 +333,15 @@ class _Batch:
         outcome = self.outcomes[item.index]
         prediction, error = item.prediction, item.error
         outcome.prediction_id = prediction.id if prediction is not None else None
+        outcome.status = prediction.status if prediction is not None else None
         outcome.error = None if error is None else str(error)
+        outcome.error_type = None if error is None else type(error).__name__
+        outcome.missing_outputs = item.missing_outputs
         if isinstance(error, BatchStoppedError | BudgetExceededError):
             outcome.state = None  # nothing was sent: a rerun sends it
+            outcome.not_started_because = (
+                "budget" if isinstance(error, BudgetExceededError) else "batch stopped"
+            )
             if isinstance(error, BatchStoppedError) and stops_creates(error.reason):
                 self.stopped_by = self.stopped_by or error.reason
         elif isinstance(error, AmbiguousSubmitError):
@@ -335,6 +392,7 @@ class _Batch:
                     # The prediction succeeded; only the copy failed: a rerun
                     # finds the files missing and downloads them again.
                     outcome.error = f"download failed: {failure}"
+                    outcome.error_type = type(failure).__name__
                 else:
                     outcome.files = tuple(path.name for path in paths)
                 self.gallery_dirty.set()
@@ -434,6 +492,14 @@ class _Batch:
             not_sent=sum(outcome.state is None for outcome in self.outcomes),
             journal_url=self.options.journal_url,
             handled=sum(outcome.state is not None for outcome in self.outcomes),
+            costs=CostTotals.of([(o.charge, o.cost) for o in self.outcomes]),
+            price=self.options.price,
+            max_cost=self.options.max_cost,
+            over_budget=sum(o.not_started_because == "budget" for o in self.outcomes),
+            short_outputs=sum(o.missing_outputs > 0 for o in self.outcomes),
+            downloads_failed=sum(
+                o.state == "succeeded" and o.error is not None for o in self.outcomes
+            ),
         )
 
 

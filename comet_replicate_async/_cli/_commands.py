@@ -21,11 +21,19 @@ import click
 from comet_replicate_async._exceptions import JournalInputChanged, JournalInUse
 from comet_replicate_async._flux import typed_input_class
 from comet_replicate_async._inputs import resolve_call
+from comet_replicate_async._prices import PriceBook
 from comet_replicate_async._retry import RetryPolicy
 from comet_replicate_async._session import Session
 from comet_replicate_async._values import Prediction
 
 from ._batch_folder import BulkOptions, BulkSummary, run_bulk
+from ._costs import (
+    batch_price,
+    print_dry_run,
+    read_price_book,
+    read_prices,
+    read_usd,
+)
 from ._doctor import check_reachable, doctor_report
 from ._errors import EXIT_FAILED, EXIT_INTERRUPTED, CliError, report
 from ._progress import ProgressView
@@ -207,6 +215,33 @@ def get(ctx: click.Context, prediction_id: str) -> None:
     help="Share the batch with other workers: postgresql://...?batch=NAME.",
 )
 @click.option(
+    "--max-cost",
+    callback=read_usd,
+    metavar="USD",
+    help="Create nothing more once this many US dollars are spent or reserved, "
+    "over every run of the --out folder.",
+)
+@click.option(
+    "--price",
+    "prices",
+    multiple=True,
+    callback=read_prices,
+    metavar="MODEL=USD",
+    help="The price of one image of MODEL (repeatable); wins over CometAPI's "
+    "catalogue.",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Check every input and estimate the cost; send nothing.",
+)
+@click.option(
+    "--server-deadline",
+    is_flag=True,
+    help="Send Cancel-After, so the server stops a prediction nobody waits for "
+    "(whether CometAPI passes it on is unconfirmed).",
+)
+@click.option(
     "--json", "as_json", is_flag=True, help="Print a machine-readable summary."
 )
 @click.pass_context
@@ -220,6 +255,10 @@ def batch(
     pairs: tuple[str, ...],
     resubmit_ambiguous: bool,
     journal: str | None,
+    max_cost: float | None,
+    prices: dict[str, float],
+    dry_run: bool,
+    server_deadline: bool,
     as_json: bool,
 ) -> None:
     """Run one prediction per line of PROMPTS (.txt, .jsonl or .csv; - for stdin).
@@ -235,8 +274,14 @@ def batch(
     if journal is not None:
         check_journal_url(journal)
     prompt_file = read_prompts(prompts, model, defaults=_parameters(model, pairs))
+    api_key, base_url = ctx.obj["api_key"], ctx.obj["base_url"]
+    if dry_run:
+        book = anyio.run(read_price_book, api_key, base_url, model, prices)
+        print_dry_run(prompt_file, model, book, max_cost, as_json=as_json)
+        return
     _make_folder(out)
-    anyio.run(check_reachable, _api_key(ctx), ctx.obj["base_url"])
+    anyio.run(check_reachable, _api_key(ctx), base_url)
+    price = anyio.run(batch_price, api_key, base_url, model, prices, max_cost)
     session = _session(
         ctx,
         max_concurrency=concurrency,
@@ -244,8 +289,14 @@ def batch(
         # The session's own switch: it also resends a create whose answer was
         # lost in this run. Both may pay twice, as the option says.
         retry=RetryPolicy(retry_ambiguous_creates=resubmit_ambiguous),
+        max_cost=max_cost,
+        # With the model's price, the journal records what each input cost.
+        prices=prices if price is None else {**prices, model: price.usd},
+        server_deadline=server_deadline,
     )
-    options = BulkOptions(model=model, out_dir=out, journal_url=journal)
+    options = BulkOptions(
+        model=model, out_dir=out, journal_url=journal, price=price, max_cost=max_cost
+    )
     summary, stopped_by = _run_batch(session, prompt_file, options, as_json=as_json)
     raise click.exceptions.Exit(_exit_code(summary, stopped_by))
 
@@ -302,8 +353,9 @@ def demo(out: Path | None, count: int, as_json: bool) -> None:
     fake = FakeCometAPI(
         latency={"flux-schnell": Latency.uniform(0.3, 1.2)}, failure_rate=0.04
     )
-    # The fake runs in the same event loop as the batch (see _run_batch).
-    options = BulkOptions(model=model, out_dir=out)
+    # The fake runs in the same event loop as the batch (see _run_batch). Its
+    # catalogue serves the bundled estimates: the summary shows them as such.
+    options = BulkOptions(model=model, out_dir=out, price=PriceBook().get(model))
     summary, stopped_by = _run_batch(
         None, prompt_file, options, as_json=as_json, fake=fake
     )
@@ -410,8 +462,12 @@ async def _batch_in_loop(
     if fake is not None:
         await fake.start()
     try:
+        price = options.price
         client = session or Session(
-            fake.api_key, base_url=fake.base_url, max_concurrency=DEMO_CONCURRENCY
+            fake.api_key,
+            base_url=fake.base_url,
+            max_concurrency=DEMO_CONCURRENCY,
+            prices=None if price is None else {options.model: price.usd},
         )
         async with client:
             with view:

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from ._batch_folder import BulkSummary
 from ._batch_folder import Progress as Counts
+from ._costs import cost_json, cost_rows
 from ._shared_batch import shown_url
 
 __all__ = ["ProgressView"]
@@ -117,6 +118,7 @@ class ProgressView:
                         "results": str(summary.results_path),
                         "gallery": str(summary.gallery_path),
                         "journal": str(summary.journal_path),
+                        **cost_json(summary),
                     }
                     | _shared_fields(summary)
                 ),
@@ -136,12 +138,21 @@ class ProgressView:
             ),
             ("done in an earlier run", counts.resumed),
             ("HTTP requests this run", summary.requests),
+            *cost_rows(summary),
         ]
         for label, value in rows:
             table.add_row(label, str(value))
         table.add_row("results", str(summary.results_path))
         table.add_row("gallery", str(summary.gallery_path))
         Console().print(table)
+        if summary.over_budget:
+            self.console.print(
+                f"{summary.over_budget} input(s) not started: the --max-cost cap of "
+                f"${summary.max_cost:.4f} is reached. Rerun with a larger --max-cost "
+                "to go on; nothing is created twice.",
+                highlight=False,
+                soft_wrap=True,
+            )
         if shared:
             print(f"The whole batch: {_shared_fields(summary)['status']}", flush=True)
 

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from comet_replicate_async._batch_journal import Journal
 from comet_replicate_async._journal_shared import split_journal_url
 
 from ._errors import CliError
 from ._prompts import PromptFile
+
+if TYPE_CHECKING:
+    from ._shared_journal import PromptFileJournal
 
 __all__ = ["check_journal_url", "open_shared_journal", "shown_url", "worker_results"]
 
@@ -38,7 +40,7 @@ def check_journal_url(url: str) -> None:
         raise CliError(f"{error}; nothing was sent") from error
 
 
-def open_shared_journal(url: str, prompts: PromptFile, model: str) -> Journal:
+def open_shared_journal(url: str, prompts: PromptFile, model: str) -> PromptFileJournal:
     """The journal a worker of the shared batch opens."""
     from ._shared_journal import PromptFileJournal
 

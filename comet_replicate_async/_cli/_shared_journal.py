@@ -19,12 +19,13 @@ from comet_replicate_async._journal_postgres import PostgresJournal
 from comet_replicate_async._journal_shared import split_journal_url
 
 from ._errors import CliError
+from ._journal_costs import CostsKept
 from ._prompts import PromptFile
 
 __all__ = ["PromptFileJournal"]
 
 
-class PromptFileJournal(PostgresJournal):
+class PromptFileJournal(CostsKept, PostgresJournal):
     """A shared journal that only workers with the same prompts and model join."""
 
     def __init__(self, url: str, prompts: PromptFile, model: str) -> None:
@@ -39,6 +40,8 @@ class PromptFileJournal(PostgresJournal):
             "inputs": digest.hexdigest(),
             "file": prompts.name,
         }
+        #: What each input this worker sent cost, as the session records it.
+        self.costs: dict[int, float] = {}
 
     async def __aenter__(self) -> PromptFileJournal:
         try:
