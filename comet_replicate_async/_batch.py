@@ -41,6 +41,7 @@ __all__ = [
     "Creators",
     "log_abandoned",
     "missing_outputs",
+    "stop_creating",
 ]
 
 logger = logging.getLogger("comet_replicate_async")
@@ -384,6 +385,13 @@ class BatchIterator(AsyncGenerator[BatchItem, None]):
         await self._tracker.finished()
         unread, self._tracker.unread = self._tracker.unread, []
         return sorted(unread, key=lambda item: item.index)
+
+
+def stop_creating(items: BatchIterator, reason: CometReplicateError) -> None:
+    """Send no more creates, as after a fatal create error; unlike `stop()`, the
+    predictions already created are still waited for and come out as they end
+    (the inputs never sent come out with a `BatchStoppedError` for `reason`)."""
+    items._tracker.stop_creates(reason)
 
 
 def missing_outputs(input: Any, prediction: Prediction | None) -> int:

@@ -44,6 +44,7 @@ from ._exceptions import (
     BatchStoppedError,
     CometReplicateError,
     InputValidationError,
+    JournalError,
     JournalInputChanged,
     PredictionAbandoned,
     error_for_status,
@@ -123,6 +124,9 @@ class _Feed:
         self._journaled: set[int] = set()
         self._ends: MemoryObjectSendStream[BatchItem] | None = None
         self._scope: anyio.CancelScope | None = None
+        # The journal's first refused write (a full disk): the consumer gets it
+        # once the predictions already created have ended.
+        self._refused: JournalError | None = None
 
     async def items(self) -> AsyncGenerator[BatchItem, None]:
         """Start the feeder, then yield the items as they finish."""
@@ -175,6 +179,8 @@ class _Feed:
                         send.close()  # the recorder writes what came, then ends
         except Exception as error:  # in use by another run, changed, unreachable
             self.tracker.input_error = error
+        if self.tracker.input_error is None:
+            self.tracker.input_error = self._refused
 
     async def _recorded(self, journal: Journal) -> Mapping[int, JournalRecord]:
         return await journal.recorded()
@@ -324,6 +330,8 @@ class _Feed:
                 spending.unsent(reservation)
             if isinstance(error, CometReplicateError) and stops_creates(error):
                 tracker.stop_creates(error)
+            elif isinstance(error, JournalError) and error.while_writing:
+                self._journal_refused(error)
             tracker.ended(index, input, getattr(error, "prediction", None), error)
             return
         except BaseException:
@@ -336,6 +344,13 @@ class _Feed:
             tracker.ended(index, input, created, error_for_status(created))
         else:
             tracker.watch(session._poller.watch(created), index, input, deadline)
+
+    def _journal_refused(self, error: JournalError) -> None:
+        """Every later write fails alike: create no more, poll on (the ids
+        already recorded let a rerun pick those predictions up)."""
+        if self._refused is None:
+            self._refused = error
+        self.tracker.stop_creates(error)
 
     def _stopped(self) -> CometReplicateError | None:
         if self._scope is not None and self._scope.cancel_called:
@@ -353,7 +368,14 @@ class _Feed:
         with anyio.CancelScope(shield=True):
             async with receive:
                 async for item in receive:
-                    await self._record_end(journal, item)
+                    if self._refused is not None:
+                        continue  # it stays "created": a rerun polls it
+                    try:
+                        await self._record_end(journal, item)
+                    except JournalError as error:
+                        if not error.while_writing:
+                            raise
+                        self._journal_refused(error)
 
     async def _record_end(self, journal: Journal, item: BatchItem) -> None:
         await _record_end(journal, item)

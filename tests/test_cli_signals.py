@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from cli_support import fake_process, journal_states, run_cli, start_cli, wait_for
+from cli_support import (
+    cli_environment,
+    fake_process,
+    journal_states,
+    run_cli,
+    start_cli,
+    wait_for,
+)
 
 from comet_replicate_async._cli._signals import STOP_BOUND
 
@@ -103,3 +111,43 @@ def test_a_second_signal_exits_at_once(tmp_path: Path) -> None:
         .startswith("error: stopped at once by a second signal (SIGTERM)")
     )
     assert "Traceback" not in text
+
+
+def catches(pid: int, signum: int) -> bool:
+    """Whether process `pid` has a handler for `signum` (Linux: /proc status)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    caught = next(line for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught.split()[1], 16) >> (signum - 1) & 1)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("stop_signal", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)]
+)
+def test_a_signal_before_the_batch_starts_ends_in_the_interrupted_line(
+    tmp_path: Path, stop_signal: signal.Signals, code: int
+) -> None:
+    out = str(tmp_path / "out")
+    with fake_process() as server:
+        # The prompts come from a standard input that never ends: the command
+        # waits there, before anything is sent.
+        child = subprocess.Popen(
+            [sys.executable, "-m", "comet_replicate_async",
+             "batch", "-", "-m", SCHNELL, "-o", out],
+            env=cli_environment(server),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        wait_for(lambda: catches(child.pid, stop_signal))
+        child.send_signal(stop_signal)
+        _, stderr = child.communicate(timeout=30)
+        created = server.stats()["created"]
+
+    assert child.returncode == code, stderr
+    assert stderr.strip().splitlines() == [
+        "error: interrupted; rerun the same command to go on"
+    ]
+    assert created == 0

@@ -14,6 +14,7 @@ through PostgreSQL (`_shared_batch`): the items it handled, no journal file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Callable
@@ -24,7 +25,7 @@ import anyio
 import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from comet_replicate_async._batch import BatchIterator
+from comet_replicate_async._batch import BatchIterator, stop_creating
 from comet_replicate_async._batch_journal import JournalRecord, SqliteBatchJournal
 from comet_replicate_async._budget import Charge
 from comet_replicate_async._downloads import output_paths
@@ -33,6 +34,7 @@ from comet_replicate_async._exceptions import (
     BatchStoppedError,
     BudgetExceededError,
     CometReplicateError,
+    JournalError,
     JournalInputChanged,
     PredictionAbandoned,
 )
@@ -42,6 +44,7 @@ from comet_replicate_async._session import Session
 from comet_replicate_async._values import BatchItem, Prediction, Status
 
 from ._costs import CostTotals, charge_of
+from ._disk_faults import DiskFault, journal_refused
 from ._gallery import GalleryEntry, write_gallery
 from ._journal_costs import CostsKept
 from ._prompts import PromptFile, PromptItem
@@ -167,6 +170,8 @@ class BulkSummary:
     short_outputs: int = 0
     #: Succeeded items whose files could not be saved (e.g. expired outputs).
     downloads_failed: int = 0
+    #: Predictions created but not finished when the run ended (a rerun polls them).
+    still_running: int = 0
 
     @property
     def exit_code(self) -> int:
@@ -199,6 +204,8 @@ async def run_bulk(
     Raises:
         JournalInputChanged: a prompt the journal recorded differs, or the model.
         JournalInUse: another run drives this folder.
+        CliError: the folder refused a file (full disk, permissions) during
+            the run: it stopped creating (see `_disk_faults`).
     """
     await anyio.Path(options.out_dir).mkdir(parents=True, exist_ok=True)
     batch = _Batch(session, prompts, options, on_progress, stop or anyio.Event())
@@ -265,6 +272,8 @@ class _Batch:
         self.ended = 0
         self.gallery_dirty = anyio.Event()
         self.stopped_by: CometReplicateError | None = None
+        self.disk_fault = DiskFault()
+        self.items: BatchIterator | None = None
         # Cancelled by `stop`: the items are then taken through `stop()`.
         self.reading = anyio.CancelScope()
         self.journal: _FolderJournal | PromptFileJournal = (
@@ -275,7 +284,7 @@ class _Batch:
 
     async def run(self) -> None:
         journal = self.journal
-        items = self.session.as_completed(
+        items = self.items = self.session.as_completed(
             self.options.model,
             [item.input for item in self.prompts.items],
             journal=journal,
@@ -308,6 +317,8 @@ class _Batch:
             free = outcome.charge is Charge.FREE
             outcome.cost = 0.0 if free else recorded
         await self._write_results()
+        if self.disk_fault.error is not None:
+            raise self.disk_fault.error
 
     async def _read(
         self,
@@ -337,6 +348,9 @@ class _Batch:
         outcome.error = None if error is None else str(error)
         outcome.error_type = None if error is None else type(error).__name__
         outcome.missing_outputs = item.missing_outputs
+        refused = journal_refused(error)
+        if refused is not None:
+            self._refused(refused, self.options.out_dir)
         if isinstance(error, BatchStoppedError | BudgetExceededError):
             outcome.state = None  # nothing was sent: a rerun sends it
             outcome.not_started_because = (
@@ -384,6 +398,10 @@ class _Batch:
     ) -> None:
         async with receive:
             async for outcome, prediction in receive:
+                if self.disk_fault.error is not None:
+                    # The folder refuses files: a rerun downloads this one.
+                    outcome.error = "not downloaded: the folder refused a file"
+                    continue
                 try:
                     paths = await self.session.download(
                         prediction, self.options.out_dir, stem=_stem(outcome)
@@ -393,9 +411,25 @@ class _Batch:
                     # finds the files missing and downloads them again.
                     outcome.error = f"download failed: {failure}"
                     outcome.error_type = type(failure).__name__
+                except OSError as failure:
+                    outcome.error = f"not saved: {failure.strerror or failure}"
+                    outcome.error_type = type(failure).__name__
+                    self._forget_parts(outcome, prediction)
+                    self._refused(failure, self.options.out_dir)
                 else:
                     outcome.files = tuple(path.name for path in paths)
                 self.gallery_dirty.set()
+
+    def _forget_parts(self, outcome: Outcome, prediction: Prediction) -> None:
+        """Remove what a refused download left: it takes space a rerun needs."""
+        for path in output_paths(prediction, self.options.out_dir, _stem(outcome)):
+            with contextlib.suppress(OSError):
+                path.with_name(path.name + ".part").unlink(missing_ok=True)
+
+    def _refused(self, failure: OSError | JournalError, where: Path) -> None:
+        """The folder refused a file: stop creating (once), keep polling."""
+        if self.disk_fault.record(failure, where) and self.items is not None:
+            stop_creating(self.items, self.disk_fault.reason())
 
     def _count(self, outcome: Outcome, *, resumed: bool) -> None:
         self.ended += 1
@@ -457,9 +491,11 @@ class _Batch:
             if outcome.state is not None or self.options.journal_url is None
         ]
         title = f"{self.prompts.name} · {self.options.model}"
-        await anyio.to_thread.run_sync(
-            write_gallery, self.options.out_dir / GALLERY_NAME, title, entries
-        )
+        path = self.options.out_dir / GALLERY_NAME
+        try:
+            await anyio.to_thread.run_sync(write_gallery, path, title, entries)
+        except OSError as failure:
+            self._refused(failure, path)
 
     async def _write_results(self) -> None:
         path = self.options.out_dir / RESULTS_NAME
@@ -468,8 +504,14 @@ class _Batch:
             results = await worker_results(anyio.Path(path), results)
         lines = "".join(json.dumps(result) + "\n" for result in results)
         partial = path.with_name(path.name + ".part")
-        await anyio.Path(partial).write_text(lines)
-        await anyio.Path(partial).replace(path)
+        try:
+            await anyio.Path(partial).write_text(lines)
+            await anyio.Path(partial).replace(path)
+        except OSError as failure:
+            # The journal holds every outcome: a rerun writes the manifest.
+            with contextlib.suppress(OSError):
+                await anyio.Path(partial).unlink(missing_ok=True)
+            self._refused(failure, path)
         await self._write_gallery()
 
     def _report(self) -> None:
@@ -500,6 +542,7 @@ class _Batch:
             downloads_failed=sum(
                 o.state == "succeeded" and o.error is not None for o in self.outcomes
             ),
+            still_running=sum(o.state == "created" for o in self.outcomes),
         )
 
 

@@ -36,10 +36,11 @@ from ._costs import (
 )
 from ._doctor import check_reachable, doctor_report
 from ._errors import EXIT_FAILED, EXIT_INTERRUPTED, CliError, report
+from ._log_policy import apply_log_policy
 from ._progress import ProgressView
 from ._prompts import PromptFile, PromptItem, coerce_parameter, read_prompts
 from ._shared_batch import check_journal_url
-from ._signals import stop_on_signal
+from ._signals import interrupt_on_signal, stop_on_signal
 from ._status import status
 
 __all__ = ["cli", "main"]
@@ -59,7 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except click.exceptions.Exit as done:
         return done.exit_code
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as aborted:
+        if isinstance(aborted.__cause__, KeyboardInterrupt):
+            # Ctrl-C (or SIGTERM, SIGHUP) before the batch listened: one line.
+            return report(aborted.__cause__, debug=state["debug"])
         click.echo("Aborted.", err=True)
         return EXIT_INTERRUPTED
     except (Exception, KeyboardInterrupt, BaseExceptionGroup) as error:
@@ -85,6 +89,8 @@ def cli(
     """Create FLUX images through CometAPI's Replicate-format API."""
     ctx.ensure_object(dict)
     ctx.obj.update(api_key=api_key, base_url=base_url, debug=debug)
+    apply_log_policy(debug=debug)
+    interrupt_on_signal()
 
 
 def _parameters(model: str, pairs: Sequence[str]) -> dict[str, Any]:
@@ -207,7 +213,8 @@ def get(ctx: click.Context, prediction_id: str) -> None:
 @click.option(
     "--resubmit-ambiguous",
     is_flag=True,
-    help="Send ambiguous creates again. May pay twice.",
+    help="Send again a create whose answer was lost (this run, or a crashed "
+    "one: 'ambiguous'). May pay twice.",
 )
 @click.option(
     "--journal",
@@ -443,6 +450,12 @@ def _run_batch(
         return summary, stopped_by
     view.print_summary(summary, as_json=as_json)
     if summary.interrupted:
+        if summary.still_running:
+            click.echo(
+                f"{summary.still_running} prediction(s) were still running (and "
+                "are billed); a rerun polls them and downloads their images.",
+                err=True,
+            )
         click.echo(
             "Interrupted: the journal is consistent. Resume with:\n  "
             + shlex.join(["comet-replicate", *sys.argv[1:]]),

@@ -9,7 +9,7 @@ only with `--debug`. The exit codes (also on the CLI page of the docs):
 - 2: a usage or input error, or the output folder or its journal cannot be
   used: nothing was sent.
 - 3: a fatal error (wrong key, no access, no such model, no quota, an
-  unreachable API, a journal the disk refuses) stopped the batch.
+  unreachable API, a journal or an output file the disk refuses) stopped the batch.
 - 130 interrupted (Ctrl-C), 143 SIGTERM, 129 SIGHUP: rerun to resume.
 """
 
@@ -114,7 +114,9 @@ def _line(error: BaseException) -> tuple[int, str]:
         if isinstance(error, kind):
             return code, f"{error}; {next_step}"
     if isinstance(error, KeyboardInterrupt):
-        return EXIT_INTERRUPTED, "interrupted; rerun the same command to go on"
+        # 143 or 129 for SIGTERM or SIGHUP (`_signals.Interrupted`).
+        code = getattr(error, "code", EXIT_INTERRUPTED)
+        return code, "interrupted; rerun the same command to go on"
     if isinstance(error, OSError):
         where = f" {error.filename}" if error.filename else ""
         return EXIT_FAILED, f"cannot use{where} ({error.strerror or error})"

@@ -6,6 +6,10 @@ journaled, waits are abandoned (a rerun polls them), and the process exits with
 longer than `STOP_BOUND` seconds, or a second signal comes, the process exits at
 once: every journal write is a transaction, so the journal stays readable and a
 rerun resumes (a create in flight then may be reported ambiguous).
+
+Before the batch listens (reading the prompts, checking the API), SIGTERM and
+SIGHUP interrupt the command as Ctrl-C does: nothing was sent, the command says
+so in its one line and exits with 143 or 129.
 """
 
 from __future__ import annotations
@@ -17,11 +21,36 @@ from collections.abc import Callable
 
 import anyio
 
-__all__ = ["STOP_BOUND", "STOP_SIGNALS", "stop_on_signal"]
+__all__ = [
+    "STOP_BOUND",
+    "STOP_SIGNALS",
+    "Interrupted",
+    "interrupt_on_signal",
+    "stop_on_signal",
+]
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 #: Seconds a stopping batch may take before the process exits anyway.
 STOP_BOUND = 30.0
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP before the batch listened for it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.code = 128 + signum
+
+
+def interrupt_on_signal() -> None:
+    """Let SIGTERM and SIGHUP interrupt the command until `stop_on_signal` listens
+    (their default would end the process without a word)."""
+
+    def interrupt(signum: int, _: object) -> None:
+        raise Interrupted(signum)
+
+    for stop_signal in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop_signal, interrupt)
 
 
 async def stop_on_signal(
