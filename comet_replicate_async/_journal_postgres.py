@@ -366,6 +366,23 @@ class PostgresJournal:
             for position, digest, state, prediction_id, outcome in rows
         }
 
+    async def describe(self, meta: Mapping[str, Any]) -> dict[str, Any]:
+        """What the batch was started with: `meta`, unless another worker
+        described the batch first (its description is then returned unchanged)."""
+        rows: list[tuple[Any, ...]] = []
+        while not rows:
+            # Empty only when another worker's insert committed while this
+            # statement ran: its snapshot misses that row, the next one sees it.
+            rows = await self._execute(
+                "with new as (insert into comet_replicate.batches (batch, meta)"
+                " values (%(batch)s, %(meta)s) on conflict do nothing"
+                " returning meta) select meta from new union all select meta"
+                " from comet_replicate.batches where batch = %(batch)s",
+                {"batch": self.batch, "meta": Jsonb(dict(meta))},
+            )
+        recorded: dict[str, Any] = rows[0][0]
+        return recorded
+
     async def _move(
         self, position: int, changes: str, guard: str, **params: Any
     ) -> None:

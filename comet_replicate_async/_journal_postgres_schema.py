@@ -54,6 +54,15 @@ _MIGRATIONS: tuple[str, ...] = (
         refilled_at timestamptz not null
     );
     """,
+    # What a batch was started with (the CLI's prompt file and model), so that
+    # a worker started with another file is refused before any create.
+    """
+    create table comet_replicate.batches (
+        batch text primary key,
+        meta jsonb not null,
+        created_at timestamptz not null default clock_timestamp()
+    );
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 # Any constant works; it only has to be the same for every worker.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,37 @@ async def victim_holds_created_and_pending(url: str, pid: int) -> bool:
     )
 
 
+async def kill_the_first_midway(
+    workers: Sequence[Process],
+    journal: str,
+    *,
+    then: Callable[[], Awaitable[object]] | None = None,
+) -> None:
+    """SIGKILL the first worker once it holds created and pending items (a create
+    in flight), await `then()` once it is dead, and wait for every worker to end."""
+    with anyio.fail_after(60):
+        # Polled: the condition lives in another process's rows.
+        while not await victim_holds_created_and_pending(  # noqa: ASYNC110
+            journal, workers[0].pid
+        ):
+            await anyio.sleep(0.02)
+    workers[0].send_signal(signal.SIGKILL)
+    if then is not None:
+        await workers[0].wait()
+        await then()
+    with anyio.fail_after(90):
+        for worker in workers:
+            await worker.wait()
+
+
+async def end_all(workers: Sequence[Process]) -> None:
+    """Kill the workers still running (a failed test), and close every one."""
+    for worker in workers:
+        if worker.returncode is None:
+            worker.kill()
+        await worker.aclose()
+
+
 @pytest.mark.timeout(120)
 async def test_workers_share_a_batch_and_finish_a_killed_ones_items(
     postgres_url: str,
@@ -139,21 +171,9 @@ async def test_workers_share_a_batch_and_finish_a_killed_ones_items(
                 for worker, into, event in zip(workers, outputs, done, strict=True):
                     group.start_soon(read_lines, worker, into, event)
                 victim = workers[0]
-                with anyio.fail_after(30):
-                    # Polled: the condition lives in another process's rows.
-                    while not await victim_holds_created_and_pending(  # noqa: ASYNC110
-                        journal, victim.pid
-                    ):
-                        await anyio.sleep(0.02)
-                victim.send_signal(signal.SIGKILL)
-                with anyio.fail_after(60):
-                    for worker in workers:
-                        await worker.wait()
+                await kill_the_first_midway(workers, journal)
         finally:
-            for worker in workers:
-                if worker.returncode is None:
-                    worker.kill()
-                await worker.aclose()
+            await end_all(workers)
         rows = await sql(
             postgres_url,
             "select position, state, worker, created_by from comet_replicate.items"

@@ -7,6 +7,9 @@ polled, one whose create was in flight is ambiguous unless resubmitted), never
 creating an input twice. This module turns the items into files: it downloads
 each succeeded item's outputs as the item comes (again on a rerun when they are
 missing from the folder), and writes `results.jsonl` and the gallery.
+
+With `journal_url` the folder is one worker's part of a batch that many share
+through PostgreSQL (`_shared_batch`): the items it handled, no journal file.
 """
 
 from __future__ import annotations
@@ -14,9 +17,9 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 import anyio
 import attrs
@@ -24,7 +27,6 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from comet_replicate_async._batch import BatchIterator, stop_creating
 from comet_replicate_async._batch_journal import JournalRecord, SqliteBatchJournal
-from comet_replicate_async._batch_journal import Outcome as JournalOutcome
 from comet_replicate_async._budget import Charge
 from comet_replicate_async._downloads import output_paths
 from comet_replicate_async._exceptions import (
@@ -44,7 +46,12 @@ from comet_replicate_async._values import BatchItem, Prediction, Status
 from ._costs import CostTotals, charge_of
 from ._disk_faults import DiskFault, journal_refused
 from ._gallery import GalleryEntry, write_gallery
+from ._journal_costs import CostsKept
 from ._prompts import PromptFile, PromptItem
+from ._shared_batch import open_shared_journal, worker_results
+
+if TYPE_CHECKING:
+    from ._shared_journal import PromptFileJournal
 
 __all__ = [
     "BulkOptions",
@@ -73,6 +80,8 @@ class BulkOptions:
     model: str
     out_dir: Path
     gallery_every: float = 2.0
+    #: A `postgresql://` journal shared with other workers, instead of the folder's.
+    journal_url: str | None = None
     #: The model's price the session was given, and the cap: for the summary.
     price: Price | None = None
     max_cost: float | None = None
@@ -147,6 +156,10 @@ class BulkSummary:
     stopped_by: CometReplicateError | None = None
     #: Inputs never sent because of it.
     not_sent: int = 0
+    #: The shared journal, when this run was one worker of a shared batch.
+    journal_url: str | None = None
+    #: Items this run handled (a shared batch's worker handles its part).
+    handled: int = 0
     #: What the batch's items cost over all its runs, and at what price.
     costs: CostTotals = attrs.field(factory=CostTotals)
     price: Price | None = None
@@ -167,7 +180,8 @@ class BulkSummary:
             return 130
         if self.stopped_by is not None:
             return 3
-        return 0 if self.progress.succeeded == self.progress.total else 1
+        mine = self.progress.total if self.journal_url is None else self.handled
+        return 0 if self.progress.succeeded == mine else 1
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -199,7 +213,7 @@ async def run_bulk(
     return batch.summary()
 
 
-class _FolderJournal(SqliteBatchJournal):
+class _FolderJournal(CostsKept, SqliteBatchJournal):
     """The library's SQLite journal, also recording the model of the folder's batch.
 
     The journal checks each input against its digest, but the model is not part
@@ -221,32 +235,6 @@ class _FolderJournal(SqliteBatchJournal):
             if record.cost is not None
         )
         return records
-
-    async def pending(
-        self, position: int, digest: str, *, cost: float | None = None
-    ) -> None:
-        await super().pending(position, digest, cost=cost)
-        if cost is not None:
-            self.costs[position] = cost
-
-    async def unsent(self, position: int) -> None:
-        await super().unsent(position)
-        self.costs.pop(position, None)
-
-    async def finish(
-        self,
-        position: int,
-        state: JournalOutcome,
-        *,
-        prediction: Mapping[str, Any] | None = None,
-        error: str | None = None,
-        cost: float | None = None,
-    ) -> None:
-        await super().finish(
-            position, state, prediction=prediction, error=error, cost=cost
-        )
-        if cost is not None:
-            self.costs[position] = cost
 
     async def __aenter__(self) -> Self:
         await super().__aenter__()
@@ -288,7 +276,11 @@ class _Batch:
         self.items: BatchIterator | None = None
         # Cancelled by `stop`: the items are then taken through `stop()`.
         self.reading = anyio.CancelScope()
-        self.journal = _FolderJournal(options.out_dir / JOURNAL_NAME, options.model)
+        self.journal: _FolderJournal | PromptFileJournal = (
+            _FolderJournal(options.out_dir / JOURNAL_NAME, options.model)
+            if options.journal_url is None
+            else open_shared_journal(options.journal_url, prompts, options.model)
+        )
 
     async def run(self) -> None:
         journal = self.journal
@@ -495,6 +487,8 @@ class _Batch:
                 files=outcome.files,
             )
             for outcome in self.outcomes
+            # A shared batch's worker shows its own items, not the others'.
+            if outcome.state is not None or self.options.journal_url is None
         ]
         title = f"{self.prompts.name} · {self.options.model}"
         path = self.options.out_dir / GALLERY_NAME
@@ -504,8 +498,11 @@ class _Batch:
             self._refused(failure, path)
 
     async def _write_results(self) -> None:
-        lines = "".join(json.dumps(o.to_json()) + "\n" for o in self.outcomes)
         path = self.options.out_dir / RESULTS_NAME
+        results = [outcome.to_json() for outcome in self.outcomes]
+        if self.options.journal_url is not None:
+            results = await worker_results(anyio.Path(path), results)
+        lines = "".join(json.dumps(result) + "\n" for result in results)
         partial = path.with_name(path.name + ".part")
         try:
             await anyio.Path(partial).write_text(lines)
@@ -535,6 +532,8 @@ class _Batch:
             requests=self.session.stats.requests,
             stopped_by=self.stopped_by,
             not_sent=sum(outcome.state is None for outcome in self.outcomes),
+            journal_url=self.options.journal_url,
+            handled=sum(outcome.state is not None for outcome in self.outcomes),
             costs=CostTotals.of([(o.charge, o.cost) for o in self.outcomes]),
             price=self.options.price,
             max_cost=self.options.max_cost,

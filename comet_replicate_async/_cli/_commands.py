@@ -39,6 +39,7 @@ from ._errors import EXIT_FAILED, EXIT_INTERRUPTED, CliError, report
 from ._log_policy import apply_log_policy
 from ._progress import ProgressView
 from ._prompts import PromptFile, PromptItem, coerce_parameter, read_prompts
+from ._shared_batch import check_journal_url
 from ._signals import interrupt_on_signal, stop_on_signal
 from ._status import status
 
@@ -216,6 +217,11 @@ def get(ctx: click.Context, prediction_id: str) -> None:
     "one: 'ambiguous'). May pay twice.",
 )
 @click.option(
+    "--journal",
+    metavar="URL",
+    help="Share the batch with other workers: postgresql://...?batch=NAME.",
+)
+@click.option(
     "--max-cost",
     callback=read_usd,
     metavar="USD",
@@ -255,6 +261,7 @@ def batch(
     rate: float | None,
     pairs: tuple[str, ...],
     resubmit_ambiguous: bool,
+    journal: str | None,
     max_cost: float | None,
     prices: dict[str, float],
     dry_run: bool,
@@ -267,7 +274,12 @@ def batch(
     same command again skips finished items and polls created ones instead of
     paying for them twice. Prompts may be added at the end of the file between
     runs; a changed one is refused.
+
+    With --journal postgresql://... the batch is shared: run the same command on
+    several machines, each with its own --out for its part of the results.
     """
+    if journal is not None:
+        check_journal_url(journal)
     prompt_file = read_prompts(prompts, model, defaults=_parameters(model, pairs))
     api_key, base_url = ctx.obj["api_key"], ctx.obj["base_url"]
     if dry_run:
@@ -289,7 +301,9 @@ def batch(
         prices=prices if price is None else {**prices, model: price.usd},
         server_deadline=server_deadline,
     )
-    options = BulkOptions(model=model, out_dir=out, price=price, max_cost=max_cost)
+    options = BulkOptions(
+        model=model, out_dir=out, journal_url=journal, price=price, max_cost=max_cost
+    )
     summary, stopped_by = _run_batch(session, prompt_file, options, as_json=as_json)
     raise click.exceptions.Exit(_exit_code(summary, stopped_by))
 

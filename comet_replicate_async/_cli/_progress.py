@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import time
 from types import TracebackType
@@ -21,6 +22,7 @@ from rich.table import Table
 from ._batch_folder import BulkSummary
 from ._batch_folder import Progress as Counts
 from ._costs import cost_json, cost_rows
+from ._shared_batch import shown_url
 
 __all__ = ["ProgressView"]
 
@@ -95,6 +97,9 @@ class ProgressView:
     def print_summary(self, summary: BulkSummary, *, as_json: bool) -> None:
         """The end: a table (or JSON on stdout with `as_json`)."""
         counts = summary.progress
+        shared = summary.journal_url is not None
+        # A worker of a shared batch accounts for its own items only.
+        mine = summary.handled if shared else counts.total
         if as_json:
             print(
                 json.dumps(
@@ -103,7 +108,7 @@ class ProgressView:
                         "succeeded": counts.succeeded,
                         "failed": counts.failed,
                         "ambiguous": counts.ambiguous,
-                        "not_finished": counts.total
+                        "not_finished": mine
                         - counts.succeeded
                         - counts.failed
                         - counts.ambiguous,
@@ -115,19 +120,21 @@ class ProgressView:
                         "journal": str(summary.journal_path),
                         **cost_json(summary),
                     }
+                    | _shared_fields(summary)
                 ),
                 flush=True,
             )
             return
         table = Table(title="batch summary", show_header=False)
         rows = [
-            ("inputs", counts.total),
+            ("inputs in the batch" if shared else "inputs", counts.total),
+            *([("handled by this worker", summary.handled)] if shared else []),
             ("succeeded", counts.succeeded),
             ("failed", counts.failed),
             ("ambiguous (may be billed)", counts.ambiguous),
             (
                 "not finished",
-                counts.total - counts.succeeded - counts.failed - counts.ambiguous,
+                mine - counts.succeeded - counts.failed - counts.ambiguous,
             ),
             ("done in an earlier run", counts.resumed),
             ("HTTP requests this run", summary.requests),
@@ -146,6 +153,21 @@ class ProgressView:
                 highlight=False,
                 soft_wrap=True,
             )
+        if shared:
+            print(f"The whole batch: {_shared_fields(summary)['status']}", flush=True)
+
+
+def _shared_fields(summary: BulkSummary) -> dict[str, object]:
+    """What a shared batch's worker adds to its summary: its part, and where the
+    whole batch is read."""
+    if summary.journal_url is None:
+        return {}
+    url = shown_url(summary.journal_url)
+    return {
+        "handled": summary.handled,
+        "journal": url,
+        "status": shlex.join(["comet-replicate", "status", "--journal", url]),
+    }
 
 
 def _counts_text(counts: Counts) -> str:

@@ -1,0 +1,36 @@
+"""What each input of a command-line batch cost, kept as its journal records it.
+
+Mixed in before a journal class (the folder's SQLite one, or the shared
+PostgreSQL one), so the manifest and the summary read the costs the session
+gave the journal without reading the journal back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["CostsKept"]
+
+
+class CostsKept:
+    """Keeps `costs`: what each input's create cost, by position."""
+
+    costs: dict[int, float]
+
+    # The journal class after this one in the MRO does the writing; mypy cannot
+    # see it from a mixin, hence the ignores.
+    async def pending(
+        self, position: int, digest: str | None = None, *, cost: float | None = None
+    ) -> None:
+        await super().pending(position, digest, cost=cost)  # type: ignore[misc]
+        if cost is not None:
+            self.costs[position] = cost
+
+    async def unsent(self, position: int) -> None:
+        await super().unsent(position)  # type: ignore[misc]
+        self.costs.pop(position, None)
+
+    async def finish(self, position: int, state: str, **details: Any) -> None:
+        await super().finish(position, state, **details)  # type: ignore[misc]
+        if (cost := details.get("cost")) is not None:
+            self.costs[position] = cost
