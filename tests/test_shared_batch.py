@@ -163,7 +163,20 @@ async def test_workers_share_a_batch_and_finish_a_killed_ones_items(
     latency = Latency.uniform(0.5, 1.5)
     outputs: list[list[dict[str, Any]]] = [[] for _ in range(4)]
     done = [anyio.Event() for _ in range(4)]
-    async with FakeCometAPI(default_latency=latency, create_delay=0.2) as fake:
+    in_flight_at_death: set[int] = set()
+
+    async def read_in_flight() -> None:
+        # Read once the victim is dead: its pending rows are exactly the creates
+        # it had in flight, whatever answered between the check and the kill.
+        rows = await sql(
+            postgres_url,
+            "select position from comet_replicate.items where batch = 'kill'"
+            f" and state = 'pending' and worker like '%:{workers[0].pid}:%'",
+        )
+        in_flight_at_death.update(position for (position,) in rows)
+
+    # Creates answer after a second: the victim dies with some still in flight.
+    async with FakeCometAPI(default_latency=latency, create_delay=1.0) as fake:
         command = [sys.executable, str(WORKER), fake.base_url, fake.api_key, journal]
         workers = [await anyio.open_process([*command, str(count)]) for _ in range(4)]
         try:
@@ -171,7 +184,7 @@ async def test_workers_share_a_batch_and_finish_a_killed_ones_items(
                 for worker, into, event in zip(workers, outputs, done, strict=True):
                     group.start_soon(read_lines, worker, into, event)
                 victim = workers[0]
-                await kill_the_first_midway(workers, journal)
+                await kill_the_first_midway(workers, journal, then=read_in_flight)
         finally:
             await end_all(workers)
         rows = await sql(
@@ -216,6 +229,7 @@ async def test_workers_share_a_batch_and_finish_a_killed_ones_items(
         position for position, state, _, _ in rows if state == "ambiguous"
     }
     assert ambiguous_rows == {line["index"] for line in ambiguous}
+    assert ambiguous_rows == in_flight_at_death
     assert fake.stats.created <= count
     assert fake.stats.created >= count - len(ambiguous)
 
