@@ -12,10 +12,8 @@ and a claim is reclaimed once its worker's lease has expired: a `created` item i
 handed over to be polled by id, a `pending` one (its create was in flight) becomes
 `ambiguous` and is never created again unless the claimer opted in. Every write is
 one transaction; every change of a claimed item names its worker, so a worker that
-lost its lease cannot overwrite the new owner's work (`ClaimLost`).
-
-The create pacing of all workers is one token bucket row, refilled from the
-server's clock, so the workers' clocks do not matter.
+lost its lease cannot overwrite the new owner's work (`ClaimLost`). The create
+pacing of all workers is `_journal_postgres_budget`'s.
 """
 
 from __future__ import annotations
@@ -32,9 +30,10 @@ import anyio
 
 from ._batch_journal import JournalRecord, input_digest
 from ._exceptions import CometReplicateError, JournalInputChanged
+from ._journal_postgres_budget import SharedCreateBudget
 from ._journal_postgres_schema import SCHEMA_VERSION, migrate
 from ._journal_postgres_status import read_status
-from ._journal_shared import OUTCOMES, BatchStatus, Claim, CreateTurn
+from ._journal_shared import OUTCOMES, BatchStatus, Claim
 
 try:
     import psycopg
@@ -60,7 +59,7 @@ class ClaimLost(CometReplicateError):
     """This worker's lease expired and another worker took the item over."""
 
 
-class PostgresJournal:
+class PostgresJournal(SharedCreateBudget):
     """One worker's handle on a shared batch; `async with PostgresJournal(url, ...)`.
 
     Args:
@@ -398,47 +397,6 @@ class PostgresJournal:
                 f"item {position} of batch {self.batch!r} is no longer held by "
                 f"{self.worker} in the state this change needs"
             )
-
-    # -- shared create budget ---------------------------------------------
-
-    async def set_create_rate(self, per_second: float, *, burst: float = 1.0) -> None:
-        if per_second <= 0 or burst < 1:
-            raise ValueError("the create rate must be positive and the burst >= 1")
-        await self._execute(
-            "insert into comet_replicate.create_budgets"
-            " values (%s, %s, %s, %s, clock_timestamp())"
-            " on conflict (name) do update set per_second = excluded.per_second,"
-            " burst = excluded.burst",
-            (self.budget, per_second, burst, burst),
-        )
-
-    async def take_create_token(self) -> CreateTurn:
-        """Reserve the next create slot: how long to wait for it, and when it is.
-
-        The bucket may go negative: each taker is queued behind the earlier
-        ones, so N workers together never exceed the rate. A reserved slot that
-        goes unused is lost, which errs on the side of fewer creates.
-        """
-        rows = await self._execute(
-            """
-            update comet_replicate.create_budgets b set
-                tokens = least(b.burst, b.tokens + b.per_second
-                    * extract(epoch from now.t - b.refilled_at)::float8) - 1,
-                refilled_at = now.t
-            from (select clock_timestamp() as t) now
-            where b.name = %s
-            returning b.tokens, b.per_second, extract(epoch from now.t)::float8
-            """,
-            (self.budget,),
-        )
-        if not rows:
-            return CreateTurn(0.0, None)  # no budget set: creates are not paced
-        tokens, per_second, now = rows[0]
-        wait = max(0.0, -float(tokens) / float(per_second))
-        return CreateTurn(wait, float(now) + wait)
-
-    async def wait_create_turn(self) -> None:
-        await anyio.sleep((await self.take_create_token()).wait)
 
     # -- progress ------------------------------------------------------------
 

@@ -111,3 +111,19 @@ def test_no_module_holds_mutable_state() -> None:
     found = [entry for module in modules() for entry in module_level_state(module)]
 
     assert found == []
+
+
+# Short modules with one job: past these a module is doing two things. The
+# session is the table of contents of the others, so it stays shorter still.
+MODULE_LINES = 450
+SESSION_LINES = 350
+
+
+def test_no_module_outgrows_one_job() -> None:
+    lengths = {
+        path.relative_to(PACKAGE).as_posix(): len(path.read_text().splitlines())
+        for path in PACKAGE.rglob("*.py")
+    }
+    too_long = {name: n for name, n in lengths.items() if n > MODULE_LINES}
+    assert not too_long, f"split these modules (over {MODULE_LINES} lines): {too_long}"
+    assert lengths["_session.py"] <= SESSION_LINES, lengths["_session.py"]

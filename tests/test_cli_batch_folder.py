@@ -9,7 +9,8 @@ from typing import Any
 import anyio
 import pytest
 
-from comet_replicate_async._cli._batch_folder import BulkOptions, BulkSummary, run_bulk
+from comet_replicate_async._cli._batch_folder import run_bulk
+from comet_replicate_async._cli._batch_report import BulkOptions, BulkSummary
 from comet_replicate_async._cli._prompts import PromptFile, PromptItem
 from comet_replicate_async.testing import FakeCometAPI, Fault, Latency
 

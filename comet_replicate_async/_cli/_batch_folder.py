@@ -10,6 +10,8 @@ missing from the folder), and writes `results.jsonl` and the gallery.
 
 With `journal_url` the folder is one worker's part of a batch that many share
 through PostgreSQL (`_shared_batch`): the items it handled, no journal file.
+What the run reports is in `_batch_report`, the folder's journal in
+`_folder_journal`.
 """
 
 from __future__ import annotations
@@ -17,16 +19,13 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING
 
 import anyio
-import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from comet_replicate_async._batch import BatchIterator, stop_creating
-from comet_replicate_async._batch_journal import JournalRecord, SqliteBatchJournal
 from comet_replicate_async._budget import Charge
 from comet_replicate_async._downloads import output_paths
 from comet_replicate_async._exceptions import (
@@ -38,153 +37,30 @@ from comet_replicate_async._exceptions import (
     JournalInputChanged,
     PredictionAbandoned,
 )
-from comet_replicate_async._prices import Price
 from comet_replicate_async._retry import stops_creates
 from comet_replicate_async._session import Session
-from comet_replicate_async._values import BatchItem, Prediction, Status
+from comet_replicate_async._values import BatchItem, Prediction
 
-from ._costs import CostTotals, charge_of
+from ._batch_report import BulkOptions, BulkSummary, Outcome, Progress, ProgressCallback
+from ._costs import CostTotals
 from ._disk_faults import DiskFault, journal_refused
+from ._folder_journal import FolderJournal
 from ._gallery import GalleryEntry, write_gallery
-from ._journal_costs import CostsKept
-from ._prompts import PromptFile, PromptItem
+from ._prompts import PromptFile
 from ._shared_batch import open_shared_journal, worker_results
 
 if TYPE_CHECKING:
     from ._shared_journal import PromptFileJournal
 
-__all__ = [
-    "BulkOptions",
-    "BulkSummary",
-    "Outcome",
-    "Progress",
-    "run_bulk",
-]
+__all__ = ["run_bulk"]
 
 JOURNAL_NAME = "journal.sqlite3"
 RESULTS_NAME = "results.jsonl"
 GALLERY_NAME = "index.html"
 
-#: Where an item stands: "created" is still running (a rerun polls it).
-ItemState = Literal["succeeded", "failed", "ambiguous", "created"]
-
 # Items whose files are being fetched at once; each file also waits for the
 # session's own download limit. Reading items never waits for a download.
 DOWNLOADERS = 4
-
-
-@attrs.frozen
-class BulkOptions:
-    """How to run a batch (its concurrency and retries are the session's)."""
-
-    model: str
-    out_dir: Path
-    gallery_every: float = 2.0
-    #: A `postgresql://` journal shared with other workers, instead of the folder's.
-    journal_url: str | None = None
-    #: The model's price the session was given, and the cap: for the summary.
-    price: Price | None = None
-    max_cost: float | None = None
-
-
-@attrs.define
-class Outcome:
-    """Where one item stands; one line of results.jsonl."""
-
-    item: PromptItem
-    state: ItemState | None = None  # None: not sent in any run
-    prediction_id: str | None = None
-    error: str | None = None
-    output_urls: tuple[str, ...] = ()
-    files: tuple[str, ...] = ()
-    error_type: str | None = None
-    #: Why an item was not started: "budget" (the cost cap) or "batch stopped".
-    not_started_because: str | None = None
-    status: Status | None = None  # its prediction's last known status
-    cost: float | None = 0.0  # None: charged, at an unknown price
-    missing_outputs: int = 0  # fewer outputs than `num_outputs` asked for
-
-    def to_json(self) -> dict[str, Any]:
-        """The manifest line."""
-        return {
-            "index": self.item.index,
-            "id": self.item.key,
-            "line": self.item.line,
-            "input": dict(self.item.input),
-            "outcome": self.state or "not started",
-            "prediction_id": self.prediction_id,
-            "output_urls": list(self.output_urls),
-            "files": list(self.files),
-            "error": self.error,
-            "error_type": self.error_type,
-            "not_started_because": self.not_started_because,
-            "cost": self.cost,
-            "charge": str(self.charge),
-            "missing_outputs": self.missing_outputs,
-        }
-
-    @property
-    def charge(self) -> Charge:
-        """How it counts against the money: billed, possibly_billed or free."""
-        return charge_of(self.state, self.status)
-
-
-@attrs.define
-class Progress:
-    """Live counts for the progress display."""
-
-    total: int
-    queued: int = 0
-    running: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    ambiguous: int = 0
-    resumed: int = 0
-
-
-@attrs.frozen
-class BulkSummary:
-    """How the batch ended."""
-
-    progress: Progress
-    interrupted: bool
-    results_path: Path
-    gallery_path: Path
-    journal_path: Path
-    requests: int
-    #: The fatal create error that stopped the batch creating, if one came.
-    stopped_by: CometReplicateError | None = None
-    #: Inputs never sent because of it.
-    not_sent: int = 0
-    #: The shared journal, when this run was one worker of a shared batch.
-    journal_url: str | None = None
-    #: Items this run handled (a shared batch's worker handles its part).
-    handled: int = 0
-    #: What the batch's items cost over all its runs, and at what price.
-    costs: CostTotals = attrs.field(factory=CostTotals)
-    price: Price | None = None
-    max_cost: float | None = None
-    #: Inputs the cost cap left unsent (a rerun with a larger cap sends them).
-    over_budget: int = 0
-    #: Succeeded items with fewer outputs than they asked for (safety filter).
-    short_outputs: int = 0
-    #: Succeeded items whose files could not be saved (e.g. expired outputs).
-    downloads_failed: int = 0
-    #: Predictions created but not finished when the run ended (a rerun polls them).
-    still_running: int = 0
-
-    @property
-    def exit_code(self) -> int:
-        """0 all succeeded, 1 some did not, 3 a fatal error stopped it, 130 interrupted."""
-        if self.interrupted:
-            return 130
-        if self.stopped_by is not None:
-            return 3
-        mine = self.progress.total if self.journal_url is None else self.handled
-        return 0 if self.progress.succeeded == mine else 1
-
-
-ProgressCallback = Callable[[Progress], None]
 
 
 async def run_bulk(
@@ -213,46 +89,6 @@ async def run_bulk(
     return batch.summary()
 
 
-class _FolderJournal(CostsKept, SqliteBatchJournal):
-    """The library's SQLite journal, also recording the model of the folder's batch.
-
-    The journal checks each input against its digest, but the model is not part
-    of an input: without this, a rerun with another model would take the first
-    model's images for its own.
-    """
-
-    def __init__(self, path: Path, model: str) -> None:
-        super().__init__(path)
-        self.model = model
-        #: What each input's create cost (all runs), as the session records it.
-        self.costs: dict[int, float] = {}
-
-    async def recorded(self) -> dict[int, JournalRecord]:
-        records = await super().recorded()
-        self.costs.update(
-            (position, record.cost)
-            for position, record in records.items()
-            if record.cost is not None
-        )
-        return records
-
-    async def __aenter__(self) -> Self:
-        await super().__aenter__()
-        try:
-            recorded = (await self._store.meta()).get("model")
-            if recorded != self.model:
-                if recorded is not None and await self.recorded():
-                    raise JournalInputChanged(
-                        f"the batch in {self.path.parent} runs {recorded}, not "
-                        f"{self.model}; use another --out folder for another model"
-                    )
-                await self._store.set_meta({"model": self.model})
-        except BaseException:
-            await super().__aexit__(None, None, None)
-            raise
-        return self
-
-
 class _Batch:
     def __init__(
         self,
@@ -276,8 +112,8 @@ class _Batch:
         self.items: BatchIterator | None = None
         # Cancelled by `stop`: the items are then taken through `stop()`.
         self.reading = anyio.CancelScope()
-        self.journal: _FolderJournal | PromptFileJournal = (
-            _FolderJournal(options.out_dir / JOURNAL_NAME, options.model)
+        self.journal: FolderJournal | PromptFileJournal = (
+            FolderJournal(options.out_dir / JOURNAL_NAME, options.model)
             if options.journal_url is None
             else open_shared_journal(options.journal_url, prompts, options.model)
         )

@@ -6,8 +6,6 @@ Exit codes and the one `error: ...` line of an expected failure: see `_errors`.
 from __future__ import annotations
 
 import json
-import shlex
-import sys
 import tempfile
 from collections.abc import Sequence
 from datetime import datetime
@@ -18,7 +16,6 @@ import anyio
 import attrs
 import click
 
-from comet_replicate_async._exceptions import JournalInputChanged, JournalInUse
 from comet_replicate_async._flux import typed_input_class
 from comet_replicate_async._inputs import resolve_call
 from comet_replicate_async._prices import PriceBook
@@ -26,7 +23,8 @@ from comet_replicate_async._retry import RetryPolicy
 from comet_replicate_async._session import Session
 from comet_replicate_async._values import Prediction
 
-from ._batch_folder import BulkOptions, BulkSummary, run_bulk
+from ._batch_report import BulkOptions
+from ._batch_run import exit_code, make_folder, run_batch
 from ._costs import (
     batch_price,
     print_dry_run,
@@ -37,15 +35,12 @@ from ._costs import (
 from ._doctor import check_reachable, doctor_report
 from ._errors import EXIT_FAILED, EXIT_INTERRUPTED, CliError, report
 from ._log_policy import apply_log_policy
-from ._progress import ProgressView
 from ._prompts import PromptFile, PromptItem, coerce_parameter, read_prompts
 from ._shared_batch import check_journal_url
-from ._signals import interrupt_on_signal, stop_on_signal
+from ._signals import interrupt_on_signal
 from ._status import status
 
 __all__ = ["cli", "main"]
-
-DEMO_CONCURRENCY = 16
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -286,7 +281,7 @@ def batch(
         book = anyio.run(read_price_book, api_key, base_url, model, prices)
         print_dry_run(prompt_file, model, book, max_cost, as_json=as_json)
         return
-    _make_folder(out)
+    make_folder(out)
     anyio.run(check_reachable, _api_key(ctx), base_url)
     price = anyio.run(batch_price, api_key, base_url, model, prices, max_cost)
     session = _session(
@@ -304,23 +299,8 @@ def batch(
     options = BulkOptions(
         model=model, out_dir=out, journal_url=journal, price=price, max_cost=max_cost
     )
-    summary, stopped_by = _run_batch(session, prompt_file, options, as_json=as_json)
-    raise click.exceptions.Exit(_exit_code(summary, stopped_by))
-
-
-def _make_folder(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise CliError(
-            f"cannot create the output folder {out} ({error.strerror}); "
-            "choose another --out; nothing was sent"
-        ) from None
-
-
-def _exit_code(summary: BulkSummary, stopped_by: int | None) -> int:
-    # 128 + the signal, as a shell reports a process the signal ended.
-    return 128 + stopped_by if summary.interrupted and stopped_by else summary.exit_code
+    summary, stopped_by = run_batch(session, prompt_file, options, as_json=as_json)
+    raise click.exceptions.Exit(exit_code(summary, stopped_by))
 
 
 @cli.command()
@@ -360,17 +340,17 @@ def demo(out: Path | None, count: int, as_json: bool) -> None:
     fake = FakeCometAPI(
         latency={"flux-schnell": Latency.uniform(0.3, 1.2)}, failure_rate=0.04
     )
-    # The fake runs in the same event loop as the batch (see _run_batch). Its
+    # The fake runs in the same event loop as the batch (see run_batch). Its
     # catalogue serves the bundled estimates: the summary shows them as such.
     options = BulkOptions(model=model, out_dir=out, price=PriceBook().get(model))
-    summary, stopped_by = _run_batch(
+    summary, stopped_by = run_batch(
         None, prompt_file, options, as_json=as_json, fake=fake
     )
     if not as_json:
         click.echo(f"Open {summary.gallery_path} in a browser to see the images.")
     # The fake fails a few predictions on purpose; the demo worked unless stopped.
     raise click.exceptions.Exit(
-        _exit_code(summary, stopped_by) if summary.interrupted else 0
+        exit_code(summary, stopped_by) if summary.interrupted else 0
     )
 
 
@@ -406,90 +386,6 @@ def fake_server(ctx: click.Context, port: int) -> None:
 
 
 cli.add_command(status)
-
-
-def _run_batch(
-    session: Session | None,
-    prompt_file: PromptFile,
-    options: BulkOptions,
-    *,
-    as_json: bool,
-    fake: Any = None,
-) -> tuple[BulkSummary, int | None]:
-    """The batch's summary, and the signal that stopped it (if one did)."""
-    view = ProgressView(total=len(prompt_file.items), quiet=as_json)
-    signals: list[int] = []
-
-    async def go() -> BulkSummary | JournalInputChanged | JournalInUse:
-        stop = anyio.Event()
-        outcome: BulkSummary | JournalInputChanged | JournalInUse
-        async with anyio.create_task_group() as group:
-            group.start_soon(stop_on_signal, stop, view.note, signals)
-            try:
-                outcome = await _batch_in_loop(
-                    session, prompt_file, options, view, stop, fake
-                )
-            except (JournalInputChanged, JournalInUse) as refused:
-                # Kept, not raised: the task group would wrap it in a group.
-                outcome = refused
-            group.cancel_scope.cancel()
-        return outcome
-
-    summary = anyio.run(go)
-    stopped_by = signals[0] if signals else None
-    if isinstance(summary, JournalInputChanged | JournalInUse):
-        raise CliError(str(summary))
-    if summary.stopped_by is not None and not as_json:
-        # One line, not a table of identical failures.
-        click.echo(
-            f"error: stopped after a create failed with {summary.stopped_by}; "
-            f"{summary.not_sent} input(s) were not sent. Fix the cause and rerun "
-            "the same command to go on.",
-            err=True,
-        )
-        return summary, stopped_by
-    view.print_summary(summary, as_json=as_json)
-    if summary.interrupted:
-        if summary.still_running:
-            click.echo(
-                f"{summary.still_running} prediction(s) were still running (and "
-                "are billed); a rerun polls them and downloads their images.",
-                err=True,
-            )
-        click.echo(
-            "Interrupted: the journal is consistent. Resume with:\n  "
-            + shlex.join(["comet-replicate", *sys.argv[1:]]),
-            err=True,
-        )
-    return summary, stopped_by
-
-
-async def _batch_in_loop(
-    session: Session | None,
-    prompt_file: PromptFile,
-    options: BulkOptions,
-    view: ProgressView,
-    stop: anyio.Event,
-    fake: Any,
-) -> BulkSummary:
-    if fake is not None:
-        await fake.start()
-    try:
-        price = options.price
-        client = session or Session(
-            fake.api_key,
-            base_url=fake.base_url,
-            max_concurrency=DEMO_CONCURRENCY,
-            prices=None if price is None else {options.model: price.usd},
-        )
-        async with client:
-            with view:
-                return await run_bulk(
-                    client, prompt_file, options, on_progress=view.update, stop=stop
-                )
-    finally:
-        if fake is not None:
-            await fake.close()
 
 
 def _prediction_json(prediction: Prediction) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from ._errors import CliError
 from ._prompts import PromptFile
 
 if TYPE_CHECKING:
-    from ._batch_folder import BulkSummary  # which imports this module
+    from ._batch_report import BulkSummary  # which imports this module
 
 __all__ = [
     "CostTotals",
