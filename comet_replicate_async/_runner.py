@@ -165,6 +165,9 @@ class Runner:
         if prediction.done:
             return outcome(prediction)
         if self._life.state is not State.OPENED:
+            # Its create answered as an abandoning close ran: the close logged the
+            # registry's ids, and this one was not there yet.
+            log_abandoned(prediction, "the session closed as its create answered")
             raise closed_while_waiting(prediction)
         entry = self._poller.watch(prediction)
         self._registry.acquire(entry)

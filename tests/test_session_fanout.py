@@ -18,13 +18,22 @@ from comet_replicate_async import (
     BatchItem,
     Event,
     PollPolicy,
+    Prediction,
+    PredictionAbandoned,
     PredictionCanceled,
     PredictionFailed,
     PredictionFuture,
     PredictionTimeout,
+    Session,
     Status,
 )
-from comet_replicate_async.testing import FakeCometAPI, Fault, Latency
+from comet_replicate_async.testing import (
+    FakeCometAPI,
+    Fault,
+    Latency,
+    MockTransport,
+    mock_reply,
+)
 
 from helpers import PRO, SCHNELL, eventually, session_for
 
@@ -479,3 +488,19 @@ async def test_cancelled_is_true_as_soon_as_cancel_returns(fake: FakeCometAPI) -
         assert future.cancelled()
         with pytest.raises(asyncio.CancelledError):
             await future
+
+
+async def test_a_create_answering_as_the_session_abandons_logs_its_id(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The race the abandoning close cannot see: the create answered, but its
+    # caller had not yet put the id in the registry when the close logged ids.
+    session = Session(transport=MockTransport(lambda request: mock_reply(500, {})))
+    async with session:
+        pass
+    answered = Prediction(id="p-late", status=Status.STARTING)
+
+    with pytest.raises(PredictionAbandoned, match="p-late"):
+        await session._parts.runner.wait_until(answered, deadline=float("inf"))
+
+    assert "p-late" in caplog.text

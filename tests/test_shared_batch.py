@@ -118,9 +118,20 @@ async def read_stdout(
 async def victim_holds_created_and_pending(url: str, pid: int) -> bool:
     status = await batch_status(url)
     held = [w.states for w in status.workers if w.pid == pid and w.alive]
-    return (
-        bool(held) and held[0].get("created", 0) > 0 and held[0].get("pending", 0) > 0
+    if not held or held[0].get("created", 0) == 0:
+        return False
+    # Only an item marked pending in the last 0.3 s: the fake answers creates
+    # after a second, so its create is still in flight when the kill lands,
+    # even on a loaded machine.
+    libpq, batch, _ = split_journal_url(url)
+    rows = await sql(
+        libpq,
+        "select count(*) from comet_replicate.items"
+        f" where batch = '{batch}' and state = 'pending'"
+        f" and worker like '%:{pid}:%'"
+        " and updated_at > clock_timestamp() - interval '300 milliseconds'",
     )
+    return bool(rows[0][0])
 
 
 async def kill_the_first_midway(
@@ -129,8 +140,8 @@ async def kill_the_first_midway(
     *,
     then: Callable[[], Awaitable[object]] | None = None,
 ) -> None:
-    """SIGKILL the first worker once it holds created and pending items (a create
-    in flight), await `then()` once it is dead, and wait for every worker to end."""
+    """SIGKILL the first worker once it holds created items and a create just sent
+    (so still in flight), await `then()` once it is dead, and wait for every worker to end."""
     with anyio.fail_after(60):
         # Polled: the condition lives in another process's rows.
         while not await victim_holds_created_and_pending(  # noqa: ASYNC110
