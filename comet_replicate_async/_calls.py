@@ -147,7 +147,9 @@ class Calls:
 
     async def query_once(self, known: Prediction) -> Prediction:
         """One query of a prediction known so far (the poller's retries are its own)."""
-        return await self.send(build_query_request(known.id), previous=known)
+        # Straight to the one send: a query takes no create slot, and the poller
+        # sends one per prediction every few seconds.
+        return await self._send_once(build_query_request(known.id), None, known, None)
 
     def retry_delay(
         self, kind: CallKind, error: CometReplicateError, attempt: int

@@ -44,12 +44,14 @@ class Status(enum.StrEnum):
     @property
     def known(self) -> bool:
         """False for a status string the API sent that this client does not know."""
-        return self._name_ in Status.__members__
+        return self._name_ in _KNOWN_NAMES
 
 
 _TERMINAL = frozenset(
     {Status.SUCCEEDED, Status.FAILED, Status.CANCELED, Status.ABORTED}
 )
+# Read on every reply: `Status.__members__` builds a new mapping each time.
+_KNOWN_NAMES = frozenset(Status.__members__)
 
 
 @attrs.frozen
