@@ -129,6 +129,33 @@ def _rss_bytes() -> int:
     return resident_pages * os.sysconf("SC_PAGE_SIZE")
 
 
+def _reset_peak_rss() -> None:
+    """Make the peak RSS this process's current RSS (Linux 4.0 and later).
+
+    The peak is then the workload's own, not one reached during imports or
+    setup. Where the kernel refuses, the peak counts from the process's start.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as clear_refs:
+            clear_refs.write("5")
+    except OSError:
+        pass
+
+
+def _peak_rss_bytes() -> int:
+    """This process's peak RSS (VmHWM), since its start or the last reset.
+
+    Not ``getrusage().ru_maxrss``: Linux carries the parent's peak RSS into a
+    child across exec, so a child started by a large orchestrator reported the
+    orchestrator's peak, not its own.
+    """
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024  # in kB
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -146,6 +173,7 @@ class Meter:
 
     def start(self) -> None:
         """Take the baseline; call right before the first prediction starts."""
+        _reset_peak_rss()
         self.rss_before = _rss_bytes()
         self._cpu_start = _cpu_seconds()
         self._wall_start = time.perf_counter()
@@ -155,8 +183,7 @@ class Meter:
         """Take the final readings; call right after the last result."""
         wall = time.perf_counter() - self._wall_start
         cpu = _cpu_seconds() - self._cpu_start
-        # ru_maxrss is in KiB on Linux: the process's peak since it started.
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        peak = _peak_rss_bytes()
         self.readings = {
             "cpu_seconds": cpu,
             "wall_seconds": wall,

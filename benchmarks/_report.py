@@ -427,8 +427,10 @@ each client runs the whole workload in its own child process, one client after a
   terminal, under `asyncio.Semaphore(N)`, default aiohttp pool.
 
 Each child reads its CPU (`getrusage`, user + system) and RSS (`/proc/self/statm`)
-after its imports and setup, right before the first prediction, and CPU plus peak
-RSS (`ru_maxrss`) right after the last result. Every child appends each outcome
+after its imports and setup, right before the first prediction, resetting its peak
+RSS there (`/proc/self/clear_refs`), and CPU plus peak RSS (`VmHWM`) right after the
+last result. Not `ru_maxrss`: Linux carries the parent's peak into a child across
+exec, so that figure read the orchestrator's memory. Every child appends each outcome
 to a file as it arrives and keeps nothing per prediction in memory, so the RSS
 figures are the client's own.
 

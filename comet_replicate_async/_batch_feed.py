@@ -312,17 +312,21 @@ class _Feed:
             # cap refuses ends with BudgetExceededError, unsent (a rerun with a
             # larger cap sends it).
             reservation = await spending.reserve(model, body)
-            # With a journal, a create once recorded runs to its answer even if
-            # the batch stops (no new attempt starts then): its id is recorded,
-            # never left "in flight" for a rerun to call ambiguous.
-            with anyio.CancelScope(shield=journal is not None):
-                if journal is not None:
-                    cost = spending.journal_cost(reservation)
-                    await journal.pending(index, input_digest(body), cost=cost)
-                    self._journaled.add(index)
+            if journal is None:
                 created = await session._create_by(
                     model, body, deadline, on_created, stopped, reservation
                 )
+            else:
+                # A create once recorded runs to its answer even if the batch
+                # stops (no new attempt starts then): its id is recorded, never
+                # left "in flight" for a rerun to call ambiguous.
+                with anyio.CancelScope(shield=True):
+                    cost = spending.journal_cost(reservation)
+                    await journal.pending(index, input_digest(body), cost=cost)
+                    self._journaled.add(index)
+                    created = await session._create_by(
+                        model, body, deadline, on_created, stopped, reservation
+                    )
         except Exception as error:
             if reservation is not None:
                 spending.unsent(reservation)

@@ -86,18 +86,27 @@ class Creates:
             cancel_after=self._cancel_after(deadline),
         )
         read_timeout = None if self._prefer_wait is None else self._prefer_wait + 5.0
-        return await self._spending.spend(
+        spending = self._spending
+        if reservation is None:
+            reservation = await spending.reserve(model, input)
+        # No wrapper around the create: each create waiting for its turn in the
+        # pacer holds its chain of frames, so the chain stays short.
+        create = self._calls.create(
             model,
             input,
-            lambda: self._calls.create(
-                model,
-                input,
-                lambda: self._hand_off(spec, read_timeout, on_created),
-                deadline=deadline,
-                stopped=stopped,
-            ),
-            reservation,
+            lambda: self._hand_off(spec, read_timeout, on_created),
+            deadline=deadline,
+            stopped=stopped,
         )
+        if reservation is None:
+            return await create
+        try:
+            prediction = await create
+        except BaseException as error:
+            spending.create_failed(reservation, error)
+            raise
+        spending.created(reservation, prediction)
+        return prediction
 
     def _cancel_after(self, deadline: float) -> float | None:
         """Seconds left for `Cancel-After`, with `server_deadline` and a deadline."""

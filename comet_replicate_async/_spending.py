@@ -13,7 +13,7 @@ neither a cap nor prices, no books are kept at all (a create costs nothing more)
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -81,26 +81,6 @@ class Spending:
                 self._transport, base_url=self._base_url, overrides=self._overrides
             )
             self._loaded = True
-
-    async def spend(
-        self,
-        model: str,
-        input: Mapping[str, Any],
-        create: Callable[[], Awaitable[Prediction]],
-        reservation: Reservation | None = None,
-    ) -> Prediction:
-        """Reserve (unless the caller did), `create`, and settle what is known."""
-        if reservation is None:
-            reservation = await self.reserve(model, input)
-        if reservation is None:
-            return await create()
-        try:
-            prediction = await create()
-        except BaseException as error:
-            self.create_failed(reservation, error)
-            raise
-        self.created(reservation, prediction)
-        return prediction
 
     def created(self, reservation: Reservation, prediction: Prediction) -> None:
         """The create answered: settle now if it is finished, else at its end."""
