@@ -122,7 +122,13 @@ def tile_of(value: Prediction | BatchItem) -> Tile:
         model=item_model(value),
         index=value.index,
         prediction_id=None if prediction is None else prediction.id,
-        error=None if error is None else f"{type(error).__name__}: {error}",
+        error=(
+            f"{type(error).__name__}: {error}"
+            if error is not None
+            else None
+            if prediction is None
+            else prediction.error
+        ),
         images=() if prediction is None else _image_urls(prediction),
     )
 
