@@ -152,8 +152,8 @@ def page_html(title: str, summary: str, tiles: Sequence[Tile]) -> str:
     return (
         "<!doctype html>\n<html lang='en'><head><meta charset='utf-8'>"
         f"<title>{_e(title)}</title><style>{_STYLE}{_PAGE_STYLE}</style></head>"
-        f"<body class='cra'><h1>{_e(title)}</h1><p class='cra-summary'>"
-        f"{_e(summary)}</p>\n{_grid(tiles)}\n</body></html>\n"
+        f"<body><div class='cra'><h1>{_e(title)}</h1><p class='cra-summary'>"
+        f"{_e(summary)}</p>\n{_grid(tiles)}\n</div></body></html>\n"
     )
 
 
