@@ -50,6 +50,7 @@ _STYLE = """
 .cra-images img { display: block; width: 100%; height: 200px; object-fit: cover;
   border-radius: 4px; background: #eee; }
 .cra-images.cra-many img { height: 120px; }
+.cra-compare .cra-images img { object-fit: contain; }
 .cra-none { height: 200px; display: flex; align-items: center; justify-content: center;
   background: #f0f0f0; border-radius: 4px; color: #888; }
 .cra-missing { height: 100%; min-height: 60px; display: flex; align-items: center;
