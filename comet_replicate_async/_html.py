@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from ._exceptions import AmbiguousSubmitError
+from ._exceptions import AmbiguousSubmitError, BatchStoppedError, BudgetExceededError
 from ._inputs import FluxInput
 from ._values import BatchItem, Prediction
 
@@ -110,28 +110,35 @@ def tile_of(value: Prediction | BatchItem) -> Tile:
             images=_image_urls(value),
         )
     prediction, error = value.prediction, value.error
-    if prediction is not None:
-        status = str(prediction.status)
-    else:
-        status = "ambiguous" if isinstance(error, AmbiguousSubmitError) else "failed"
     prompt = _prompt_of(value.input)
     if not prompt and prediction is not None:
         prompt = _prompt_of(prediction.input)
+    if prediction is None:
+        return Tile(
+            prompt=prompt,
+            status=_status_without_prediction(error),
+            model=item_model(value),
+            index=value.index,
+            error=None if error is None else f"{type(error).__name__}: {error}",
+        )
     return Tile(
         prompt=prompt,
-        status=status,
+        status=str(prediction.status),
         model=item_model(value),
         index=value.index,
-        prediction_id=None if prediction is None else prediction.id,
-        error=(
-            f"{type(error).__name__}: {error}"
-            if error is not None
-            else None
-            if prediction is None
-            else prediction.error
-        ),
-        images=() if prediction is None else _image_urls(prediction),
+        prediction_id=prediction.id,
+        # The item's error says more (a timeout, a failure and its reason).
+        error=prediction.error if error is None else f"{type(error).__name__}: {error}",
+        images=_image_urls(prediction),
     )
+
+
+def _status_without_prediction(error: BaseException | None) -> str:
+    if isinstance(error, AmbiguousSubmitError):
+        return "ambiguous"
+    if isinstance(error, BatchStoppedError | BudgetExceededError):
+        return "not sent"
+    return "failed"
 
 
 def tile_html(tile: Tile) -> str:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from comet_replicate_async import (
     AmbiguousSubmitError,
     BatchItem,
+    BudgetExceededError,
     FluxDev,
     FluxSchnell,
     HtmlGrid,
@@ -133,6 +134,16 @@ def test_an_item_never_created_says_why() -> None:
     assert "ambiguous" in text
     assert "a fox" in text
     assert "AmbiguousSubmitError: create for black-forest-labs/flux-schnell" in text
+
+
+def test_an_item_the_cost_cap_kept_back_was_not_sent() -> None:
+    capped = BudgetExceededError(SCHNELL, price=0.003, cap=0.01, committed=0.009)
+    item = BatchItem(index=4, input={"prompt": "a fox"}, error=capped)
+
+    text = "".join(parse(item._repr_html_()).text)
+
+    assert "not sent" in text
+    assert "BudgetExceededError: cost cap of $0.0100 reached" in text
 
 
 def test_only_http_and_data_image_urls_become_images() -> None:
