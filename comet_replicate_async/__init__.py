@@ -57,6 +57,7 @@ from ._flux import (
     typed_input_class,
 )
 from ._futures import PredictionFuture
+from ._html import HtmlGrid, html_grid
 from ._inputs import FluxInput
 from ._retry import RetryPolicy
 from ._sansio import RawResponse, RequestSpec
@@ -89,6 +90,7 @@ __all__ = [
     "FluxKontextPro",
     "FluxPro",
     "FluxSchnell",
+    "HtmlGrid",
     "InputValidationError",
     "Journal",
     "JournalError",
@@ -118,6 +120,7 @@ __all__ = [
     "Status",
     "Transport",
     "UnexpectedResponseError",
+    "html_grid",
     "typed_input_class",
 ]
 

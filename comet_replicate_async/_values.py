@@ -109,6 +109,13 @@ class Prediction:
             return tuple(item for item in output if _is_url(item))
         return ()
 
+    def _repr_html_(self) -> str:
+        """A notebook shows the images, the status, the prompt, the id and the error."""
+        # Imported here: the renderer reads these values, so it imports this module.
+        from ._html import tile_html, tile_of
+
+        return tile_html(tile_of(self))
+
 
 def _is_url(value: object) -> bool:
     # A scheme is case-insensitive (RFC 3986); only its first 8 characters matter.
@@ -143,3 +150,9 @@ class BatchItem:
     def ok(self) -> bool:
         """True when the item succeeded."""
         return self.error is None and self.prediction is not None
+
+    def _repr_html_(self) -> str:
+        """A notebook shows the item's images, status, prompt, id and error."""
+        from ._html import tile_html, tile_of
+
+        return tile_html(tile_of(self))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from cli_support import (
+    API_KEY,
     FakeProcess,
     fake_process,
     journal_states,
@@ -369,6 +370,73 @@ def test_run_and_get(clean_fake: FakeProcess, tmp_path: Path) -> None:
     assert json.loads(got.stdout)["status"] == "succeeded"
     assert invalid.returncode == 2
     assert "num_outputs=5" in invalid.stderr
+
+
+@pytest.fixture(scope="module")
+def fake_server_command() -> Iterator[FakeProcess]:
+    """`comet-replicate fake-server`, as a newcomer starts it."""
+    child = start_cli(["fake-server", "--port", "0", "--api-key", API_KEY], None)
+    try:
+        assert child.stdout is not None
+        line = child.stdout.readline()
+        assert line.startswith("listening on "), line
+        yield FakeProcess(base_url=line.split()[-1], process=child)
+    finally:
+        child.terminate()
+        child.communicate(timeout=10)
+
+
+def test_run_takes_the_prompt_after_the_model(
+    fake_server_command: FakeProcess,
+) -> None:
+    fake_server_command.reset()
+
+    done = run_cli(["run", SCHNELL, "a cat"], fake_server_command)
+
+    assert done.returncode == 0, done.stderr
+    (url,) = done.stdout.split()
+    assert url.startswith("http://127.0.0.1:")
+    stats = fake_server_command.stats()
+    (prediction,) = stats["predictions"].values()
+    assert prediction["model"] == SCHNELL
+    assert prediction["input"] == {"prompt": "a cat"}
+    assert url.split("/")[-2] in stats["predictions"]
+
+
+def test_run_with_a_prompt_and_other_inputs(
+    fake_server_command: FakeProcess,
+) -> None:
+    fake_server_command.reset()
+
+    done = run_cli(
+        ["run", SCHNELL, "a cat", "-i", "num_outputs=2", "-i", "aspect_ratio=16:9"],
+        fake_server_command,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.split()) == 2
+    (prediction,) = fake_server_command.stats()["predictions"].values()
+    assert prediction["input"] == {
+        "prompt": "a cat",
+        "num_outputs": 2,
+        "aspect_ratio": "16:9",
+    }
+
+
+def test_a_prompt_given_twice_is_a_usage_error(
+    fake_server_command: FakeProcess,
+) -> None:
+    fake_server_command.reset()
+
+    done = run_cli(["run", SCHNELL, "a cat", "-i", "prompt=a dog"], fake_server_command)
+
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: the prompt is given twice, as PROMPT and as -i prompt=...; give it "
+        "once; see 'python -m comet_replicate_async run --help'"
+    )
+    # Only the test's own reset reached the fake: no create, no query.
+    assert set(fake_server_command.stats()["requests"]) == {"control"}
 
 
 def test_demo_runs_with_no_key_and_no_network(tmp_path: Path) -> None:

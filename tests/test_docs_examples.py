@@ -34,6 +34,7 @@ PAGES_WITH_RUNNABLE_EXAMPLES = {
     "batches.md",
     "typed-inputs.md",
     "deadlines.md",
+    "notebooks.md",
     "testing.md",
 }
 

@@ -16,6 +16,7 @@ import attrs
 import pytest
 from multidict import CIMultiDict
 
+from comet_replicate_async._flux import FLUX_INPUTS
 from comet_replicate_async.testing import FakeCometAPI, Fault, Latency
 from comet_replicate_async.testing._pytest_plugin import fake_comet as fake_comet
 
@@ -292,12 +293,59 @@ async def test_unknown_prediction_gets_404(
     assert fake_comet.stats.count("query", 404) == 1
 
 
-async def test_unknown_models_are_accepted(
-    session: aiohttp.ClientSession, fake_comet: FakeCometAPI
+@pytest.mark.parametrize("model", sorted(cls.model for cls in FLUX_INPUTS))
+async def test_every_flux_model_is_served(
+    session: aiohttp.ClientSession, fake_comet: FakeCometAPI, model: str
 ) -> None:
-    answer = await create(session, fake_comet, "black-forest-labs/flux-9-ultra")
+    answer = await create(session, fake_comet, model)
 
     assert answer.status == 201
+    assert answer.json()["model"] == model
+
+
+async def test_a_model_it_does_not_serve_is_refused_as_cometapi_refuses_it(
+    session: aiohttp.ClientSession, fake_comet: FakeCometAPI
+) -> None:
+    answer = await create(session, fake_comet, "black-forest-labs/flux-schnel")
+
+    message = assert_comet_error(answer, 503, "model_not_found")
+    assert message.startswith(
+        "no available channel for group default and model "
+        "black-forest-labs/flux-schnel (distributor) (request id: "
+    )
+    assert fake_comet.stats.created == 0
+    assert fake_comet.stats.count("create", 503) == 1
+    assert "black-forest-labs/flux-schnel" not in fake_comet.models
+
+
+async def test_a_test_can_serve_more_models(session: aiohttp.ClientSession) -> None:
+    async with FakeCometAPI(extra_models=["acme/sketch"]) as fake:
+        fake.serve("acme/paint", "acme/ink")
+        fake.reset()  # forgets predictions, not the models served
+
+        answers = [
+            await create(session, fake, model)
+            for model in ("acme/sketch", "acme/paint", "acme/ink", "acme/other")
+        ]
+
+        assert [answer.status for answer in answers] == [201, 201, 201, 503]
+        assert fake.models == {
+            *(cls.model for cls in FLUX_INPUTS),
+            "acme/sketch",
+            "acme/paint",
+            "acme/ink",
+        }
+
+
+@pytest.mark.parametrize(
+    ("models", "error"),
+    [("acme/sketch", TypeError), (["sketch"], ValueError), (["acme/"], ValueError)],
+)
+def test_a_served_model_is_an_owner_name_id(
+    models: Any, error: type[Exception]
+) -> None:
+    with pytest.raises(error, match="owner/name"):
+        FakeCometAPI(extra_models=models)
 
 
 # -- scripted faults -------------------------------------------------------
@@ -705,6 +753,7 @@ async def test_command_line_server_answers_and_stops_on_sigterm(
 ) -> None:
     command = [sys.executable, "-m", "comet_replicate_async.testing", "--port", "0"]
     command += ["--latency", "flux-dev=uniform:0.01:0.02", "--seed", "1"]
+    command += ["--extra-model", "acme/sketch"]
     async with await anyio.open_process(command, cwd=PROJECT_ROOT) as process:
         assert process.stdout is not None
         with anyio.fail_after(10):
@@ -717,15 +766,17 @@ async def test_command_line_server_answers_and_stops_on_sigterm(
         assert match is not None
         base_url = match[1].decode()
 
-        url = f"{base_url}/replicate/v1/models/black-forest-labs/flux-dev/predictions"
-        answer = await send(
-            session,
-            "POST",
-            url,
-            json={"input": {"prompt": "x"}},
-            headers=auth(FakeCometAPI()),
-        )
-        assert answer.status == 201
+        statuses = []
+        for model in ("black-forest-labs/flux-dev", "acme/sketch", "acme/other"):
+            answer = await send(
+                session,
+                "POST",
+                f"{base_url}/replicate/v1/models/{model}/predictions",
+                json={"input": {"prompt": "x"}},
+                headers=auth(FakeCometAPI()),
+            )
+            statuses.append(answer.status)
+        assert statuses == [201, 201, 503]
 
         process.terminate()
         with anyio.fail_after(10):

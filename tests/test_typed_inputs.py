@@ -424,7 +424,10 @@ async def test_invalid_inputs_cost_no_request() -> None:
 
 @pytest.mark.anyio
 async def test_dicts_for_models_outside_the_seven_still_work() -> None:
-    async with FakeCometAPI(default_latency=Latency.constant(0.01)) as fake:
+    async with FakeCometAPI(
+        default_latency=Latency.constant(0.01),
+        extra_models=["black-forest-labs/flux-2-pro"],
+    ) as fake:
         async with session_for(fake) as session:
             prediction = await session.run(
                 "black-forest-labs/flux-2-pro", {"prompt": "x", "anything": [1, 2]}

@@ -37,6 +37,7 @@ from comet_replicate_async._exceptions import (
     JournalInputChanged,
     PredictionAbandoned,
 )
+from comet_replicate_async._html import Tile
 from comet_replicate_async._retry import stops_creates
 from comet_replicate_async._session import Session
 from comet_replicate_async._values import BatchItem, Prediction
@@ -45,7 +46,7 @@ from ._batch_report import BulkOptions, BulkSummary, Outcome, Progress, Progress
 from ._costs import CostTotals
 from ._disk_faults import DiskFault, journal_refused
 from ._folder_journal import FolderJournal
-from ._gallery import GalleryEntry, write_gallery
+from ._gallery import write_gallery
 from ._prompts import PromptFile
 from ._shared_batch import open_shared_journal, worker_results
 
@@ -314,13 +315,14 @@ class _Batch:
 
     async def _write_gallery(self) -> None:
         entries = [
-            GalleryEntry(
+            Tile(
                 index=outcome.item.index,
                 prompt=str(outcome.item.input.get("prompt", "")),
                 status=outcome.state or "queued",
+                model=self.options.model,
                 prediction_id=outcome.prediction_id,
                 error=outcome.error,
-                files=outcome.files,
+                images=outcome.files,
             )
             for outcome in self.outcomes
             # A shared batch's worker shows its own items, not the others'.

@@ -110,13 +110,14 @@ def _session(ctx: click.Context, **options: Any) -> Session:
 
 @cli.command()
 @click.argument("model")
+@click.argument("prompt", required=False)
 @click.option(
     "-i",
     "--input",
     "pairs",
     multiple=True,
     metavar="KEY=VALUE",
-    help="An input parameter (repeatable).",
+    help="An input parameter (repeatable), e.g. -i aspect_ratio=16:9.",
 )
 @click.option(
     "--out",
@@ -129,15 +130,26 @@ def _session(ctx: click.Context, **options: Any) -> Session:
 def run(
     ctx: click.Context,
     model: str,
+    prompt: str | None,
     pairs: tuple[str, ...],
     out: Path | None,
     timeout: float | None,
     as_json: bool,
 ) -> None:
-    """Run one prediction and print its output URLs."""
-    model_id, body = resolve_call(
-        typed_input_class(model) or model, _parameters(model, pairs)
-    )
+    """Run one prediction of MODEL and print its output URLs.
+
+    PROMPT is the same as -i prompt=PROMPT; give it one way, not both.
+    """
+    parameters = _parameters(model, pairs)
+    if prompt is not None:
+        if "prompt" in parameters:
+            raise click.UsageError(
+                "the prompt is given twice, as PROMPT and as -i prompt=...; "
+                "give it once",
+                ctx,
+            )
+        parameters["prompt"] = prompt
+    model_id, body = resolve_call(typed_input_class(model) or model, parameters)
 
     async def go() -> tuple[Prediction, list[Path]]:
         async with _session(ctx) as session:

@@ -103,6 +103,10 @@ def _parser() -> argparse.ArgumentParser:
         metavar="MODEL=USD", help="catalogue price per request (repeatable; "
         "default: the bundled FLUX estimates)",
     )  # fmt: skip
+    add(
+        "--extra-model", action="append", default=[], metavar="OWNER/NAME",
+        help="serve this model too, besides the seven FLUX models (repeatable)",
+    )  # fmt: skip
     add("--seed", type=int, default=None)
     return parser
 
@@ -148,6 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             create_delay=args.create_delay,
             ratelimit_headers=args.ratelimit_headers,
             prices=dict(args.price) or FALLBACK_PRICES,
+            extra_models=args.extra_model,
             seed=args.seed,
             host=args.host,
             port=args.port,

@@ -26,6 +26,7 @@ __all__ = [
     "Dropped",
     "answer",
     "invalid_token",
+    "moved",
     "moved_url",
     "prefer_wait",
     "read_input",
@@ -101,6 +102,11 @@ def prefer_wait(prefer: str) -> int:
     if match is None:
         return 0
     return min(max(int(match[1] or 60), 1), 60)
+
+
+async def moved(request: web.Request) -> web.StreamResponse:
+    """Where a followed redirect lands: a 200 that is not a prediction."""
+    return web.json_response({"moved": True, "path": request.path})
 
 
 def moved_url(request: web.Request) -> str:

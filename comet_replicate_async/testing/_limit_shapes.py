@@ -1,8 +1,8 @@
 """The fake's create limits: a sliding window or a token bucket, and their headers.
 
 Either refuses a create over the limit with a 429 and `Retry-After`, and can
-report its quota in `ratelimit-*` headers as some gateways do. (The per-key cap
-on requests in flight, the third shape, is `FakeCometAPI(max_in_flight=...)`.)
+report its quota in `ratelimit-*` headers as some gateways do. The third shape,
+`InFlightCap`, is a per-key cap on requests in flight (`max_in_flight`).
 """
 
 from __future__ import annotations
@@ -11,11 +11,16 @@ import math
 from collections import deque
 
 import attrs
+from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from ._faults import Fault
+from ._http import send
+from ._replies import comet_error, new_request_id
 
 __all__ = [
     "CreateLimiter",
+    "InFlightCap",
     "RateLimiter",
     "TokenBucket",
     "create_limiter",
@@ -144,3 +149,27 @@ def quota_headers(limiter: CreateLimiter, now: float) -> dict[str, str]:
         "ratelimit-remaining": str(remaining),
         "ratelimit-reset": f"{reset:.3f}",
     }
+
+
+@attrs.define
+class InFlightCap:
+    """A per-key cap on API requests (creates and queries) in flight at once, as
+    gateways built on new-api have: one more gets a 429 without `Retry-After`.
+    `None`: no cap."""
+
+    limit: int | None
+    _count: int = attrs.field(default=0, init=False)
+
+    async def run(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """*handler*'s answer to *request*, or the 429 past the cap."""
+        if self.limit is not None and self._count >= self.limit:
+            request_id = new_request_id()
+            reply = comet_error(
+                429, "too many concurrent requests for this key", request_id, code=""
+            )
+            return send(request, reply, request_id)
+        self._count += 1
+        try:
+            return await handler(request)
+        finally:
+            self._count -= 1

@@ -21,12 +21,24 @@ __all__ = [
     "FinalStatus",
     "Latency",
     "PredictionRecord",
+    "draw_final_status",
     "latency_for",
     "new_prediction",
     "output_index",
 ]
 
 FinalStatus = Literal["succeeded", "failed", "aborted"]
+
+
+def draw_final_status(
+    rng: random.Random, failure_rate: float, abort_rate: float
+) -> FinalStatus:
+    """How a new prediction ends: failed, aborted or succeeded, in those shares."""
+    roll = rng.random()
+    if roll < failure_rate:
+        return "failed"
+    return "aborted" if roll < failure_rate + abort_rate else "succeeded"
+
 
 #: Share of the latency spent in `starting` before `processing` begins.
 STARTING_SHARE: Final = 0.1

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from types import MappingProxyType, TracebackType
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Any, Final, Self
 
 import attrs
@@ -20,17 +20,25 @@ from ._http import (
     PREDICTION_ID,
     answer,
     invalid_token,
+    moved,
     prefer_wait,
     read_input,
     request_log,
     send,
 )
 from ._images import image_for
-from ._limit_shapes import CreateLimiter, create_limiter, quota_headers, refusal
+from ._limit_shapes import (
+    CreateLimiter,
+    InFlightCap,
+    create_limiter,
+    quota_headers,
+    refusal,
+)
+from ._models import ServedModels
 from ._predictions import (
-    FinalStatus,
     Latency,
     PredictionRecord,
+    draw_final_status,
     latency_for,
     new_prediction,
     output_index,
@@ -40,8 +48,6 @@ from ._scripts import FaultScripts, PollTarget, ScriptedRoute
 from ._stats import FakeStats
 
 __all__ = ["FakeCometAPI", "ScriptedRoute"]
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 #: Predictions take 50 ms unless told otherwise: quick tests, yet observable.
 DEFAULT_LATENCY: Final = Latency.constant(0.05)
@@ -60,8 +66,10 @@ class FakeCometAPI:
         ...  # point the client at fake.base_url with fake.api_key
     ```
 
-    Output files are served from a second origin, `files_base_url`,
-    standing in for `replicate.delivery`. Random faults are drawn from one
+    It serves the seven FLUX models; a create for any other is refused as
+    CometAPI refuses it (503, `model_not_found`), unless *extra_models* or
+    `serve` adds it. Output files are served from a second origin,
+    `files_base_url`, standing in for `replicate.delivery`. Random faults are drawn from one
     generator seeded with *seed*; scripted faults (`script`) come first.
 
     Args:
@@ -102,6 +110,8 @@ class FakeCometAPI:
         filtered_outputs: Output images the safety filter drops from each
             succeeded prediction that asked for several (`num_outputs`); one
             is always left, as a prediction whose every image is dropped fails.
+        extra_models: Model ids (`owner/name`) served besides the seven FLUX
+            models.
         seed: Seed of the random faults, latencies and outcomes.
         host: Interface to listen on.
         port: API port (0: any free port).
@@ -127,6 +137,7 @@ class FakeCometAPI:
     ratelimit_headers: bool = False
     prices: Mapping[str, float] = FALLBACK_PRICES
     filtered_outputs: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    extra_models: Iterable[str] = ()
     seed: int | None = None
     host: str = "127.0.0.1"
     port: int = 0
@@ -135,10 +146,9 @@ class FakeCometAPI:
     _limiter: CreateLimiter | None = attrs.field(init=False, repr=False)
     _rng: random.Random = attrs.field(init=False, repr=False)
     _scripts: FaultScripts = attrs.field(factory=FaultScripts, init=False, repr=False)
+    _served: ServedModels = attrs.field(init=False, repr=False)
+    _cap: InFlightCap = attrs.field(init=False, repr=False)
     # The only attributes that change after construction: which ports are open.
-    _in_flight: int = attrs.field(
-        default=0, init=False, repr=False, on_setattr=attrs.setters.NO_OP
-    )
     _runners: list[web.AppRunner] = attrs.field(
         factory=list, init=False, repr=False, on_setattr=attrs.setters.NO_OP
     )
@@ -169,9 +179,17 @@ class FakeCometAPI:
             burst=self.burst,
         )
 
+    @_cap.default
+    def _make_cap(self) -> InFlightCap:
+        return InFlightCap(self.max_in_flight)
+
     @_rng.default
     def _make_rng(self) -> random.Random:
         return random.Random(self.seed)
+
+    @_served.default
+    def _make_served(self) -> ServedModels:
+        return ServedModels.of(self.extra_models)
 
     def __attrs_post_init__(self) -> None:
         if self.failure_rate + self.abort_rate > 1.0:
@@ -184,12 +202,7 @@ class FakeCometAPI:
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     async def start(self) -> None:
@@ -252,6 +265,15 @@ class FakeCometAPI:
         """Read-only view of every prediction created, by id."""
         return MappingProxyType(self.stats.predictions)
 
+    @property
+    def models(self) -> frozenset[str]:
+        """The model ids it serves: the FLUX models and those added."""
+        return self._served.ids
+
+    def serve(self, *models: str) -> None:
+        """Serve *models* (`owner/name` ids) too, from now on; `reset` keeps them."""
+        self._served.add(models)
+
     def script(self, route: ScriptedRoute, *faults: Fault) -> None:
         """Queue *faults* for the next requests to *route*, one per request.
 
@@ -298,38 +320,22 @@ class FakeCometAPI:
         app.router.add_get("/api/models", self._catalogue, name="catalogue")
         app.router.add_get("/_fake/stats", self._stats, name="control")
         app.router.add_post("/_fake/reset", self._reset, name="control-reset")
-        app.router.add_route("*", "/moved/{tail:.*}", self._moved, name="other")
+        app.router.add_route("*", "/moved/{tail:.*}", moved, name="other")
         return app
 
     def _files_app(self) -> web.Application:
         app = web.Application(middlewares=[request_log(self.stats)])
         app.router.add_get("/xezq/{id}/{file}", self._file, name="file")
-        app.router.add_route("*", "/moved/{tail:.*}", self._moved, name="other")
+        app.router.add_route("*", "/moved/{tail:.*}", moved, name="other")
         return app
 
     # -- handlers -----------------------------------------------------------
 
     async def _create(self, request: web.Request) -> web.StreamResponse:
-        return await self._capped(request, self._create_capped)
+        return await self._cap.run(request, self._create_capped)
 
     async def _query(self, request: web.Request) -> web.StreamResponse:
-        return await self._capped(request, self._query_capped)
-
-    async def _capped(
-        self, request: web.Request, handler: Handler
-    ) -> web.StreamResponse:
-        """Refuse with 429 past `max_in_flight` requests at once, as new-api does."""
-        if self.max_in_flight is not None and self._in_flight >= self.max_in_flight:
-            request_id = new_request_id()
-            reply = comet_error(
-                429, "too many concurrent requests for this key", request_id, code=""
-            )
-            return send(request, reply, request_id)
-        self._in_flight += 1
-        try:
-            return await handler(request)
-        finally:
-            self._in_flight -= 1
+        return await self._cap.run(request, self._query_capped)
 
     async def _create_capped(self, request: web.Request) -> web.StreamResponse:
         request_id = new_request_id()
@@ -339,6 +345,9 @@ class FakeCometAPI:
         if not self._authorized(request):
             return send(request, invalid_token(request_id), request_id)
         model = f"{request.match_info['owner']}/{request.match_info['name']}"
+        unserved = self._served.refusal(model, request_id)
+        if unserved is not None:
+            return send(request, unserved, request_id)
         input_or_error = await read_input(request, request_id)
         if isinstance(input_or_error, Reply):
             return send(request, input_or_error, request_id)
@@ -417,19 +426,10 @@ class FakeCometAPI:
         self.reset()
         return web.json_response({"reset": True})
 
-    async def _moved(self, request: web.Request) -> web.StreamResponse:
-        # Where a followed redirect lands: a 200 that is not a prediction.
-        return web.json_response({"moved": True, "path": request.path})
-
     # -- helpers ------------------------------------------------------------
 
     def _new_prediction(self, model: str, input: Mapping[str, Any]) -> PredictionRecord:
-        roll = self._rng.random()
-        outcome: FinalStatus = "succeeded"
-        if roll < self.failure_rate:
-            outcome = "failed"
-        elif roll < self.failure_rate + self.abort_rate:
-            outcome = "aborted"
+        outcome = draw_final_status(self._rng, self.failure_rate, self.abort_rate)
         prediction = new_prediction(
             model=model,
             input=input,

@@ -19,6 +19,7 @@ from comet_replicate_async import (
     Flux11ProUltra,
     FluxKontextPro,
     FluxSchnell,
+    HtmlGrid,
     InputValidationError,
     PollPolicy,
     Prediction,
@@ -35,6 +36,7 @@ from comet_replicate_async import (
     SessionStats,
     Status,
     Transport,
+    html_grid,
 )
 from comet_replicate_async.testing import (
     FakeCometAPI,
@@ -125,6 +127,18 @@ async def fake() -> int:
         async with Session(server.api_key, base_url=server.base_url) as session:
             await session.run("black-forest-labs/flux-schnell", {"prompt": "x"})
         return server.stats.duplicates + server.stats.peak_in_flight
+
+
+async def notebook() -> tuple[str, str]:
+    async with FakeCometAPI(extra_models=["acme/sketch"]) as server:
+        server.serve("acme/paint")
+        served: frozenset[str] = server.models
+        async with Session(server.api_key, base_url=server.base_url) as session:
+            items = await session.gather(FluxSchnell, [{"prompt": "x"}])
+            one = await session.run(FluxSchnell("y"))
+        grid: HtmlGrid = html_grid([*items, one])
+        # A notebook calls `_repr_html_`; code reads the grid's HTML as a string.
+        return grid.html, str(grid) + str(served)
 
 
 async def mocked() -> Prediction:
