@@ -246,3 +246,35 @@ def test_a_folder_from_before_models_were_recorded_resumes_on_its_model(
     assert other.returncode == 2
     assert f"runs {SCHNELL}, not {DEV}" in other.stderr
     assert clean_fake.stats()["created"] == PROMPTS
+
+
+def test_max_cost_and_the_summary_price_each_model_on_its_own(
+    clean_fake: FakeProcess, tmp_path: Path
+) -> None:
+    # Three prompts on two models, at $0.01 and $0.02 an image, one at a time:
+    # $0.05 covers the first three items (0.01 + 0.02 + 0.01), not the fourth
+    # (0.02 more), but the fifth (0.01 more) still fits; the sixth does not.
+    path = tmp_path / "p.txt"
+    path.write_text("an owl\na fox\na heron\n")
+    out = tmp_path / "out"
+    command = ["batch", str(path), "--models", f"{SCHNELL},{DEV}", "-o", str(out),
+               "-c", "1", "--max-cost", "0.05", f"--price={SCHNELL}=0.01",
+               f"--price={DEV}=0.02"]  # fmt: skip
+
+    dry = run_cli([*command, "--dry-run"], clean_fake)
+    done = run_cli([*command, "--json"], clean_fake)
+
+    assert dry.returncode == 0, dry.stderr
+    assert "covers the first 3 of 6 inputs" in dry.stdout
+    assert done.returncode == 1, done.stderr
+    lines = results(out)
+    outcomes = [line["outcome"] for line in lines]
+    assert outcomes == ["succeeded"] * 3 + ["not started", "succeeded", "not started"]
+    assert [line["model"] for line in lines] == [SCHNELL, DEV] * 3
+    assert [line["cost"] for line in lines] == [0.01, 0.02, 0.01, 0.0, 0.01, 0.0]
+    cost = json.loads(done.stdout)["cost"]
+    assert cost["spent"] == pytest.approx(0.05)
+    assert cost["models"][SCHNELL]["spent"] == pytest.approx(0.03)
+    assert cost["models"][DEV]["spent"] == pytest.approx(0.02)
+    assert cost["models"][DEV]["price"] == 0.02
+    assert clean_fake.stats()["created"] == 4
