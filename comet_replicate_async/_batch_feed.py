@@ -36,6 +36,7 @@ from ._batch_journal import (
     open_journal,
     prediction_record,
     recorded_prediction,
+    takes_model,
 )
 from ._exceptions import (
     AmbiguousSubmitError,
@@ -125,6 +126,7 @@ class _Feed:
         # The journal's first refused write (a full disk): the consumer gets it
         # once the predictions already created have ended.
         self._refused: JournalError | None = None
+        self._model_kept = journal is None or takes_model(journal)
 
     async def items(self) -> AsyncGenerator[BatchItem, None]:
         """Start the feeder, then yield the items as they finish."""
@@ -332,7 +334,10 @@ class _Feed:
                 with anyio.CancelScope(shield=True):
                     cost = spending.journal_cost(reservation)
                     digest = input_digest(body)
-                    await journal.pending(index, digest, cost=cost, model=model)
+                    if self._model_kept:
+                        await journal.pending(index, digest, cost=cost, model=model)
+                    else:
+                        await journal.pending(index, digest, cost=cost)
                     self._journaled.add(index)
                     created = await session._create_by(
                         model, body, deadline, on_created, stopped, reservation

@@ -13,6 +13,7 @@ opens one; a `postgresql://` URL opens the store that many workers share
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import time
@@ -34,6 +35,7 @@ __all__ = [
     "open_journal",
     "prediction_record",
     "recorded_prediction",
+    "takes_model",
 ]
 
 RecordState = Literal[
@@ -239,6 +241,16 @@ def open_journal(journal: str | os.PathLike[str] | Journal) -> Journal:
             f"journal must be a path or follow the Journal protocol, got {journal!r}"
         )
     return journal
+
+
+def takes_model(journal: Journal) -> bool:
+    """Whether `journal.pending` takes `model=`: a store written for an earlier
+    version may not, and then keeps the input's digest alone."""
+    try:
+        parameters = inspect.signature(journal.pending).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: assume the protocol
+        return True
+    return any(p.name == "model" or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 def prediction_record(prediction: Prediction) -> dict[str, Any]:

@@ -19,7 +19,11 @@ from comet_replicate_async import (
     InputValidationError,
     JournalInputChanged,
 )
-from comet_replicate_async._batch_journal import input_digest, prediction_record
+from comet_replicate_async._batch_journal import (
+    SqliteBatchJournal,
+    input_digest,
+    prediction_record,
+)
 from comet_replicate_async.testing import FakeCometAPI, Latency
 
 from helpers import SCHNELL, session_for
@@ -191,3 +195,26 @@ async def test_a_journal_of_the_first_layout_opens_and_resumes(
         models = dict(connection.execute("select idx, model from items"))
     assert version == 2
     assert models == {0: None, 1: SCHNELL}  # an old record keeps no model
+
+
+class EarlierStore(SqliteBatchJournal):
+    """A custom store written before `pending` took the model."""
+
+    async def pending(  # type: ignore[override]
+        self, position: int, digest: str, *, cost: float | None = None
+    ) -> None:
+        await super().pending(position, digest, cost=cost)
+
+
+async def test_a_store_written_before_models_still_runs_a_batch(
+    fake: FakeCometAPI, tmp_path: Path
+) -> None:
+    store = EarlierStore(tmp_path / "batch.sqlite3")
+    async with session_for(fake) as session:
+        items = await session.gather(mixed(1), journal=store)
+        again = await session.gather(mixed(1), journal=store)
+
+    assert all(item.ok for item in items)
+    assert all(item.resumed for item in again)
+    assert [item.model for item in again] == [kind.model for kind in MODELS]
+    assert fake.stats.created == 3
