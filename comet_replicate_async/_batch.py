@@ -29,7 +29,7 @@ from ._exceptions import (
     deadline_passed,
     error_for_status,
 )
-from ._inputs import FluxInput
+from ._inputs import FluxInput, ModelCall
 from ._registry import Entry, Registry
 from ._stats import StatsCounter
 from ._values import BatchItem, Prediction, Status
@@ -58,6 +58,7 @@ class _Wait:
     tracker: BatchTracker
     index: int
     input: Any
+    model: str
     entry: Entry
     timer: asyncio.TimerHandle | None = None
 
@@ -156,23 +157,29 @@ class BatchTracker:
         input: Any,
         prediction: Prediction | None,
         error: BaseException | None,
+        *,
+        model: str,
     ) -> None:
         """Item `index` (in flight until now) ended: count it and queue it."""
         self._counters.finished(succeeded=error is None)
         # With an error, the last state known goes along: the id is never lost.
         missing = missing_outputs(input, prediction)
-        self._put_ended(
-            BatchItem(index, input, prediction, error, missing_outputs=missing)
+        item = BatchItem(
+            index, input, prediction, error, missing_outputs=missing, model=model
         )
+        self._put_ended(item)
 
     def _put_ended(self, item: BatchItem) -> None:
         if self._on_end is not None:
             self._on_end(item)
         self.put(item)
 
-    def watch(self, entry: Entry, index: int, input: Any, deadline: float) -> None:
-        """Wait for `entry`'s outcome on behalf of item `index`, until `deadline`."""
-        wait = _Wait(self, index, input, entry)
+    def watch(
+        self, entry: Entry, index: int, input: Any, deadline: float, *, model: str
+    ) -> None:
+        """Wait for `entry`'s outcome on behalf of item `index` (on `model`),
+        until `deadline`."""
+        wait = _Wait(self, index, input, model, entry)
         self._registry.acquire(entry)
         if deadline != math.inf:
             wait.timer = asyncio.get_running_loop().call_later(
@@ -199,7 +206,9 @@ class BatchTracker:
                 "picks it up again",
                 prediction,
             )
-            self._put_ended(BatchItem(wait.index, wait.input, prediction, error))
+            self._put_ended(
+                BatchItem(wait.index, wait.input, prediction, error, model=wait.model)
+            )
 
     def finish(self) -> None:
         """No more items will come: the consumer ends once it has read the queue.
@@ -271,7 +280,7 @@ class BatchTracker:
         if error is None:
             prediction = outcome.result()
             error = error_for_status(prediction)
-        self.ended(wait.index, wait.input, prediction, error)
+        self.ended(wait.index, wait.input, prediction, error, model=wait.model)
 
     def on_deadline(self, wait: _Wait) -> None:
         """The deadline of `wait`'s item passed first."""
@@ -279,7 +288,8 @@ class BatchTracker:
             return
         self._end(wait)
         prediction = wait.entry.prediction
-        self.ended(wait.index, wait.input, prediction, deadline_passed(prediction))
+        error = deadline_passed(prediction)
+        self.ended(wait.index, wait.input, prediction, error, model=wait.model)
 
     def _end(self, wait: _Wait) -> None:
         self._waits.discard(wait)
@@ -399,6 +409,8 @@ def missing_outputs(input: Any, prediction: Prediction | None) -> int:
     asked for (`num_outputs`: the safety filter drops images); 0 otherwise."""
     if prediction is None or prediction.status is not Status.SUCCEEDED:
         return 0
+    if isinstance(input, ModelCall):
+        input = input.input
     if isinstance(input, FluxInput):
         input = input.to_input()
     if not isinstance(input, Mapping):

@@ -36,6 +36,7 @@ from ._batch_journal import (
     open_journal,
     prediction_record,
     recorded_prediction,
+    takes_model,
 )
 from ._exceptions import (
     AmbiguousSubmitError,
@@ -46,7 +47,7 @@ from ._exceptions import (
     PredictionAbandoned,
     error_for_status,
 )
-from ._inputs import FluxInput, resolve_call
+from ._inputs import BatchModel, FluxInput, item_model, resolve_call, resolve_item
 from ._journal_shared import SharedJournal
 from ._retry import stops_creates
 from ._sansio import validate_model_id
@@ -68,7 +69,7 @@ JournalArg = str | os.PathLike[str] | Journal
 
 def start_batch(
     session: Session,
-    model: str | type[FluxInput],
+    model: BatchModel,
     inputs: Inputs,
     timeout: float | None,
     journal: JournalArg | None,
@@ -76,7 +77,9 @@ def start_batch(
     """The items of one batch, as `Session.as_completed` returns them."""
     if isinstance(model, str):
         validate_model_id(model)
-    elif not (isinstance(model, type) and issubclass(model, FluxInput)):
+    elif model is not None and not (
+        isinstance(model, type) and issubclass(model, FluxInput)
+    ):
         resolve_call(model, None)  # raises the usual, clear error
     opened = None if journal is None else open_journal(journal)
     kind = _Feed
@@ -100,7 +103,7 @@ class _Feed:
     def __init__(
         self,
         session: Session,
-        model: str | type[FluxInput],
+        model: BatchModel,
         inputs: Inputs,
         timeout: float | None,
         journal: Journal | None,
@@ -123,6 +126,7 @@ class _Feed:
         # The journal's first refused write (a full disk): the consumer gets it
         # once the predictions already created have ended.
         self._refused: JournalError | None = None
+        self._model_kept = journal is None or takes_model(journal)
 
     async def items(self) -> AsyncGenerator[BatchItem, None]:
         """Start the feeder, then yield the items as they finish."""
@@ -162,8 +166,9 @@ class _Feed:
             async with journal:
                 records = await self._recorded(journal)
                 # The cap counts what earlier runs of this journal spent.
-                model = self.model if isinstance(self.model, str) else self.model.model
-                await self.session._spending.carry(records, model)
+                await self.session._spending.carry(
+                    records, item_model(self.model, None)
+                )
                 send, receive = anyio.create_memory_object_stream[BatchItem](math.inf)
                 self._ends = send
                 async with anyio.create_task_group() as group:
@@ -232,11 +237,12 @@ class _Feed:
             try:
                 if tracker.stop_reason is not None:
                     raise BatchStoppedError(tracker.stop_reason)
-                model_id, body = resolve_call(self.model, input)
+                model_id, body = resolve_item(self.model, input)
             except (InputValidationError, BatchStoppedError) as error:
                 session._counters.started()
                 session._counters.finished(succeeded=False)
-                tracker.put(BatchItem(index, input, error=error))
+                model = item_model(self.model, input)
+                tracker.put(BatchItem(index, input, error=error, model=model))
                 continue
             record = records.get(index)
             if record is None or not await self._resume(
@@ -256,7 +262,7 @@ class _Feed:
                 id=record.prediction_id, status=Status.STARTING, model=model
             )
             entry = self.session._poller.watch(known)
-            self.tracker.watch(entry, index, input, deadline)
+            self.tracker.watch(entry, index, input, deadline, model=model)
             return True
         if record.state in ("pending", "ambiguous"):
             if self.session.retry.retry_ambiguous_creates:
@@ -268,7 +274,9 @@ class _Feed:
             if record.state == "pending":
                 assert self.journal is not None
                 await self.journal.finish(index, "ambiguous", error=str(error))
-            self.tracker.put(BatchItem(index, input, error=error, resumed=True))
+            self.tracker.put(
+                BatchItem(index, input, error=error, resumed=True, model=model)
+            )
             return True
         if record.prediction is not None:
             prediction = recorded_prediction(record.prediction)
@@ -280,11 +288,14 @@ class _Feed:
                     error_for_status(prediction),
                     resumed=True,
                     missing_outputs=missing_outputs(input, prediction),
+                    model=model,
                 )
             )
             return True
         failure = CometReplicateError(record.error or f"ended {record.state}")
-        self.tracker.put(BatchItem(index, input, error=failure, resumed=True))
+        self.tracker.put(
+            BatchItem(index, input, error=failure, resumed=True, model=model)
+        )
         return True
 
     async def _create_item(
@@ -322,7 +333,11 @@ class _Feed:
                 # left "in flight" for a rerun to call ambiguous.
                 with anyio.CancelScope(shield=True):
                     cost = spending.journal_cost(reservation)
-                    await journal.pending(index, input_digest(body), cost=cost)
+                    digest = input_digest(body)
+                    if self._model_kept:
+                        await journal.pending(index, digest, cost=cost, model=model)
+                    else:
+                        await journal.pending(index, digest, cost=cost)
                     self._journaled.add(index)
                     created = await session._create_by(
                         model, body, deadline, on_created, stopped, reservation
@@ -334,7 +349,8 @@ class _Feed:
                 tracker.stop_creates(error)
             elif isinstance(error, JournalError) and error.while_writing:
                 self._journal_refused(error)
-            tracker.ended(index, input, getattr(error, "prediction", None), error)
+            prediction = getattr(error, "prediction", None)
+            tracker.ended(index, input, prediction, error, model=model)
             return
         except BaseException:
             # Stopped: its slot is given back when the batch finishes.
@@ -343,9 +359,11 @@ class _Feed:
             session._counters.cancelled()
             raise
         if created.done:
-            tracker.ended(index, input, created, error_for_status(created))
+            failure = error_for_status(created)
+            tracker.ended(index, input, created, failure, model=model)
         else:
-            tracker.watch(session._poller.watch(created), index, input, deadline)
+            entry = session._poller.watch(created)
+            tracker.watch(entry, index, input, deadline, model=model)
 
     def _journal_refused(self, error: JournalError) -> None:
         """Every later write fails alike: create no more, poll on (the ids

@@ -8,33 +8,37 @@ every recorded input before anything is created.
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 from ._batch_journal import JournalRecord, input_digest
 from ._exceptions import InputValidationError, JournalInputChanged
-from ._inputs import FluxInput, resolve_call
+from ._inputs import BatchModel, ModelCall, resolve_item
 
 if TYPE_CHECKING:
-    from ._session import BatchInput
+    from ._session_batches import BatchInput
 
 __all__ = ["Inputs", "aiter_inputs", "checked_inputs"]
 
-Inputs = Iterable["BatchInput"] | AsyncIterable["BatchInput"]
+# What the engine takes: the public inputs, or the command line's `ModelCall`s.
+Input: TypeAlias = "BatchInput | ModelCall"
+Inputs = Iterable[Input] | AsyncIterable[Input]
 
 
 async def checked_inputs(
-    inputs: AsyncIterator[BatchInput],
-    model: str | type[FluxInput],
+    inputs: AsyncIterator[Input],
+    model: BatchModel,
     records: Mapping[int, JournalRecord],
-) -> AsyncIterator[BatchInput]:
+) -> AsyncIterator[Input]:
     """The inputs, after checking each recorded position against its record.
 
     The inputs up to the last recorded position are read first, so a changed one
-    raises before any create.
+    raises before any create. The model counts as part of an input: the same
+    prompt on another model is another item (a record written before models
+    were recorded is checked by its digest alone).
     """
     if not records:
         return inputs
-    head: list[BatchInput] = []
+    head: list[Input] = []
     last = max(records)
     async for input in inputs:
         head.append(input)
@@ -45,14 +49,21 @@ async def checked_inputs(
         if record is None:
             continue
         try:
-            _, body = resolve_call(model, input)
+            model_id, body = resolve_item(model, input)
         except InputValidationError:
-            body = None
+            model_id, body = None, None
         if body is None or input_digest(body) != record.digest:
             raise JournalInputChanged(
                 f"input {index} differs from the one this journal recorded; "
                 "use another journal for another batch",
                 index,
+            )
+        if record.model is not None and model_id != record.model:
+            raise JournalInputChanged(
+                f"input {index} runs on {model_id}, but this journal recorded it "
+                f"on {record.model}; use another journal for another batch",
+                index,
+                recorded_model=record.model,
             )
     if len(head) <= last:
         missing = sorted(set(records) - set(range(len(head))))
@@ -64,16 +75,14 @@ async def checked_inputs(
     return _chain(head, inputs)
 
 
-async def _chain(
-    head: list[BatchInput], rest: AsyncIterator[BatchInput]
-) -> AsyncIterator[BatchInput]:
+async def _chain(head: list[Input], rest: AsyncIterator[Input]) -> AsyncIterator[Input]:
     for input in head:
         yield input
     async for input in rest:
         yield input
 
 
-async def aiter_inputs(inputs: Inputs) -> AsyncIterator[BatchInput]:
+async def aiter_inputs(inputs: Inputs) -> AsyncIterator[Input]:
     """Any iterable of inputs, sync or async, as an async iterator."""
     if isinstance(inputs, AsyncIterable):
         async for input in inputs:

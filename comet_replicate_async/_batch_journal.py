@@ -13,6 +13,7 @@ opens one; a `postgresql://` URL opens the store that many workers share
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import time
@@ -34,6 +35,7 @@ __all__ = [
     "open_journal",
     "prediction_record",
     "recorded_prediction",
+    "takes_model",
 ]
 
 RecordState = Literal[
@@ -57,7 +59,8 @@ class JournalRecord:
     `prediction` holds the final prediction's id, status, model, output and
     error once it ended (the fields a resumed `BatchItem` carries). `cost` is
     what its create cost in US dollars (billed or possibly billed; 0 when
-    aborted), None when no price was known.
+    aborted), None when no price was known. `model` is the `"owner/name"` it
+    ran on, None in a journal written before models were recorded.
     """
 
     position: int
@@ -67,6 +70,7 @@ class JournalRecord:
     prediction: Mapping[str, Any] | None = None
     error: str | None = None
     cost: float | None = None
+    model: str | None = None
 
 
 @runtime_checkable
@@ -88,10 +92,16 @@ class Journal(Protocol):
         ...
 
     async def pending(
-        self, position: int, digest: str, *, cost: float | None = None
+        self,
+        position: int,
+        digest: str,
+        *,
+        cost: float | None = None,
+        model: str | None = None,
     ) -> None:
         """The create of the input at `position` is about to be sent; `cost` is
-        its price, reserved (passed only when a price is known)."""
+        its price, reserved (None when no price is known); `model` the
+        `"owner/name"` it runs on (the digest covers the input only)."""
         ...
 
     async def created(self, position: int, prediction_id: str) -> None:
@@ -128,18 +138,8 @@ class SqliteBatchJournal:
         return f"<SqliteBatchJournal {str(self.path)!r}>"
 
     async def __aenter__(self) -> Self:
+        # Opening brings an older journal's layout up to date (`_journal_file`).
         await self._store.__aenter__()
-        try:
-            columns = await self._store.query("pragma table_info(items)")
-            if "cost" not in {column[1] for column in columns}:
-                # A journal written before costs were recorded: its rows keep
-                # a null cost (unknown), which a capped rerun prices.
-                await self._store.write(
-                    "alter table items add column cost real", (), durable=True
-                )
-        except BaseException:
-            await self._store.__aexit__(None, None, None)
-            raise
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -147,8 +147,8 @@ class SqliteBatchJournal:
 
     async def recorded(self) -> dict[int, JournalRecord]:
         rows = await self._store.query(
-            "select idx, digest, state, prediction_id, prediction, error, cost"
-            " from items where digest is not null"
+            "select idx, digest, state, prediction_id, prediction, error, cost,"
+            " model from items where digest is not null"
         )
         return {
             row[0]: JournalRecord(
@@ -159,20 +159,27 @@ class SqliteBatchJournal:
                 prediction=None if row[4] is None else json.loads(row[4]),
                 error=row[5],
                 cost=row[6],
+                model=row[7],
             )
             for row in rows
         }
 
     async def pending(
-        self, position: int, digest: str, *, cost: float | None = None
+        self,
+        position: int,
+        digest: str,
+        *,
+        cost: float | None = None,
+        model: str | None = None,
     ) -> None:
         await self._store.write(
-            "insert into items (key, idx, line, input, state, digest, updated, cost)"
-            " values (?, ?, ?, '{}', 'pending', ?, ?, ?)"
+            "insert into items"
+            " (key, idx, line, input, state, digest, updated, cost, model)"
+            " values (?, ?, ?, '{}', 'pending', ?, ?, ?, ?)"
             " on conflict(key) do update set state = 'pending', error = null,"
             " digest = excluded.digest, updated = excluded.updated,"
-            " cost = excluded.cost",
-            (str(position), position, position, digest, time.time(), cost),
+            " cost = excluded.cost, model = excluded.model",
+            (str(position), position, position, digest, time.time(), cost, model),
             durable=True,
         )
 
@@ -234,6 +241,16 @@ def open_journal(journal: str | os.PathLike[str] | Journal) -> Journal:
             f"journal must be a path or follow the Journal protocol, got {journal!r}"
         )
     return journal
+
+
+def takes_model(journal: Journal) -> bool:
+    """Whether `journal.pending` takes `model=`: a store written for an earlier
+    version may not, and then keeps the input's digest alone."""
+    try:
+        parameters = inspect.signature(journal.pending).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: assume the protocol
+        return True
+    return any(p.name == "model" or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 def prediction_record(prediction: Prediction) -> dict[str, Any]:

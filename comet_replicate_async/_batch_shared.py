@@ -34,7 +34,7 @@ from ._exceptions import (
     InputValidationError,
     PredictionAbandoned,
 )
-from ._inputs import resolve_call
+from ._inputs import item_model, resolve_call, resolve_item
 from ._journal_shared import Claim, SharedJournal
 from ._values import BatchItem, Prediction, Status
 
@@ -87,7 +87,9 @@ class SharedFeed(_Feed):
                     return
                 session._counters.started()
                 session._counters.finished(succeeded=False)
-                tracker.put(BatchItem(index, inputs[index], error=call))
+                input = inputs[index]
+                model = item_model(self.model, input)
+                tracker.put(BatchItem(index, input, error=call, model=model))
         # A stopped batch claims no more: what is left waits for other workers.
         while tracker.stop_reason is None:
             free = session._window.limit - session._window.in_use
@@ -127,15 +129,18 @@ class SharedFeed(_Feed):
     async def _record(
         self, inputs: list[Any]
     ) -> dict[int, tuple[str, dict[str, Any]] | InputValidationError]:
-        """Resolve and record every input; the invalid ones are not recorded."""
+        """Resolve and record every input (with its model); the invalid ones
+        are not recorded."""
         calls: dict[int, tuple[str, dict[str, Any]] | InputValidationError] = {}
         for index, input in enumerate(inputs):
             try:
-                calls[index] = resolve_call(self.model, input)
+                calls[index] = resolve_item(self.model, input)
             except InputValidationError as error:
                 calls[index] = error
         valid = [
-            (index, call[1]) for index, call in calls.items() if isinstance(call, tuple)
+            (index, call[1], call[0])
+            for index, call in calls.items()
+            if isinstance(call, tuple)
         ]
         for start in range(0, len(valid), _RECORD_CHUNK):
             await self.shared.record(valid[start : start + _RECORD_CHUNK])
@@ -157,7 +162,10 @@ class SharedFeed(_Feed):
             input = inputs[index]
         else:  # recorded by a worker with more inputs: its record is the input
             input = dict(claim.input)
-            model, body = resolve_call(self.model, input)
+            if claim.model is not None:
+                model, body = resolve_call(claim.model, input)
+            else:  # recorded before items kept their model
+                model, body = resolve_item(self.model, input)
         deadline = session._deadline(self.timeout)
         if claim.state == "created" and claim.prediction_id is not None:
             session._counters.started()
@@ -165,7 +173,8 @@ class SharedFeed(_Feed):
             known = Prediction(
                 id=claim.prediction_id, status=Status.STARTING, model=model
             )
-            tracker.watch(session._poller.watch(known), index, input, deadline)
+            entry = session._poller.watch(known)
+            tracker.watch(entry, index, input, deadline, model=model)
         elif claim.state == "ambiguous":
             cause = CometReplicateError(
                 "its create was in flight when the worker that sent it stopped"
@@ -173,13 +182,14 @@ class SharedFeed(_Feed):
             session._counters.started()
             session._counters.finished(succeeded=False)
             error = AmbiguousSubmitError(model, input, cause)
-            tracker.put(BatchItem(index, input, error=error, resumed=True))
+            item = BatchItem(index, input, error=error, resumed=True, model=model)
+            tracker.put(item)
         elif tracker.stop_reason is not None:
             await self.shared.unsent(index)  # another worker may still send it
             session._counters.started()
             session._counters.finished(succeeded=False)
             stopped = BatchStoppedError(tracker.stop_reason)
-            tracker.put(BatchItem(index, input, error=stopped))
+            tracker.put(BatchItem(index, input, error=stopped, model=model))
         else:
             await creators.submit((index, input, model, body, deadline))
 

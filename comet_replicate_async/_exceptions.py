@@ -222,11 +222,20 @@ class JournalInputChanged(CometReplicateError):
     Attributes:
         position: the first recorded position whose input differs or is missing
             (None when the journal was refused for another reason).
+        recorded_model: the model the journal recorded there, when the input
+            is the same but runs on another model now (None otherwise).
     """
 
-    def __init__(self, message: str, position: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        position: int | None = None,
+        *,
+        recorded_model: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.position = position
+        self.recorded_model = recorded_model
 
 
 class BatchStoppedError(CometReplicateError):

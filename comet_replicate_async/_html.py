@@ -90,7 +90,10 @@ class Tile:
 
 
 def item_model(item: BatchItem) -> str | None:
-    """The model an item ran on: its prediction's, else its typed input's."""
+    """The model an item ran on: the engine's word, else its prediction's, else
+    its typed input's (an item built by hand may carry none)."""
+    if item.model:
+        return item.model
     if item.prediction is not None and item.prediction.model:
         return item.prediction.model
     if isinstance(item.input, FluxInput):

@@ -17,13 +17,17 @@ from ._images import image_to_url
 from ._sansio import validate_model_id
 
 __all__ = [
+    "BatchModel",
     "Check",
     "FluxInput",
+    "ModelCall",
     "OutputShape",
     "choice",
     "image",
     "integer",
+    "item_model",
     "number",
+    "resolve_item",
     "switch",
 ]
 
@@ -254,3 +258,42 @@ def resolve_call(model: ModelArg, input: InputArg) -> tuple[str, dict[str, Any]]
             f"input must be a mapping of parameters, got {type(input).__name__}"
         )
     return model, dict(input)
+
+
+#: A batch's model: one for every input, or None when each input is typed and
+#: names its own.
+BatchModel = str | type[FluxInput] | None
+
+
+@attrs.frozen
+class ModelCall:
+    """A dict input bound to its model: how the command line, whose prompt
+    files may name any `"owner/name"` per line, feeds a batch without a model."""
+
+    model: str
+    input: Mapping[str, Any]
+
+
+def resolve_item(model: BatchModel, input: Any) -> tuple[str, dict[str, Any]]:
+    """`resolve_call` for one input of a batch; with no batch model, the input
+    must be typed (it names its model): a dict raises `InputValidationError`."""
+    if model is not None:
+        return resolve_call(model, input)
+    if isinstance(input, ModelCall):
+        return resolve_call(input.model, input.input)
+    if not isinstance(input, FluxInput):
+        raise InputValidationError(
+            "a batch without a model takes typed inputs, each naming its model "
+            f"(FluxSchnell(...), FluxDev(...)), got {type(input).__name__}; "
+            "give the model for dict inputs: as_completed(model, inputs)"
+        )
+    return resolve_call(input, None)
+
+
+def item_model(model: BatchModel, input: Any) -> str:
+    """The `"owner/name"` a batch input runs on, or "" when it names none."""
+    if isinstance(model, str):
+        return model
+    if model is not None:
+        return model.model
+    return input.model if isinstance(input, FluxInput | ModelCall) else ""

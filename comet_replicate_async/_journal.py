@@ -29,7 +29,13 @@ import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._exceptions import JournalError, JournalInUse
-from ._journal_file import SCHEMA_VERSION, check_header, check_schema, unwritable
+from ._journal_file import (
+    SCHEMA_VERSION,
+    check_header,
+    check_schema,
+    migrate,
+    unwritable,
+)
 
 __all__ = ["JournalInUse", "SqliteJournal"]
 
@@ -152,6 +158,7 @@ class SqliteJournal:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         connection.execute(statement)
+                migrate(connection)
                 connection.execute(f"pragma user_version = {SCHEMA_VERSION}")
         except BaseException as error:
             connection.close()

@@ -4,6 +4,7 @@ A file that is not an SQLite database, a database with other tables, or a
 journal a newer version wrote (`PRAGMA user_version` above `SCHEMA_VERSION`) is
 refused with a `JournalError` naming it, before anything is written to it. A
 file the disk or permissions refuse gets one too, saying that a rerun resumes.
+An older layout of ours is brought up to date as it opens (`migrate`).
 """
 
 from __future__ import annotations
@@ -13,10 +14,21 @@ from pathlib import Path
 
 from ._exceptions import JournalError
 
-__all__ = ["SCHEMA_VERSION", "check_header", "check_schema", "unwritable"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "check_header",
+    "check_schema",
+    "migrate",
+    "unwritable",
+]
 
-#: The journal layout this code writes (kept in `PRAGMA user_version`).
-SCHEMA_VERSION = 1
+#: The journal layout this code writes (kept in `PRAGMA user_version`). 2: each
+#: item records its model.
+SCHEMA_VERSION = 2
+# Columns added to `items` after its first layout, in the order they came. A
+# journal written before one keeps null there: an unknown cost (a capped rerun
+# prices it) or model (a rerun takes the input's digest alone).
+_ADDED_COLUMNS = (("cost", "real"), ("model", "text"))
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _TABLES = frozenset({"meta", "items"})
 
@@ -68,6 +80,14 @@ def check_schema(connection: sqlite3.Connection, path: Path) -> None:
             "journal path",
             path=str(path),
         )
+
+
+def migrate(connection: sqlite3.Connection) -> None:
+    """Add the columns an older journal lacks; call inside the opening transaction."""
+    present = {row[1] for row in connection.execute("pragma table_info(items)")}
+    for name, kind in _ADDED_COLUMNS:
+        if name not in present:
+            connection.execute(f"alter table items add column {name} {kind}")
 
 
 def unwritable(

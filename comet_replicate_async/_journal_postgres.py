@@ -33,7 +33,7 @@ from ._exceptions import CometReplicateError, JournalInputChanged
 from ._journal_postgres_budget import SharedCreateBudget
 from ._journal_postgres_schema import SCHEMA_VERSION, migrate
 from ._journal_postgres_status import read_status
-from ._journal_shared import OUTCOMES, BatchStatus, Claim
+from ._journal_shared import OUTCOMES, BatchStatus, Claim, RecordedInput
 
 try:
     import psycopg
@@ -199,36 +199,49 @@ class PostgresJournal(SharedCreateBudget):
 
     # -- items -------------------------------------------------------------
 
-    async def record(self, inputs: Iterable[tuple[int, Mapping[str, Any]]]) -> int:
-        """Record inputs by position (idempotent); returns how many were new.
+    async def record(self, inputs: Iterable[RecordedInput]) -> int:
+        """Record inputs by position, each with its model when given
+        (idempotent); returns how many were new.
 
         Raises `JournalInputChanged`, recording nothing, if a position already
-        holds another input: call this before any create.
+        holds another input, or the same input on another model: call this
+        before any create.
         """
         rows = [
-            (self.batch, position, input_digest(input), Jsonb(dict(input)))
-            for position, input in inputs
+            (
+                self.batch,
+                given[0],
+                input_digest(given[1]),
+                Jsonb(dict(given[1])),
+                given[2] if len(given) > 2 else None,
+            )
+            for given in inputs
         ]
         if not rows:
             return 0
         positions = [row[1] for row in rows]
         async with self._transaction() as connection, connection.cursor() as cursor:
             await cursor.execute(
-                "select position, digest from comet_replicate.items"
+                "select position, digest, model from comet_replicate.items"
                 " where batch = %s and position = any(%s)",
                 (self.batch, positions),
             )
-            known = dict(await cursor.fetchall())
-            for _, position, digest, _ in rows:
-                if known.get(position, digest) != digest:
+            known = {row[0]: (row[1], row[2]) for row in await cursor.fetchall()}
+            for _, position, digest, _, model in rows:
+                was_digest, was_model = known.get(position, (digest, model))
+                # An item recorded before models were kept has none to compare.
+                other_model = None not in (model, was_model) and model != was_model
+                if was_digest != digest or other_model:
                     raise JournalInputChanged(
                         f"item {position} of batch {self.batch!r} was recorded with "
-                        "another input; use another batch name for new inputs"
+                        "another input or model; use another batch name for new "
+                        "inputs"
                     )
             new = [row for row in rows if row[1] not in known]
             await cursor.executemany(
-                "insert into comet_replicate.items (batch, position, digest, input)"
-                " values (%s, %s, %s, %s) on conflict do nothing",
+                "insert into comet_replicate.items"
+                " (batch, position, digest, input, model)"
+                " values (%s, %s, %s, %s, %s) on conflict do nothing",
                 new,
             )
         return len(new)
@@ -266,7 +279,8 @@ class PostgresJournal(SharedCreateBudget):
                 state = case when i.state <> 'pending' then i.state
                     when %(retry)s then 'queued' else 'ambiguous' end
             from open where i.batch = %(batch)s and i.position = open.position
-            returning i.position, i.input, i.state, i.prediction_id, i.claims
+            returning i.position, i.input, i.state, i.prediction_id, i.claims,
+                i.model
             """,
             {
                 "batch": self.batch,
@@ -279,10 +293,16 @@ class PostgresJournal(SharedCreateBudget):
         return sorted(claims, key=lambda claim: claim.position)
 
     async def pending(
-        self, position: int, digest: str | None = None, *, cost: float | None = None
+        self,
+        position: int,
+        digest: str | None = None,
+        *,
+        cost: float | None = None,
+        model: str | None = None,
     ) -> None:
         """Durably mark a claimed `queued` item as about to be created (its
-        digest was recorded with it; its cost is kept with its outcome)."""
+        digest and model were recorded with it; its cost is kept with its
+        outcome)."""
         await self._move(
             position,
             "state = 'pending', created_by = %(worker)s",
@@ -348,7 +368,7 @@ class PostgresJournal(SharedCreateBudget):
     async def recorded(self) -> dict[int, JournalRecord]:
         """Every recorded item (a shared batch is fed by `claim`, not by this)."""
         rows = await self._execute(
-            "select position, digest, state, prediction_id, outcome"
+            "select position, digest, state, prediction_id, outcome, model"
             " from comet_replicate.items where batch = %s",
             (self.batch,),
         )
@@ -361,8 +381,9 @@ class PostgresJournal(SharedCreateBudget):
                 prediction=(outcome or {}).get("prediction"),
                 error=(outcome or {}).get("error"),
                 cost=(outcome or {}).get("cost"),
+                model=model,
             )
-            for position, digest, state, prediction_id, outcome in rows
+            for position, digest, state, prediction_id, outcome, model in rows
         }
 
     async def describe(self, meta: Mapping[str, Any]) -> dict[str, Any]:

@@ -63,6 +63,11 @@ _MIGRATIONS: tuple[str, ...] = (
         created_at timestamptz not null default clock_timestamp()
     );
     """,
+    # Each item's model: one batch may run its inputs on several models. Items
+    # recorded before keep null (their batch had one model, in its meta).
+    """
+    alter table comet_replicate.items add column model text;
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 # Any constant works; it only has to be the same for every worker.

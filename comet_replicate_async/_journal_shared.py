@@ -21,6 +21,7 @@ __all__ = [
     "Claim",
     "CreateTurn",
     "ItemState",
+    "RecordedInput",
     "SharedJournal",
     "WorkerStatus",
     "split_journal_url",
@@ -36,6 +37,11 @@ DEFAULT_BATCH = "default"
 DEFAULT_LEASE = 30.0
 
 
+#: An input to record: its position, its `input` object and, optionally, the
+#: `"owner/name"` it runs on.
+RecordedInput = tuple[int, Mapping[str, Any]] | tuple[int, Mapping[str, Any], str]
+
+
 @attrs.frozen
 class Claim:
     """An item handed to this worker: create it (`queued`), poll it by id
@@ -47,6 +53,8 @@ class Claim:
     state: ItemState
     prediction_id: str | None
     claims: int
+    #: The model it was recorded with; None when recorded before items kept one.
+    model: str | None = None
 
 
 @attrs.frozen
@@ -91,9 +99,10 @@ class SharedJournal(Journal, Protocol):
     Entering it joins the batch (it does not take it for this run alone).
     """
 
-    async def record(self, inputs: Iterable[tuple[int, Mapping[str, Any]]]) -> int:
-        """Record inputs by position (idempotent); raise `JournalInputChanged`,
-        recording nothing, if a recorded position holds another input."""
+    async def record(self, inputs: Iterable[RecordedInput]) -> int:
+        """Record inputs by position, each with its model (idempotent); raise
+        `JournalInputChanged`, recording nothing, if a recorded position holds
+        another input or model."""
         ...
 
     async def claim(self, limit: int, *, retry_ambiguous: bool = False) -> list[Claim]:

@@ -2,7 +2,8 @@
 
 Its lifecycle is `Lifecycle`'s (`_lifecycle.py`), its creates `Creates`'s
 (`_handoff.py`), its runs and waits `Runner`'s (`_runner.py`), its requests the
-call layer's (`_calls.py`) and its batches the batch engine's (`_batch_feed.py`).
+call layer's (`_calls.py`) and its batches the batch engine's (`_batch_feed.py`),
+through the batch calls it inherits (`_session_batches.py`).
 """
 
 from __future__ import annotations
@@ -10,15 +11,14 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import AsyncIterable, Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 from anyio.abc import TaskGroup
 
-from ._batch import BatchIterator
-from ._batch_feed import BATCH_CREATES, JournalArg, start_batch
+from ._batch_feed import BATCH_CREATES
 from ._config import (
     DEFAULT_TIMEOUT,
     RequestTimeout,
@@ -27,21 +27,20 @@ from ._config import (
 )
 from ._futures import PredictionFuture
 from ._handoff import OnCreated
-from ._inputs import FluxInput, InputArg, ModelArg, resolve_call
+from ._inputs import InputArg, ModelArg, resolve_call
 from ._parts import SessionParts
 from ._retry import RetryPolicy
 from ._schedule import PollPolicy
+from ._session_batches import BatchCalls
 from ._stats import EventHandler, SessionStats
 from ._transport import ClientSession, session_transport
 from ._transport_protocol import Transport
-from ._values import BatchItem, Prediction
+from ._values import Prediction
 
 __all__ = ["Session"]
 
-BatchInput = Mapping[str, Any] | FluxInput
 
-
-class Session:
+class Session(BatchCalls):
     """A client for CometAPI's Replicate-format predictions.
 
     Open it with `async with Session() as session:`. The key comes from `api_key`
@@ -296,52 +295,6 @@ class Session:
         """
         self._life.check_usable()
         return await self._parts.downloads.save(prediction, directory, stem)
-
-    def as_completed(
-        self,
-        model: str | type[FluxInput],
-        inputs: Iterable[BatchInput] | AsyncIterable[BatchInput],
-        *,
-        timeout: float | None = None,
-        journal: JournalArg | None = None,
-    ) -> BatchIterator:
-        """Run one prediction per input; yield a `BatchItem` for each as it finishes.
-
-        Inputs are pulled lazily, one for each free slot of the concurrency window,
-        so a huge (or endless) input never sits in memory. A failed item is a
-        `BatchItem` with `error` set; its siblings carry on. Stop early with
-        `contextlib.aclosing(...)` and `break` (items not read are logged at
-        WARNING, each with its id), or with `await items.stop()`, which also
-        returns them.
-
-        `model` is `"owner/name"` or a typed input class such as `FluxSchnell`;
-        each input is a dict or a typed input, validated when its turn comes (an
-        invalid one becomes an item with `InputValidationError`, and costs nothing).
-
-        `journal` (a path to an SQLite file, or an object following the `Journal`
-        protocol) makes the batch resumable: a rerun with the same journal yields
-        finished items again without a request (`BatchItem.resumed`), polls the
-        predictions already created, and never creates again an input whose
-        create was in flight (`AmbiguousSubmitError`, unless the retry policy
-        opts into `retry_ambiguous_creates`). One run at a time holds a journal.
-        A `postgresql://...?batch=NAME` URL shares one batch between many
-        workers instead, each yielding the items it handled (see "One batch on
-        many machines" in the docs).
-        """
-        self._life.check_usable()
-        return start_batch(self, model, inputs, timeout, journal)
-
-    async def gather(
-        self,
-        model: str | type[FluxInput],
-        inputs: Iterable[BatchInput] | AsyncIterable[BatchInput],
-        *,
-        timeout: float | None = None,
-        journal: JournalArg | None = None,
-    ) -> list[BatchItem]:
-        """Run one prediction per input; return every `BatchItem` in input order."""
-        batch = self.as_completed(model, inputs, timeout=timeout, journal=journal)
-        return sorted([item async for item in batch], key=lambda item: item.index)
 
     def _deadline(self, timeout: float | None) -> float:
         timeout = self.timeout if timeout is None else timeout

@@ -13,6 +13,7 @@ neither a cap nor prices, no books are kept at all (a create costs nothing more)
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -125,23 +126,25 @@ class Spending:
         """Count what earlier runs of a batch's journal spent against the cap.
 
         A record without a cost (a journal written without prices) counts at one
-        image of `model`'s price, when a cap needs one.
+        image of its model's price (`model` when the record names none), when a
+        cap needs one.
         """
         spent = Decimal(0)  # exact: fifty records of 0.01 make 0.50, not more
-        unpriced = 0
+        unpriced: Counter[str] = Counter()
         for record in records.values():
             if record.prediction and record.prediction.get("status") == Status.ABORTED:
                 continue  # stopped before it started: free
             if record.cost is not None:
                 spent += Decimal(repr(record.cost))
             else:
-                unpriced += 1
+                unpriced[record.model or model] += 1
         if unpriced and self.ledger.cap is not None:
             if not self._loaded:
                 await self._load_prices()
-            price = self.ledger.prices.get(model)
-            if price is not None:
-                spent += price.decimal * unpriced
+            for name, count in unpriced.items():
+                price = self.ledger.prices.get(name)
+                if price is not None:
+                    spent += price.decimal * count
         if spent:
             self.ledger.carry(spent)
 

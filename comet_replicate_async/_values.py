@@ -136,7 +136,9 @@ class BatchItem:
     outcome came from the journal of an earlier run (no request was sent for it).
     `missing_outputs` is how many fewer output files a succeeded prediction
     returned than its input asked for (`num_outputs`; the safety filter drops
-    images), 0 when it returned them all.
+    images), 0 when it returned them all. `model` is the `"owner/name"` the
+    input ran on (in a batch of typed inputs, each names its own); empty only
+    for an input that named no model it could run on.
     """
 
     index: int
@@ -145,6 +147,7 @@ class BatchItem:
     error: BaseException | None = None
     resumed: bool = False
     missing_outputs: int = 0
+    model: str = ""
 
     @property
     def ok(self) -> bool:

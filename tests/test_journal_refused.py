@@ -44,10 +44,15 @@ class FillingJournal(SqliteBatchJournal):
         self.room -= 1
 
     async def pending(
-        self, position: int, digest: str, *, cost: float | None = None
+        self,
+        position: int,
+        digest: str,
+        *,
+        cost: float | None = None,
+        model: str | None = None,
     ) -> None:
         self._take_room()
-        await super().pending(position, digest, cost=cost)
+        await super().pending(position, digest, cost=cost, model=model)
 
     async def created(self, position: int, prediction_id: str) -> None:
         self._take_room()

@@ -26,6 +26,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from comet_replicate_async._batch import BatchIterator, stop_creating
+from comet_replicate_async._batch_feed import start_batch
 from comet_replicate_async._budget import Charge
 from comet_replicate_async._downloads import output_paths
 from comet_replicate_async._exceptions import (
@@ -38,6 +39,7 @@ from comet_replicate_async._exceptions import (
     PredictionAbandoned,
 )
 from comet_replicate_async._html import Tile
+from comet_replicate_async._inputs import ModelCall
 from comet_replicate_async._retry import stops_creates
 from comet_replicate_async._session import Session
 from comet_replicate_async._values import BatchItem, Prediction
@@ -104,7 +106,9 @@ class _Batch:
         self.options = options
         self.on_progress = on_progress
         self.stop = stop
-        self.outcomes = [Outcome(item) for item in prompts.items]
+        self.outcomes = [
+            Outcome(item, model=item.model or options.model) for item in prompts.items
+        ]
         self.progress = Progress(total=len(prompts.items))
         self.ended = 0
         self.gallery_dirty = anyio.Event()
@@ -113,19 +117,20 @@ class _Batch:
         self.items: BatchIterator | None = None
         # Cancelled by `stop`: the items are then taken through `stop()`.
         self.reading = anyio.CancelScope()
+        models = [outcome.model for outcome in self.outcomes]
         self.journal: FolderJournal | PromptFileJournal = (
-            FolderJournal(options.out_dir / JOURNAL_NAME, options.model)
+            FolderJournal(options.out_dir / JOURNAL_NAME, models)
             if options.journal_url is None
-            else open_shared_journal(options.journal_url, prompts, options.model)
+            else open_shared_journal(options.journal_url, prompts, models)
         )
 
     async def run(self) -> None:
-        journal = self.journal
-        items = self.items = self.session.as_completed(
-            self.options.model,
-            [item.input for item in self.prompts.items],
-            journal=journal,
-        )
+        # Each input bound to its model: one batch, one window for every model.
+        calls = [
+            ModelCall(outcome.model, outcome.item.input) for outcome in self.outcomes
+        ]
+        self.session._life.check_usable()
+        items = self.items = start_batch(self.session, None, calls, None, self.journal)
         self._report()
         send, receive = anyio.create_memory_object_stream[tuple[Outcome, Prediction]](
             math.inf
@@ -288,7 +293,15 @@ class _Batch:
         position = error.position
         where = self.options.out_dir
         name = self.prompts.name
-        if position < len(self.prompts.items):
+        if error.recorded_model is not None and position < len(self.outcomes):
+            outcome = self.outcomes[position]
+            refused = JournalInputChanged(
+                f"{name}:{outcome.item.line}: the batch in {where} runs "
+                f"{error.recorded_model}, not {outcome.model}, here; use another "
+                "--out folder for another model",
+                position,
+            )
+        elif position < len(self.prompts.items):
             line = self.prompts.items[position].line
             refused = JournalInputChanged(
                 f"{name}:{line}: not the prompt the batch in {where} recorded in "
@@ -319,7 +332,7 @@ class _Batch:
                 index=outcome.item.index,
                 prompt=str(outcome.item.input.get("prompt", "")),
                 status=outcome.state or "queued",
-                model=self.options.model,
+                model=outcome.model,
                 prediction_id=outcome.prediction_id,
                 error=outcome.error,
                 images=outcome.files,
@@ -328,7 +341,8 @@ class _Batch:
             # A shared batch's worker shows its own items, not the others'.
             if outcome.state is not None or self.options.journal_url is None
         ]
-        title = f"{self.prompts.name} · {self.options.model}"
+        models = dict.fromkeys(outcome.model for outcome in self.outcomes)
+        title = f"{self.prompts.name} · {', '.join(models)}"
         path = self.options.out_dir / GALLERY_NAME
         try:
             await anyio.to_thread.run_sync(write_gallery, path, title, entries)
@@ -374,6 +388,13 @@ class _Batch:
             handled=sum(outcome.state is not None for outcome in self.outcomes),
             costs=CostTotals.of([(o.charge, o.cost) for o in self.outcomes]),
             price=self.options.price,
+            prices=self.options.prices,
+            model_costs={
+                model: CostTotals.of(
+                    [(o.charge, o.cost) for o in self.outcomes if o.model == model]
+                )
+                for model in self.options.prices
+            },
             max_cost=self.options.max_cost,
             over_budget=sum(o.not_started_because == "budget" for o in self.outcomes),
             short_outputs=sum(o.missing_outputs > 0 for o in self.outcomes),

@@ -7,7 +7,7 @@ command's exit code.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,6 +38,8 @@ ItemState = Literal["succeeded", "failed", "ambiguous", "created"]
 class BulkOptions:
     """How to run a batch (its concurrency and retries are the session's)."""
 
+    #: The batch's model, for the lines that name none (with several, their
+    #: names joined: a title).
     model: str
     out_dir: Path
     gallery_every: float = 2.0
@@ -46,6 +48,8 @@ class BulkOptions:
     #: The model's price the session was given, and the cap: for the summary.
     price: Price | None = None
     max_cost: float | None = None
+    #: Each model's price, when the batch runs several.
+    prices: Mapping[str, Price | None] = attrs.field(factory=dict)
 
 
 @attrs.define
@@ -64,6 +68,7 @@ class Outcome:
     status: Status | None = None  # its prediction's last known status
     cost: float | None = 0.0  # None: charged, at an unknown price
     missing_outputs: int = 0  # fewer outputs than `num_outputs` asked for
+    model: str = ""  # the "owner/name" it runs on
 
     def to_json(self) -> dict[str, Any]:
         """The manifest line."""
@@ -71,6 +76,7 @@ class Outcome:
             "index": self.item.index,
             "id": self.item.key,
             "line": self.item.line,
+            "model": self.model,
             "input": dict(self.item.input),
             "outcome": self.state or "not started",
             "prediction_id": self.prediction_id,
@@ -125,6 +131,9 @@ class BulkSummary:
     costs: CostTotals = attrs.field(factory=CostTotals)
     price: Price | None = None
     max_cost: float | None = None
+    #: With several models: each one's price, and what its items cost.
+    prices: Mapping[str, Price | None] = attrs.field(factory=dict)
+    model_costs: Mapping[str, CostTotals] = attrs.field(factory=dict)
     #: Inputs the cost cap left unsent (a rerun with a larger cap sends them).
     over_budget: int = 0
     #: Succeeded items with fewer outputs than they asked for (safety filter).

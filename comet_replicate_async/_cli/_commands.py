@@ -26,7 +26,7 @@ from comet_replicate_async._values import Prediction
 from ._batch_report import BulkOptions
 from ._batch_run import exit_code, make_folder, run_batch
 from ._costs import (
-    batch_price,
+    batch_prices,
     print_dry_run,
     read_price_book,
     read_prices,
@@ -35,7 +35,13 @@ from ._costs import (
 from ._doctor import check_reachable, doctor_report
 from ._errors import EXIT_FAILED, EXIT_INTERRUPTED, CliError, report
 from ._log_policy import apply_log_policy
-from ._prompts import PromptFile, PromptItem, coerce_parameter, read_prompts
+from ._prompts import (
+    PromptFile,
+    PromptItem,
+    coerce_parameter,
+    read_models,
+    read_prompts,
+)
 from ._shared_batch import check_journal_url
 from ._signals import interrupt_on_signal
 from ._status import status
@@ -89,13 +95,21 @@ def cli(
 
 
 def _parameters(model: str, pairs: Sequence[str]) -> dict[str, Any]:
-    parameters: dict[str, Any] = {}
+    return {
+        name: coerce_parameter(model, name, value)
+        for name, value in _texts(pairs).items()
+    }
+
+
+def _texts(pairs: Sequence[str]) -> dict[str, str]:
+    """`-i key=value` pairs as texts (each line's model reads them its way)."""
+    texts: dict[str, str] = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name:
             raise CliError(f"-i takes key=value, got {pair!r}")
-        parameters[name.strip()] = coerce_parameter(model, name.strip(), value)
-    return parameters
+        texts[name.strip()] = value
+    return texts
 
 
 def _api_key(ctx: click.Context) -> str:
@@ -186,8 +200,13 @@ def get(ctx: click.Context, prediction_id: str) -> None:
 @click.option(
     "--model",
     "-m",
-    required=True,
-    help="Model id, e.g. black-forest-labs/flux-schnell.",
+    help="Model id for the lines that name none, e.g. black-forest-labs/flux-schnell.",
+)
+@click.option(
+    "--models",
+    callback=read_models,
+    metavar="A,B,...",
+    help="Run every line that names no model on each of these models.",
 )
 @click.option(
     "--out",
@@ -262,7 +281,8 @@ def get(ctx: click.Context, prediction_id: str) -> None:
 def batch(
     ctx: click.Context,
     prompts: str,
-    model: str,
+    model: str | None,
+    models: tuple[str, ...],
     out: Path,
     concurrency: int,
     rate: float | None,
@@ -282,20 +302,26 @@ def batch(
     paying for them twice. Prompts may be added at the end of the file between
     runs; a changed one is refused.
 
+    A line may name its model (a "model" column or key); the others run on
+    --model, or once on each of --models.
+
     With --journal postgresql://... the batch is shared: run the same command on
     several machines, each with its own --out for its part of the results.
     """
     if journal is not None:
         check_journal_url(journal)
-    prompt_file = read_prompts(prompts, model, defaults=_parameters(model, pairs))
+    if model is not None and models:
+        raise click.UsageError("give --model or --models, not both")
+    prompt_file = read_prompts(prompts, model, defaults=_texts(pairs), models=models)
     api_key, base_url = ctx.obj["api_key"], ctx.obj["base_url"]
+    names = prompt_file.models
     if dry_run:
-        book = anyio.run(read_price_book, api_key, base_url, model, prices)
-        print_dry_run(prompt_file, model, book, max_cost, as_json=as_json)
+        book = anyio.run(read_price_book, api_key, base_url, names, prices)
+        print_dry_run(prompt_file, book, max_cost, as_json=as_json)
         return
     make_folder(out)
     anyio.run(check_reachable, _api_key(ctx), base_url)
-    price = anyio.run(batch_price, api_key, base_url, model, prices, max_cost)
+    found = anyio.run(batch_prices, api_key, base_url, names, prices, max_cost)
     session = _session(
         ctx,
         max_concurrency=concurrency,
@@ -304,12 +330,17 @@ def batch(
         # lost in this run. Both may pay twice, as the option says.
         retry=RetryPolicy(retry_ambiguous_creates=resubmit_ambiguous),
         max_cost=max_cost,
-        # With the model's price, the journal records what each input cost.
-        prices=prices if price is None else {**prices, model: price.usd},
+        # With the models' prices, the journal records what each input cost.
+        prices={**prices, **{name: p.usd for name, p in found.items() if p}},
         server_deadline=server_deadline,
     )
     options = BulkOptions(
-        model=model, out_dir=out, journal_url=journal, price=price, max_cost=max_cost
+        model=", ".join(names),
+        out_dir=out,
+        journal_url=journal,
+        price=found[names[0]] if len(names) == 1 else None,
+        max_cost=max_cost,
+        prices=found,
     )
     summary, stopped_by = run_batch(session, prompt_file, options, as_json=as_json)
     raise click.exceptions.Exit(exit_code(summary, stopped_by))

@@ -1,9 +1,10 @@
 """The command line's money: `--max-cost`, `--price`, the dry run and the costs reported.
 
-The batch model's price is looked up once before a batch (the user's `--price`,
-else CometAPI's catalogue, its file cache, or the bundled estimates) and handed
-to the session as its price, so the session's journal records what each input
-cost even without a cap, and `results.jsonl` and the summary can show it.
+The price of each of the batch's models is looked up once before a batch (the
+user's `--price`, else CometAPI's catalogue, its file cache, or the bundled
+estimates) and handed to the session as its prices, so the session's journal
+records what each input cost even without a cap, and `results.jsonl` and the
+summary can show it, model by model.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CostTotals",
-    "batch_price",
+    "batch_prices",
     "charge_of",
     "cost_json",
     "cost_rows",
@@ -94,14 +95,14 @@ def _amount(text: str) -> float | None:
 async def read_price_book(
     api_key: str | None,
     base_url: str | None,
-    model: str,
+    models: Sequence[str],
     overrides: Mapping[str, float],
 ) -> PriceBook:
-    """Prices for a batch of `model`: the user's when they cover it (no request),
-    else with CometAPI's catalogue (cached a day) and the bundled estimates. A
-    catalogue that cannot be read is one warning, never a stop."""
+    """Prices for a batch of `models`: the user's when they cover them all (no
+    request), else with CometAPI's catalogue (cached a day) and the bundled
+    estimates. A catalogue that cannot be read is one warning, never a stop."""
     given = PriceBook(overrides=overrides, fallback={})
-    if given.get(model) is not None:
+    if all(given.get(model) is not None for model in models):
         return given
     url = resolve_base_url(base_url)
     # The catalogue is public: the key is never sent there, so a dry run needs none.
@@ -113,40 +114,45 @@ async def read_price_book(
         await transport.aclose()
 
 
-async def batch_price(
+async def batch_prices(
     api_key: str | None,
     base_url: str | None,
-    model: str,
+    models: Sequence[str],
     overrides: Mapping[str, float],
     max_cost: float | None,
-) -> Price | None:
-    """The price of one image of `model` for a batch; None when no source knows it.
+) -> dict[str, Price | None]:
+    """The price of one image of each model of a batch; None when no source
+    knows it.
 
     Raises:
-        CliError: a cap is asked for and no price is known (exit 2, nothing sent).
+        CliError: a cap is asked for and a price is not known (exit 2, nothing
+            sent).
     """
-    book = await read_price_book(api_key, base_url, model, overrides)
-    price = book.get(model)
-    if price is None and max_cost is not None:
+    book = await read_price_book(api_key, base_url, models, overrides)
+    prices = {model: book.get(model) for model in models}
+    unknown = [model for model, price in prices.items() if price is None]
+    if unknown and max_cost is not None:
         raise CliError(
-            f"--max-cost needs a price for {model}, and none is known: give it "
-            f"with --price {model}=USD; nothing was sent"
+            f"--max-cost needs a price for {unknown[0]}, and none is known: give "
+            f"it with --price {unknown[0]}=USD; nothing was sent"
         )
-    return price
+    return prices
 
 
 def print_dry_run(
     prompts: PromptFile,
-    model: str,
     book: PriceBook,
     max_cost: float | None,
     *,
     as_json: bool,
 ) -> None:
-    """Print the count and estimated cost of a batch (a table, or JSON)."""
-    estimate, lines = dry_run_lines(prompts, model, book, max_cost)
+    """Print the count and estimated cost of a batch, one row per model (a
+    table, or JSON)."""
+    estimate, lines = dry_run_lines(prompts, book, max_cost)
     if as_json:
-        price = book.get(model)
+        models = prompts.models
+        # The top-level price is the one model's; with several, see "models".
+        price = book.get(models[0]) if len(models) == 1 else None
         summary = {
             "dry_run": True,
             "inputs": estimate.count,
@@ -193,13 +199,16 @@ def _when(moment: datetime | date | None) -> str:
 
 
 def dry_run_lines(
-    prompts: PromptFile, model: str, book: PriceBook, max_cost: float | None
+    prompts: PromptFile, book: PriceBook, max_cost: float | None
 ) -> tuple[CostEstimate, list[str]]:
     """The estimate of a batch, and the lines that say it (the table aside)."""
-    estimate = estimate_cost(((model, item.input) for item in prompts.items), book)
-    lines = [f"price of {model}: {describe_price(book.get(model))}"]
+    estimate = estimate_cost(((item.model, item.input) for item in prompts.items), book)
+    lines = [
+        f"price of {model}: {describe_price(book.get(model))}"
+        for model in prompts.models
+    ]
     if max_cost is not None and not estimate.unpriced:
-        fits = _inputs_within(prompts, book.get(model), max_cost)
+        fits = _inputs_within(prompts, book, max_cost)
         if fits < estimate.count:
             lines.append(
                 f"--max-cost ${max_cost:.4f} covers the first {fits} of "
@@ -211,12 +220,13 @@ def dry_run_lines(
     return estimate, lines
 
 
-def _inputs_within(prompts: PromptFile, price: Price | None, cap: float) -> int:
+def _inputs_within(prompts: PromptFile, book: PriceBook, cap: float) -> int:
     """How many inputs, in file order, the cap lets the batch create."""
-    if price is None:
-        return 0
     left = Decimal(repr(cap))
     for count, item in enumerate(prompts.items):
+        price = book.get(item.model)
+        if price is None:
+            return count
         left -= price.decimal * billed_images(item.input)
         if left < 0:
             return count
@@ -270,10 +280,14 @@ class CostTotals:
 
 def cost_rows(summary: BulkSummary) -> list[tuple[str, str | int]]:
     """The summary table's rows about money and outputs."""
-    rows: list[tuple[str, str | int]] = [
-        ("cost, all runs", summary.costs.text()),
-        ("price", describe_price(summary.price)),
-    ]
+    rows: list[tuple[str, str | int]] = [("cost, all runs", summary.costs.text())]
+    if len(summary.prices) > 1:
+        for model, price in summary.prices.items():
+            costs = summary.model_costs.get(model, CostTotals())
+            rows.append((f"{model}: cost", costs.text()))
+            rows.append((f"{model}: price", describe_price(price)))
+    else:
+        rows.append(("price", describe_price(summary.price)))
     if summary.max_cost is not None:
         rows.append(("cost cap (--max-cost)", f"${summary.max_cost:.4f}"))
         rows.append(("not started: cost cap reached", summary.over_budget))
@@ -292,6 +306,16 @@ def cost_json(summary: BulkSummary) -> dict[str, Any]:
             "unpriced_items": summary.costs.unpriced,
             "max_cost": summary.max_cost,
             **_price_json(summary.price),
+            "models": {
+                model: {
+                    "spent": summary.model_costs.get(model, CostTotals()).spent,
+                    "possibly_billed": summary.model_costs.get(
+                        model, CostTotals()
+                    ).possibly_billed,
+                    **_price_json(price),
+                }
+                for model, price in summary.prices.items()
+            },
         },
         "not_started_over_budget": summary.over_budget,
         "short_outputs": summary.short_outputs,

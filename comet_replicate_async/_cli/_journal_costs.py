@@ -20,9 +20,14 @@ class CostsKept:
     # The journal class after this one in the MRO does the writing; mypy cannot
     # see it from a mixin, hence the ignores.
     async def pending(
-        self, position: int, digest: str | None = None, *, cost: float | None = None
+        self,
+        position: int,
+        digest: str | None = None,
+        *,
+        cost: float | None = None,
+        model: str | None = None,
     ) -> None:
-        await super().pending(position, digest, cost=cost)  # type: ignore[misc]
+        await super().pending(position, digest, cost=cost, model=model)  # type: ignore[misc]
         if cost is not None:
             self.costs[position] = cost
 

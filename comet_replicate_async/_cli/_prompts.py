@@ -3,6 +3,9 @@
 Every line is read and validated before the first request, so a typo on line
 9,000 costs nothing and names its file and line. The file's hash lets a rerun
 notice that its input changed.
+
+A line may name its model (a `model` column or key); the others run on the
+default (`--model`), or once on each of several (`--models`).
 """
 
 from __future__ import annotations
@@ -12,21 +15,24 @@ import hashlib
 import io
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
+import click
 
 from comet_replicate_async._exceptions import InputValidationError
 from comet_replicate_async._flux import typed_input_class
 from comet_replicate_async._inputs import resolve_call
+from comet_replicate_async._sansio import validate_model_id
 
 __all__ = [
     "PromptFile",
     "PromptFileError",
     "PromptItem",
     "coerce_parameter",
+    "read_models",
     "read_prompts",
 ]
 
@@ -69,12 +75,14 @@ class PromptItem:
         key: stable identity across reruns: the JSONL `id`, else the index.
         line: where it stands in the file (1-based), for messages.
         input: the `input` object to send.
+        model: the `"owner/name"` it runs on ("": the batch's one model).
     """
 
     index: int
     key: str
     line: int
     input: Mapping[str, Any]
+    model: str = ""
 
 
 @attrs.frozen
@@ -84,6 +92,11 @@ class PromptFile:
     name: str
     digest: str
     items: tuple[PromptItem, ...]
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The models its items run on, in order of first appearance."""
+        return tuple(dict.fromkeys(item.model for item in self.items))
 
 
 def coerce_parameter(model: str, name: str, text: str) -> Any:
@@ -119,26 +132,31 @@ def coerce_parameter(model: str, name: str, text: str) -> Any:
 
 def read_prompts(
     source: str | Path,
-    model: str,
+    model: str | None,
     *,
-    defaults: Mapping[str, Any] | None = None,
+    defaults: Mapping[str, str] | None = None,
+    models: Sequence[str] = (),
 ) -> PromptFile:
     """Read, merge with `defaults` (from `-i key=value`) and validate every item.
 
     `source` is a `.txt`, `.jsonl` or `.csv` path, or `-` for standard input (read
-    as JSONL when its first line starts with `{`, else as text).
+    as JSONL when its first line starts with `{`, else as text). A line's own
+    model (a `model` column or key) wins; a line without one runs on `model`,
+    or once on each of `models`, one item per model, in that order.
 
     Raises:
         PromptFileError: a missing, empty, unreadable or malformed file, a bad
-            model, or an invalid item; the message names the file and line.
+            model, a line with no model to run on, or an invalid item; the
+            message names the file and line.
     """
     name = "<stdin>" if str(source) == "-" else str(source)
     raw = _read_bytes(source, name)
     text = _decode(raw, name)
     kind = _kind(source, text)
+    fallback = tuple(models) or ((model,) if model is not None else ())
     problems: list[str] = []
     if kind == "csv":
-        rows = _csv_rows(text, name, model, problems)
+        rows = _csv_rows(text, name, problems)
     elif kind == "jsonl":
         rows = _jsonl_rows(text, name, problems)
     else:
@@ -149,30 +167,76 @@ def read_prompts(
         ]
     if not rows and not problems:
         raise PromptFileError(f"{name}: no prompts in the file")
-    items = []
+    items: list[PromptItem] = []
     seen: dict[str, int] = {}
-    for index, (line, row) in enumerate(rows):
+    for number, (line, row) in enumerate(rows):
         explicit = row.pop("id", None) if kind == "jsonl" else None
-        key = str(explicit) if explicit is not None else str(index)
+        key = str(explicit) if explicit is not None else str(number)
         if key in seen:
             problems.append(
                 f"{name}:{line}: id {key!r} already used on line {seen[key]}"
             )
             continue
         seen[key] = line
-        merged = {**(defaults or {}), **row}
-        try:
-            _, body = resolve_call(typed_input_class(model) or model, merged)
-        except InputValidationError as error:
-            problems.append(f"{name}:{line}: {error}")
+        own = row.pop("model", None)
+        if own is not None and (not isinstance(own, str) or not own.strip()):
+            problems.append(f"{name}:{line}: model must be 'owner/name'")
             continue
-        items.append(PromptItem(index=index, key=key, line=line, input=body))
+        line_models = (own.strip(),) if own is not None else fallback
+        if not line_models:
+            problems.append(
+                f"{name}:{line}: no model for this line: give it a model "
+                "column (CSV) or key (JSONL), or pass --model"
+            )
+            continue
+        for line_model in line_models:
+            try:
+                body = _checked(line_model, defaults or {}, row, kind)
+            except InputValidationError as error:
+                problems.append(f"{name}:{line}: {error}")
+                continue
+            several = len(line_models) > 1
+            items.append(
+                PromptItem(
+                    index=len(items),
+                    key=f"{key}@{line_model}" if several else key,
+                    line=line,
+                    input=body,
+                    model=line_model,
+                )
+            )
     if problems:
         problems.sort(key=_line_number)
         raise _bad_lines(name, problems)
     return PromptFile(
         name=name, digest=hashlib.sha256(raw).hexdigest(), items=tuple(items)
     )
+
+
+def read_models(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[str, ...]:
+    """`--models a,b,c`: model ids, each once, in the order given."""
+    names = [name.strip() for name in (value or "").split(",") if name.strip()]
+    for name in names:
+        try:
+            validate_model_id(name)
+        except InputValidationError as error:
+            raise click.BadParameter(str(error), ctx, param) from None
+    return tuple(dict.fromkeys(names))
+
+
+def _checked(
+    model: str, defaults: Mapping[str, str], row: Mapping[str, Any], kind: str
+) -> dict[str, Any]:
+    """The `input` object of one line on `model`: `-i` texts and CSV cells read
+    as that model's fields want, then validated."""
+    texts = {**defaults, **row} if kind == "csv" else defaults
+    merged = {name: coerce_parameter(model, name, text) for name, text in texts.items()}
+    if kind != "csv":
+        merged.update(row)
+    _, body = resolve_call(typed_input_class(model) or model, merged)
+    return body
 
 
 def _read_bytes(source: str | Path, name: str) -> bytes:
@@ -232,8 +296,9 @@ def _jsonl_rows(
 
 
 def _csv_rows(
-    text: str, name: str, model: str, problems: list[str]
+    text: str, name: str, problems: list[str]
 ) -> list[tuple[int, dict[str, Any]]]:
+    """Each row's cells as text (read as the line's model wants later)."""
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader)
@@ -259,7 +324,7 @@ def _csv_rows(
                 (
                     number,
                     {
-                        column: coerce_parameter(model, column, cell)
+                        column: cell
                         for column, cell in zip(columns, cells, strict=True)
                         if cell != ""
                     },

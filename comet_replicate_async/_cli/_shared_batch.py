@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import urllib.parse
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -40,11 +41,13 @@ def check_journal_url(url: str) -> None:
         raise CliError(f"{error}; nothing was sent") from error
 
 
-def open_shared_journal(url: str, prompts: PromptFile, model: str) -> PromptFileJournal:
-    """The journal a worker of the shared batch opens."""
+def open_shared_journal(
+    url: str, prompts: PromptFile, models: Sequence[str]
+) -> PromptFileJournal:
+    """The journal a worker of the shared batch opens (`models`: each item's)."""
     from ._shared_journal import PromptFileJournal
 
-    return PromptFileJournal(url, prompts, model)
+    return PromptFileJournal(url, prompts, models)
 
 
 def shown_url(url: str) -> str:

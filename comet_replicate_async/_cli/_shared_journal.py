@@ -1,14 +1,16 @@
 """The PostgreSQL journal of a batch that CLI workers on many machines share.
 
-The library's journal checks each input against the one recorded at its
-position, but not the model, the `-i` options as a whole, or a prompt file cut
-short. So the first worker describes the batch (its model, and a digest of all
-its inputs); a worker started with anything else is refused before any create.
+The library's journal checks each input and its model against the ones
+recorded at its position, but not the `-i` options as a whole, or a prompt file
+cut short. So the first worker describes the batch (its models, and a digest of
+all its inputs); a worker started with anything else is refused before any
+create.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -28,14 +30,16 @@ __all__ = ["PromptFileJournal"]
 class PromptFileJournal(CostsKept, PostgresJournal):
     """A shared journal that only workers with the same prompts and model join."""
 
-    def __init__(self, url: str, prompts: PromptFile, model: str) -> None:
+    def __init__(self, url: str, prompts: PromptFile, models: Sequence[str]) -> None:
         libpq, batch, lease = split_journal_url(url)
         super().__init__(libpq, batch=batch, lease=lease)
         digest = hashlib.sha256()
         for item in prompts.items:
             digest.update(input_digest(item.input).encode())
         self.meta: dict[str, Any] = {
-            "model": model,
+            # One model's name, as a batch of one model always recorded; with
+            # several, their names in order of first use.
+            "model": ", ".join(dict.fromkeys(models)),
             "prompts": len(prompts.items),
             "inputs": digest.hexdigest(),
             "file": prompts.name,

@@ -16,7 +16,10 @@ from comet_replicate_async import (
     BatchStoppedError,
     CometReplicateError,
     Event,
+    Flux11Pro,
     Flux11ProUltra,
+    FluxDev,
+    FluxInput,
     FluxKontextPro,
     FluxSchnell,
     HtmlGrid,
@@ -168,6 +171,18 @@ async def typed(image: bytes) -> list[BatchItem]:
             problems: tuple[str, ...] = error.problems
             print(problems)
         return await session.gather(FluxSchnell, [{"prompt": "a"}, FluxSchnell("b")])
+
+
+async def mixed_models() -> list[BatchItem]:
+    async with Session(max_concurrency=4) as session:
+        typed = [FluxSchnell("a fox"), FluxDev("a fox"), Flux11Pro("a fox")]
+        async for item in session.as_completed(typed, timeout=60):
+            model: str = item.model
+            print(model, item.ok)
+        mixed: list[FluxInput] = [FluxSchnell("an owl"), FluxDev("an owl")]
+        # Dicts name no model: a batch of them needs one (a checker says so).
+        await session.gather([{"prompt": "an owl"}])  # type: ignore[list-item]
+        return await session.gather(mixed, journal="owls.sqlite3")
 
 
 async def prompts() -> AsyncIterator[dict[str, str]]:
