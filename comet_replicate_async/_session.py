@@ -167,12 +167,15 @@ class Session:
     @property
     def stats(self) -> SessionStats:
         """A snapshot of the live counters."""
+        breaker = self._parts.creates.breaker
         return self._counters.snapshot(
             watched=len(self._registry),
             concurrency_limit=self._window.limit,
             create_rate=self._parts.calls.pacer.rate,
             spent=self._spending.ledger.spent,
             reserved=self._spending.ledger.reserved,
+            breaker=breaker.state,
+            breaker_openings=breaker.openings,
         )
 
     async def __aenter__(self) -> Self:
@@ -212,6 +215,7 @@ class Session:
         input: InputArg = None,
         *,
         on_created: OnCreated | None = None,
+        timeout: float | None = None,
     ) -> Prediction:
         """Start one prediction: a single create call, at most once.
 
@@ -222,6 +226,12 @@ class Session:
         (unless the retry policy opts into `retry_ambiguous_creates`, which may pay
         twice).
 
+        `timeout` (else the session's) bounds the create itself, counted from the
+        call: a 429 that does not lift before it raises `RateLimitError`, and a
+        create held back by an outage (see "Failures and retries") raises
+        `PredictionTimeout`; either way nothing was created. It is not the
+        prediction's deadline: `wait` takes its own.
+
         `on_created` (a function, or an async one) is called with the new
         prediction as soon as the create answers, and awaited before this call
         returns: even if the caller was cancelled meanwhile, so a journal it
@@ -230,7 +240,13 @@ class Session:
         self._life.check_usable()
         model_id, body = resolve_call(model, input)
         with self._life.job():  # a normal close waits for it, whichever task it runs in
-            return await self._parts.creates.create(model_id, body, on_created)
+            return await self._parts.creates.create(
+                model_id,
+                body,
+                on_created,
+                self._deadline(timeout),
+                prediction_deadline=False,
+            )
 
     async def get(self, prediction_id: str) -> Prediction:
         """Read one prediction's current state: a single query call, with retries."""

@@ -21,7 +21,12 @@ __all__ = [
 
 logger = logging.getLogger("comet_replicate_async")
 
-EventKind = Literal["created", "status", "finished", "retry", "rate_limited"]
+EventKind = Literal[
+    "created", "status", "finished", "retry", "rate_limited",
+    "breaker_opened", "breaker_closed",
+]  # fmt: skip
+#: The circuit breaker on creates: "closed", "open" or "probing" (`_breaker.py`).
+BreakerStateName = Literal["closed", "open", "probing"]
 
 
 @attrs.frozen
@@ -55,6 +60,10 @@ class SessionStats:
             journal spent. Without `max_cost`, only models priced through
             `prices=` are counted.
         reserved: US dollars held for creates whose outcome is not known yet.
+        breaker: the circuit breaker on creates: "closed" (creates go),
+            "open" (the gateway kept failing them: none is sent until a probe)
+            or "probing" (one create is testing the gateway).
+        breaker_openings: how many times the breaker opened.
     """
 
     submitted: int = 0
@@ -73,6 +82,8 @@ class SessionStats:
     create_rate: float | None = None
     spent: float = 0.0
     reserved: float = 0.0
+    breaker: BreakerStateName = "closed"
+    breaker_openings: int = 0
 
 
 @attrs.define
@@ -117,6 +128,8 @@ class StatsCounter:
         create_rate: float | None,
         spent: float = 0.0,
         reserved: float = 0.0,
+        breaker: BreakerStateName = "closed",
+        breaker_openings: int = 0,
     ) -> SessionStats:
         """A frozen copy."""
         return SessionStats(
@@ -126,6 +139,8 @@ class StatsCounter:
             create_rate=create_rate,
             spent=spent,
             reserved=reserved,
+            breaker=breaker,
+            breaker_openings=breaker_openings,
         )
 
 
@@ -134,8 +149,11 @@ class Event:
     """Something that happened in a session, passed to `on_event`.
 
     `kind` is one of "created", "status" (a new status seen), "finished" (a
-    terminal status seen), "retry" and "rate_limited". `prediction` is set for the
-    first three; `error` and `delay` for the last two.
+    terminal status seen), "retry", "rate_limited", "breaker_opened" and
+    "breaker_closed". `prediction` is set for the first three; `error` and
+    `delay` for "retry" and "rate_limited", and for "breaker_opened" (the
+    failure that stopped creates, and the seconds to the first probe).
+    "breaker_closed" says a probe was accepted: creates go again.
     """
 
     kind: EventKind

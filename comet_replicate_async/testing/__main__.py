@@ -103,6 +103,10 @@ def _parser() -> argparse.ArgumentParser:
         metavar="MODEL=USD", help="catalogue price per request (repeatable; "
         "default: the bundled FLUX estimates)",
     )  # fmt: skip
+    add(
+        "--create-outage", type=float, default=0.0, metavar="S",
+        help="answer every create 502 (an HTML page) for S seconds from the first",
+    )  # fmt: skip
     add("--seed", type=int, default=None)
     return parser
 
@@ -155,6 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.create_outage > 0:
+        fake.script_outage(args.create_outage, from_first_create=True)
     asyncio.run(_serve(fake))
     return 0
 

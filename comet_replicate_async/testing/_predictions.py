@@ -21,6 +21,7 @@ __all__ = [
     "FinalStatus",
     "Latency",
     "PredictionRecord",
+    "draw_outcome",
     "latency_for",
     "new_prediction",
     "output_index",
@@ -226,6 +227,16 @@ def new_prediction(
         created_wall=time.time(),
         seed=rng.randrange(2**16),
     )
+
+
+def draw_outcome(
+    rng: random.Random, failure_rate: float, abort_rate: float
+) -> FinalStatus:
+    """How a new prediction will end: one draw against the two rates."""
+    roll = rng.random()
+    if roll < failure_rate:
+        return "failed"
+    return "aborted" if roll < failure_rate + abort_rate else "succeeded"
 
 
 def latency_for(

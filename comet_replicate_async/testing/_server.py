@@ -28,9 +28,9 @@ from ._http import (
 from ._images import image_for
 from ._limit_shapes import CreateLimiter, create_limiter, quota_headers, refusal
 from ._predictions import (
-    FinalStatus,
     Latency,
     PredictionRecord,
+    draw_outcome,
     latency_for,
     new_prediction,
     output_index,
@@ -278,8 +278,13 @@ class FakeCometAPI:
         """
         self._scripts.script_polls(which, faults, repeat_last)
 
+    def script_outage(self, seconds: float, *, from_first_create: bool = False) -> None:
+        """Answer every create with nginx's HTML 502 page for *seconds*, creating
+        nothing; from now, or from the next create (*from_first_create*)."""
+        self._scripts.outage(seconds, from_first_create=from_first_create)
+
     def reset(self) -> None:
-        """Forget predictions, statistics, scripts and the throttle window."""
+        """Forget predictions, statistics, scripts, outage and throttle window."""
         self.stats.clear()
         self._scripts.clear()
         if self._limiter is not None:
@@ -424,12 +429,7 @@ class FakeCometAPI:
     # -- helpers ------------------------------------------------------------
 
     def _new_prediction(self, model: str, input: Mapping[str, Any]) -> PredictionRecord:
-        roll = self._rng.random()
-        outcome: FinalStatus = "succeeded"
-        if roll < self.failure_rate:
-            outcome = "failed"
-        elif roll < self.failure_rate + self.abort_rate:
-            outcome = "aborted"
+        outcome = draw_outcome(self._rng, self.failure_rate, self.abort_rate)
         prediction = new_prediction(
             model=model,
             input=input,
