@@ -24,7 +24,7 @@ from comet_replicate_async._session import Session
 from comet_replicate_async._values import Prediction
 
 from ._batch_report import BulkOptions
-from ._batch_run import exit_code, make_folder, run_batch
+from ._batch_run import exit_code, make_folder, print_breaker, run_batch
 from ._costs import (
     batch_price,
     print_dry_run,
@@ -295,6 +295,7 @@ def batch(
         # With the model's price, the journal records what each input cost.
         prices=prices if price is None else {**prices, model: price.usd},
         server_deadline=server_deadline,
+        on_event=print_breaker,
     )
     options = BulkOptions(
         model=model, out_dir=out, journal_url=journal, price=price, max_cost=max_cost
