@@ -76,7 +76,6 @@ class Creates:
         deadline: float = math.inf,
         stopped: Callable[[], CometReplicateError | None] | None = None,
         reservation: Reservation | None = None,
-        *,
         prediction_deadline: bool = True,
     ) -> Prediction:
         """Create, retrying what provably created nothing until `deadline`.

@@ -25,7 +25,7 @@ from ._retry import RetryPolicy
 from ._runner import Runner
 from ._schedule import PollPolicy
 from ._spending import Spending
-from ._stats import Event, EventHandler, Events, StatsCounter
+from ._stats import Event, EventHandler, Events, SessionStats, StatsCounter
 from ._transport_protocol import Transport
 
 __all__ = ["SessionParts"]
@@ -116,6 +116,19 @@ class SessionParts:
             life=life,
             creates=creates,
             runner=Runner(life, creates, registry, poller, counters),
+        )
+
+    def stats(self) -> SessionStats:
+        """A snapshot of the counters, the limits, the money and the breaker."""
+        breaker, ledger = self.creates.breaker, self.spending.ledger
+        return self.counters.snapshot(
+            watched=len(self.registry),
+            concurrency_limit=self.window.limit,
+            create_rate=self.calls.pacer.rate,
+            spent=ledger.spent,
+            reserved=ledger.reserved,
+            breaker=breaker.state,
+            breaker_openings=breaker.openings,
         )
 
 

@@ -154,8 +154,10 @@ REFUSALS: Final[Mapping[str, Refusal]] = _rows(
     _upstream("empty_response", "the model answered nothing"),
 )
 
-_BY_TYPE = {row.code: row for row in REFUSALS.values() if row.signal == "type"}
-_BY_MESSAGE = [row for row in REFUSALS.values() if row.signal == "message"]
+_BY_TYPE: Final = MappingProxyType(
+    {row.code: row for row in REFUSALS.values() if row.signal == "type"}
+)
+_BY_MESSAGE: Final = tuple(row for row in REFUSALS.values() if row.signal == "message")
 # CometAPI: "no available channel for group default and model
 # black-forest-labs/flux-schnel (distributor) (request id: ...)".
 _MODEL_IN_MESSAGE = re.compile(r"\bmodel\s+([\w.-]+/[\w.-]+)")

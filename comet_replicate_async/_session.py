@@ -167,16 +167,7 @@ class Session:
     @property
     def stats(self) -> SessionStats:
         """A snapshot of the live counters."""
-        breaker = self._parts.creates.breaker
-        return self._counters.snapshot(
-            watched=len(self._registry),
-            concurrency_limit=self._window.limit,
-            create_rate=self._parts.calls.pacer.rate,
-            spent=self._spending.ledger.spent,
-            reserved=self._spending.ledger.reserved,
-            breaker=breaker.state,
-            breaker_openings=breaker.openings,
-        )
+        return self._parts.stats()
 
     async def __aenter__(self) -> Self:
         await self._life.open(self._poller.run)
@@ -226,11 +217,9 @@ class Session:
         (unless the retry policy opts into `retry_ambiguous_creates`, which may pay
         twice).
 
-        `timeout` (else the session's) bounds the create itself, counted from the
-        call: a 429 that does not lift before it raises `RateLimitError`, and a
-        create held back by an outage (see "Failures and retries") raises
-        `PredictionTimeout`; either way nothing was created. It is not the
-        prediction's deadline: `wait` takes its own.
+        `timeout` (else the session's) bounds the create itself, not the
+        prediction: a 429 that does not lift before it raises `RateLimitError`, a
+        create held back by an outage `PredictionTimeout` (nothing was created).
 
         `on_created` (a function, or an async one) is called with the new
         prediction as soon as the create answers, and awaited before this call
@@ -240,13 +229,9 @@ class Session:
         self._life.check_usable()
         model_id, body = resolve_call(model, input)
         with self._life.job():  # a normal close waits for it, whichever task it runs in
-            return await self._parts.creates.create(
-                model_id,
-                body,
-                on_created,
-                self._deadline(timeout),
-                prediction_deadline=False,
-            )
+            deadline = self._deadline(timeout)
+            create = self._parts.creates.create
+            return await create(model_id, body, on_created, deadline, None, None, False)
 
     async def get(self, prediction_id: str) -> Prediction:
         """Read one prediction's current state: a single query call, with retries."""
