@@ -161,6 +161,13 @@ class CreateBreaker:
                 if timer is not None:
                     timer.cancel()
 
+    def fail_waiters(self, error: Callable[[], BaseException]) -> None:
+        """Raise a new `error()` in every create waiting here (the session is
+        closing: they will not be sent)."""
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_exception(error())
+
     def _end(self, ticket: Ticket) -> None:
         if ticket.solo and ticket.generation == self._generation:
             self._solo_out = False

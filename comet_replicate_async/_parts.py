@@ -88,7 +88,13 @@ class SessionParts:
             retry=retry,
             on_update=events.on_poll_update,
         )
-        life = Lifecycle(transport, registry, window, spending)
+        breaker = CreateBreaker(
+            failures=retry.breaker_failures,
+            backoff=retry.breaker_backoff,
+            max_backoff=retry.max_breaker_backoff,
+            on_change=_breaker_news(events),
+        )
+        life = Lifecycle(transport, registry, window, spending, held_creates=breaker)
         creates = Creates(
             calls,
             life,
@@ -97,12 +103,7 @@ class SessionParts:
             events.emit,
             prefer_wait=prefer_wait,
             server_deadline=server_deadline,
-            breaker=CreateBreaker(
-                failures=retry.breaker_failures,
-                backoff=retry.breaker_backoff,
-                max_backoff=retry.max_breaker_backoff,
-                on_change=_breaker_news(events),
-            ),
+            breaker=breaker,
         )
         return cls(
             transport=transport,

@@ -17,6 +17,7 @@ from comet_replicate_async import (
     CometReplicateError,
     Event,
     PollPolicy,
+    PredictionAbandoned,
     PredictionTimeout,
     RateLimitError,
     RetryPolicy,
@@ -233,6 +234,29 @@ async def test_an_outage_from_the_first_create_costs_three_and_a_failed_probe() 
     # fails; the next one, 2 to 2.5 s after that, is accepted.
     assert len(ambiguous) == 4
     assert len(fake.predictions) == 196
+
+
+@pytest.mark.timeout(30)
+async def test_closing_with_a_grace_ends_the_creates_the_breaker_holds() -> None:
+    slow_probe = RetryPolicy(breaker_backoff=60.0)
+    async with FakeCometAPI() as fake:
+        fake.script_outage(60.0, from_first_create=True)
+        session = session_for(fake, retry=slow_probe)
+        async with session:
+            futures = [session.submit(SCHNELL, {"prompt": f"p{n}"}) for n in range(6)]
+            with anyio.fail_after(5):
+                while session.stats.breaker != "open":  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
+            # Within the test's timeout: the probe would be a minute away.
+            await session.aclose(grace=0.1)
+        errors = [future.exception() for future in futures]
+
+    # Three went alone and may have created; the three held ones never went.
+    assert sum(isinstance(error, AmbiguousSubmitError) for error in errors) == 3
+    held = [error for error in errors if isinstance(error, PredictionAbandoned)]
+    assert len(held) == 3
+    assert all("not started" in str(error) for error in held)
+    assert fake.stats.count("create") == 3
 
 
 # -- the create deadline ----------------------------------------------------
