@@ -134,10 +134,11 @@ class Creates:
         """Send one create from a task of the session and wait for its answer.
 
         The create first waits for the breaker (`_breaker.py`) to let it go, up
-        to its deadline; a batch that stopped meanwhile sends nothing. Once sent, a create is never interrupted and its id never
-        lost, whatever cancels the caller (a scope, `task.cancel()`, `wait_for`,
-        a server cancelling its handler): the caller stops waiting at once, and
-        the task finishes the create and logs the id.
+        to its deadline; a batch that stopped meanwhile sends nothing. Once
+        sent, a create is never interrupted and its id never lost, whatever
+        cancels the caller (a scope, `task.cancel()`, `wait_for`, a server
+        cancelling its handler): the caller stops waiting at once, and the task
+        finishes the create and logs the id.
         """
         life = self._life
         if not life.accepts_creates:

@@ -20,6 +20,7 @@ import attrs
 
 __all__ = [
     "MODEL_NOT_FOUND",
+    "NOT_SERVED",
     "REFUSALS",
     "Action",
     "Refusal",
@@ -154,6 +155,8 @@ REFUSALS: Final[Mapping[str, Refusal]] = _rows(
     _upstream("empty_response", "the model answered nothing"),
 )
 
+#: The rows that mean "the gateway does not serve this model".
+NOT_SERVED: Final = frozenset({MODEL_NOT_FOUND, "no available channel"})
 _BY_TYPE: Final = MappingProxyType(
     {row.code: row for row in REFUSALS.values() if row.signal == "type"}
 )

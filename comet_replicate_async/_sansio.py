@@ -34,7 +34,7 @@ from ._exceptions import (
     ServerError,
     UnexpectedResponseError,
 )
-from ._refusals import MODEL_NOT_FOUND, model_in_message, refusal_for
+from ._refusals import NOT_SERVED, model_in_message, refusal_for
 from ._retry import retry_after_from_response
 from ._values import Prediction
 
@@ -247,11 +247,7 @@ def error_from_response(response: RawResponse) -> APIError:
     }
     # The envelope's code decides before the status does (`_refusals.py`).
     refusal = refusal_for(code, error_type, message)
-    if (
-        refusal is not None
-        and refusal.action == "stop"
-        and (refusal.code == MODEL_NOT_FOUND or refusal.signal == "message")
-    ):
+    if refusal is not None and refusal.code in NOT_SERVED:
         return ModelNotFoundError(message, model=model_in_message(message), **details)
     if refusal is not None and refusal.action == "retry":
         return RateLimitError(message, **details)

@@ -8,6 +8,7 @@ from typing import Literal
 
 import attrs
 
+from ._breaker import BreakerState
 from ._values import Prediction
 
 __all__ = [
@@ -25,8 +26,6 @@ EventKind = Literal[
     "created", "status", "finished", "retry", "rate_limited",
     "breaker_opened", "breaker_closed",
 ]  # fmt: skip
-#: The circuit breaker on creates: "closed", "open" or "probing" (`_breaker.py`).
-BreakerStateName = Literal["closed", "open", "probing"]
 
 
 @attrs.frozen
@@ -82,7 +81,7 @@ class SessionStats:
     create_rate: float | None = None
     spent: float = 0.0
     reserved: float = 0.0
-    breaker: BreakerStateName = "closed"
+    breaker: BreakerState = "closed"
     breaker_openings: int = 0
 
 
@@ -128,7 +127,7 @@ class StatsCounter:
         create_rate: float | None,
         spent: float = 0.0,
         reserved: float = 0.0,
-        breaker: BreakerStateName = "closed",
+        breaker: BreakerState = "closed",
         breaker_openings: int = 0,
     ) -> SessionStats:
         """A frozen copy."""
