@@ -231,9 +231,10 @@ async def test_an_outage_from_the_first_create_costs_three_and_a_failed_probe() 
     ambiguous = [item for item in items if item.error is not None]
     assert all(isinstance(item.error, AmbiguousSubmitError) for item in ambiguous)
     # Alone, one after the other: three open it; the probe 1 to 1.25 s later
-    # fails; the next one, 2 to 2.5 s after that, is accepted.
-    assert len(ambiguous) == 4
-    assert len(fake.predictions) == 196
+    # fails (unless a slow machine took that long for the three); the next one,
+    # 2 to 2.5 s after that, is accepted.
+    assert 3 <= len(ambiguous) <= 4
+    assert len(fake.predictions) == 200 - len(ambiguous)
 
 
 @pytest.mark.timeout(30)

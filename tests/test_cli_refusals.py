@@ -72,7 +72,7 @@ def test_an_outage_prints_one_line_when_creates_stop_and_one_when_they_go_on(
     stopped = [line for line in err.splitlines() if "creates stopped" in line]
     resumed = [line for line in err.splitlines() if "creates resumed" in line]
     assert len(stopped) == 1, err
-    assert "HTTP 502" in stopped[0]
+    assert "(last: HTTP 502)" in stopped[0]
     assert "probes it in" in stopped[0]
     assert resumed == ["creates resumed: the gateway accepted a create"]
     # The three creates that opened the breaker are ambiguous; the rest succeeded.

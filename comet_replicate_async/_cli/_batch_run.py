@@ -16,6 +16,7 @@ import anyio
 import click
 
 from comet_replicate_async._exceptions import (
+    APIError,
     JournalInputChanged,
     JournalInUse,
     ModelNotFoundError,
@@ -48,8 +49,11 @@ def make_folder(out: Path) -> None:
 def print_breaker(event: Event) -> None:
     """One line when the session stops its creates in an outage, one when they go on."""
     if event.kind == "breaker_opened":
+        error = event.error
+        # The status, not the body: a gateway's error page is long HTML.
+        last = f"HTTP {error.status_code}" if isinstance(error, APIError) else error
         click.echo(
-            f"creates stopped: the gateway kept failing them ({event.error}); one "
+            f"creates stopped: the gateway kept failing them (last: {last}); one "
             f"create probes it in {event.delay or 0:.0f} s, the others wait",
             err=True,
         )
