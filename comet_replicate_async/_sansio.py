@@ -199,6 +199,8 @@ def decipher_response(
     if not isinstance(data, Mapping):
         raise _unexpected(response, "the reply is not a JSON object", asked_id)
     data = _unwrap_envelope(data)
+    if "id" not in data and isinstance(data.get("error"), Mapping):
+        _raise_refusal(response)
     if previous is not None and _still_unfinished_as(data, previous):
         return previous
     if asked_id is None:
@@ -220,6 +222,16 @@ def decipher_response(
         raise _unexpected(
             response, f"the reply is not a prediction ({reason})", asked_id
         ) from exc
+
+
+def _raise_refusal(response: RawResponse) -> None:
+    """Raise the refusal an error envelope sent with a 2xx stands for, when its
+    row proves that nothing was created; otherwise the reply stays unreadable
+    (and a create ambiguous)."""
+    error = error_from_response(response)
+    refusal = refusal_for(error.code, error.error_type, error.message)
+    if refusal is not None and refusal.created_nothing:
+        raise error
 
 
 def _is_prediction_id(value: object) -> bool:

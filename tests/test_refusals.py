@@ -24,6 +24,7 @@ from comet_replicate_async import (
     ModelNotFoundError,
     NotFoundError,
     RateLimitError,
+    UnexpectedResponseError,
 )
 from comet_replicate_async._refusals import REFUSALS, refusal_for
 from comet_replicate_async._retry import (
@@ -31,7 +32,11 @@ from comet_replicate_async._retry import (
     refusal_of,
     stops_creates,
 )
-from comet_replicate_async._sansio import RawResponse, error_from_response
+from comet_replicate_async._sansio import (
+    RawResponse,
+    decipher_response,
+    error_from_response,
+)
 from comet_replicate_async.testing import FakeCometAPI, Fault
 
 from helpers import SCHNELL, session_for
@@ -96,6 +101,21 @@ def test_every_refusal_is_a_typed_error_decided_by_the_table(
     if row is None:
         # No row: the status decides, as it always did.
         assert create_may_have_happened(error) == (status >= 500)
+
+
+@given(status=st.sampled_from([200, 201, 202]), body=bodies)
+def test_an_envelope_sent_with_a_2xx_is_an_error_too(status: int, body: bytes) -> None:
+    with pytest.raises(APIError) as raised:
+        decipher_response(RawResponse(status, {}, body))
+
+    error = raised.value
+    row = refusal_of(error)
+    if row is not None and row.created_nothing:
+        assert not create_may_have_happened(error)
+    else:
+        # Not a prediction, and nothing proves it created none: ambiguous.
+        assert isinstance(error, UnexpectedResponseError)
+        assert create_may_have_happened(error)
 
 
 @given(code=st.sampled_from(sorted(REFUSALS)), status=error_statuses)
