@@ -60,6 +60,22 @@ def test_a_batch_for_a_model_not_served_ends_in_one_line_naming_it(
     assert len(threaded_fake.predictions) == 0
 
 
+def test_run_for_a_model_not_served_names_it_and_its_near_miss(
+    threaded_fake: FakeCometAPI, capsys: pytest.CaptureFixture[str]
+) -> None:
+    threaded_fake.script("create", Fault.status(503, body=MODEL_NOT_FOUND_BODY))
+
+    code = main(["--api-key", API_KEY, "--base-url", threaded_fake.base_url,
+                 "run", TYPO, "-i", "prompt=a boat"])  # fmt: skip
+
+    err = capsys.readouterr().err
+    assert code == 1, err
+    [line] = [line for line in err.splitlines() if line.startswith("error:")]
+    assert line.startswith(f"error: the gateway does not serve the model {TYPO} ")
+    assert f"(did you mean {SCHNELL}?); nothing was created" in line
+    assert line.endswith("; check the model id")
+
+
 @pytest.mark.timeout(60)
 def test_an_outage_prints_one_line_when_creates_stop_and_one_when_they_go_on(
     threaded_fake: FakeCometAPI, tmp_path: Path, capsys: pytest.CaptureFixture[str]
