@@ -219,7 +219,9 @@ async def test_an_outage_mid_batch_costs_a_few_ambiguous_items_and_loses_none() 
 
 
 @pytest.mark.timeout(60)
-async def test_an_outage_from_the_first_create_costs_three_and_a_failed_probe() -> None:
+async def test_an_outage_from_the_first_create_costs_three_and_a_probe_or_none() -> (
+    None
+):
     inputs = [{"prompt": f"p{n}"} for n in range(200)]
     async with FakeCometAPI(latency=Latency.constant(0.02)) as fake:
         fake.script_outage(1.5, from_first_create=True)
