@@ -9,6 +9,7 @@ CometReplicateError
 │   ├── AuthenticationError       401
 │   ├── PermissionDeniedError     403
 │   ├── NotFoundError             404
+│   │   └── ModelNotFoundError    the gateway serves no such model (CometAPI: 503 model_not_found)
 │   ├── RateLimitError            429, with .retry_after
 │   ├── ServerError               5xx
 │   └── UnexpectedResponseError   HTML, redirects, malformed JSON, wrong shape
@@ -54,6 +55,7 @@ __all__ = [
     "JournalError",
     "JournalInUse",
     "JournalInputChanged",
+    "ModelNotFoundError",
     "NotFoundError",
     "OutputExpiredError",
     "PermissionDeniedError",
@@ -103,6 +105,8 @@ class APIError(CometReplicateError):
         request_id: the id CometAPI puts in its messages, for support tickets.
         body: a short excerpt of the raw body.
         retry_after: seconds the server asked us to wait, if it said.
+        error_type: CometAPI's `error.type` when it sent one (e.g.
+            `"comet_api_error"`).
     """
 
     def __init__(
@@ -114,6 +118,7 @@ class APIError(CometReplicateError):
         request_id: str | None = None,
         body: str = "",
         retry_after: float | None = None,
+        error_type: str | None = None,
     ) -> None:
         self.message = message
         self.status_code = status_code
@@ -121,6 +126,7 @@ class APIError(CometReplicateError):
         self.request_id = request_id
         self.body = body
         self.retry_after = retry_after
+        self.error_type = error_type
         text = f"HTTP {status_code}: {message}"
         if request_id and request_id not in message:
             text += f" (request id: {request_id})"
@@ -141,6 +147,44 @@ class PermissionDeniedError(APIError):
 
 class NotFoundError(APIError):
     """404: no such prediction, model or path."""
+
+
+class ModelNotFoundError(NotFoundError):
+    """The gateway serves no such model: nothing was created, and a batch stops.
+
+    CometAPI answers an unknown model with 503 and the code `model_not_found`
+    ("no available channel for ... model X"), not with 404.
+
+    Attributes:
+        model: the model asked for (None when neither the request nor the reply
+            named it).
+        suggestion: the FLUX model it is a near miss of, if any ("did you mean
+            black-forest-labs/flux-schnell?").
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        model: str | None = None,
+        suggestion: str | None = None,
+        **details: Any,
+    ) -> None:
+        super().__init__(message, **details)
+        self.model = model
+        self.suggestion = suggestion
+
+    def asked_for(self, model: str, suggestion: str | None) -> None:
+        """Name the model the request asked for, and its near miss."""
+        self.model = model
+        self.suggestion = suggestion
+
+    def __str__(self) -> str:
+        model = self.model or "asked for"
+        text = f"the gateway does not serve the model {model}"
+        if self.suggestion:
+            text += f" (did you mean {self.suggestion}?)"
+        return f"{text}; nothing was created (HTTP {self.status_code}: {self.message})"
 
 
 class RateLimitError(APIError):

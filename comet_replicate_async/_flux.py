@@ -7,6 +7,7 @@ class docstring says so; `extra=` sends anything a class does not know.
 
 from __future__ import annotations
 
+import difflib
 from typing import ClassVar, Literal
 
 import attrs
@@ -332,3 +333,16 @@ def typed_input_class(model: str) -> type[FluxInput] | None:
     """The typed input class of a model id (`"black-forest-labs/flux-dev"` →
     `FluxDev`), or None for a model outside the seven."""
     return next((cls for cls in FLUX_INPUTS if cls.model == model), None)
+
+
+def near_miss(model: str) -> str | None:
+    """The FLUX model id that `model` is most likely a typo of, if any.
+
+    `"black-forest-labs/flux-schnel"` gives `"black-forest-labs/flux-schnell"`;
+    one of the seven itself, or nothing like them, gives None.
+    """
+    known = [cls.model for cls in FLUX_INPUTS]
+    if model in known:
+        return None
+    close = difflib.get_close_matches(model, known, n=1, cutoff=0.8)
+    return close[0] if close else None

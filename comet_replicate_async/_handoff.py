@@ -22,9 +22,11 @@ import anyio
 import attrs
 
 from ._batch import log_abandoned
+from ._breaker import CreateBreaker, Ticket
 from ._budget import Reservation
 from ._calls import Calls
-from ._exceptions import CometReplicateError
+from ._exceptions import BatchStoppedError, CometReplicateError, ModelNotFoundError
+from ._flux import near_miss
 from ._lifecycle import Lifecycle, not_started
 from ._limits import ConcurrencyWindow
 from ._retry import create_may_have_happened
@@ -55,7 +57,9 @@ class Creates:
         *,
         prefer_wait: int | None,
         server_deadline: bool,
+        breaker: CreateBreaker | None = None,
     ) -> None:
+        self.breaker = breaker or CreateBreaker()
         self._calls = calls
         self._life = life
         self.window = window
@@ -72,18 +76,21 @@ class Creates:
         deadline: float = math.inf,
         stopped: Callable[[], CometReplicateError | None] | None = None,
         reservation: Reservation | None = None,
+        prediction_deadline: bool = True,
     ) -> Prediction:
         """Create, retrying what provably created nothing until `deadline`.
 
         `stopped` tells whether the batch has stopped creating (and why): checked
         before each attempt that would be the first to reach the server. The
         create's price is reserved first, unless the caller did (`reservation`).
+        `prediction_deadline`: `deadline` is also the prediction's, which
+        `Cancel-After` may send; False when it bounds the create alone.
         """
         spec = build_create_request(
             model,
             input,
             prefer_wait=self._prefer_wait,
-            cancel_after=self._cancel_after(deadline),
+            cancel_after=self._cancel_after(deadline) if prediction_deadline else None,
         )
         read_timeout = None if self._prefer_wait is None else self._prefer_wait + 5.0
         spending = self._spending
@@ -94,7 +101,9 @@ class Creates:
         create = self._calls.create(
             model,
             input,
-            lambda: self._hand_off(spec, read_timeout, on_created),
+            lambda: self._hand_off(
+                spec, read_timeout, on_created, model, (deadline, stopped)
+            ),
             deadline=deadline,
             stopped=stopped,
         )
@@ -119,10 +128,14 @@ class Creates:
         spec: RequestSpec,
         read_timeout: float | None,
         on_created: OnCreated | None,
+        model: str,
+        until: tuple[float, Callable[[], CometReplicateError | None] | None],
     ) -> Prediction:
         """Send one create from a task of the session and wait for its answer.
 
-        Once sent, a create is never interrupted and its id never lost, whatever
+        The create first waits for the breaker (`_breaker.py`) to let it go, up
+        to its deadline; a batch that stopped meanwhile sends nothing. Once
+        sent, a create is never interrupted and its id never lost, whatever
         cancels the caller (a scope, `task.cancel()`, `wait_for`, a server
         cancelling its handler): the caller stops waiting at once, and the task
         finishes the create and logs the id.
@@ -130,11 +143,21 @@ class Creates:
         life = self._life
         if not life.accepts_creates:
             raise not_started()
+        deadline, stopped = until
+        ticket = await self.breaker.wait_admitted(deadline)
+        if not life.accepts_creates:  # closing meanwhile
+            self.breaker.released(ticket)
+            raise not_started()
+        if stopped is not None and (reason := stopped()):
+            self.breaker.released(ticket)
+            raise BatchStoppedError(reason)
         assert life.loop is not None
         assert life.task_group is not None
         handoff = CreateHandoff(life.loop.create_future())
         life.job_started()
-        life.task_group.start_soon(self._send, spec, read_timeout, on_created, handoff)
+        life.task_group.start_soon(
+            self._send, spec, read_timeout, on_created, handoff, (model, ticket)
+        )
         try:
             return await asyncio.shield(handoff.answer)
         except asyncio.CancelledError:
@@ -147,7 +170,11 @@ class Creates:
         read_timeout: float | None,
         on_created: OnCreated | None,
         handoff: CreateHandoff,
+        admitted: tuple[str, Ticket],
     ) -> None:
+        model, ticket = admitted
+        breaker = self.breaker
+        settled = False
         try:
             if handoff.caller_gone:
                 handoff.failed(asyncio.CancelledError())  # never sent
@@ -160,8 +187,20 @@ class Creates:
                 try:
                     prediction = await self._calls.send(spec, read_timeout=read_timeout)
                 except Exception as error:
+                    settled = True
+                    if isinstance(error, ModelNotFoundError):
+                        # Named by the request, whatever the reply's message says.
+                        error.asked_for(model, near_miss(model))
+                    if isinstance(error, CometReplicateError) and (
+                        create_may_have_happened(error)
+                    ):
+                        breaker.failed(ticket, error)
+                    else:
+                        breaker.released(ticket)
                     handoff.failed(error)
                     return
+            settled = True
+            breaker.accepted(ticket)
             self.window.on_success()
             self._emit(Event("created", prediction=prediction))
             if on_created is not None:
@@ -169,6 +208,8 @@ class Creates:
                     await _call_on_created(on_created, prediction)
             handoff.created(prediction)
         finally:
+            if not settled:
+                breaker.released(ticket)
             self._life.job_done()
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
+from ._breaker import CreateBreaker
 from ._exceptions import PredictionAbandoned
 from ._limits import ConcurrencyWindow
 from ._registry import Registry
@@ -50,8 +51,13 @@ class Lifecycle:
         registry: Registry,
         window: ConcurrencyWindow,
         spending: Spending,
+        *,
+        held_creates: CreateBreaker | None = None,
     ) -> None:
         self._transport = transport
+        # Creates held back by the breaker on creates: failed on closing, as
+        # the callers waiting for a window slot are.
+        self._held_creates = held_creates
         self._spending = spending
         self._registry = registry
         self._window = window
@@ -131,7 +137,7 @@ class Lifecycle:
             return
         if not abandon and grace is not None:
             self.closing = True
-            self._window.fail_waiters(not_started)
+            self._fail_waiters()
             with anyio.move_on_after(grace):
                 await self._jobs_finished.wait()
             abandon = self._jobs > 0
@@ -169,7 +175,12 @@ class Lifecycle:
             if not entry.outcome.done():
                 entry.outcome.set_exception(closed_while_waiting(entry.prediction))
                 entry.outcome.exception()  # its waiters raise it; nothing to log
+        self._fail_waiters()
+
+    def _fail_waiters(self) -> None:
         self._window.fail_waiters(not_started)
+        if self._held_creates is not None:
+            self._held_creates.fail_waiters(not_started)
 
 
 def not_started() -> PredictionAbandoned:

@@ -7,12 +7,15 @@ and the creates, one window and one set of counters shared by all of them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 
 import attrs
 
+from ._breaker import BreakerState, CreateBreaker
 from ._calls import Calls
 from ._downloads import Downloads
+from ._exceptions import CometReplicateError
 from ._handoff import Creates
 from ._lifecycle import Lifecycle
 from ._limits import ConcurrencyWindow, CreatePacer
@@ -22,10 +25,12 @@ from ._retry import RetryPolicy
 from ._runner import Runner
 from ._schedule import PollPolicy
 from ._spending import Spending
-from ._stats import EventHandler, Events, StatsCounter
+from ._stats import Event, EventHandler, Events, SessionStats, StatsCounter
 from ._transport_protocol import Transport
 
 __all__ = ["SessionParts"]
+
+logger = logging.getLogger("comet_replicate_async")
 
 
 @attrs.frozen
@@ -83,7 +88,13 @@ class SessionParts:
             retry=retry,
             on_update=events.on_poll_update,
         )
-        life = Lifecycle(transport, registry, window, spending)
+        breaker = CreateBreaker(
+            failures=retry.breaker_failures,
+            backoff=retry.breaker_backoff,
+            max_backoff=retry.max_breaker_backoff,
+            on_change=_breaker_news(events),
+        )
+        life = Lifecycle(transport, registry, window, spending, held_creates=breaker)
         creates = Creates(
             calls,
             life,
@@ -92,6 +103,7 @@ class SessionParts:
             events.emit,
             prefer_wait=prefer_wait,
             server_deadline=server_deadline,
+            breaker=breaker,
         )
         return cls(
             transport=transport,
@@ -106,3 +118,39 @@ class SessionParts:
             creates=creates,
             runner=Runner(life, creates, registry, poller, counters),
         )
+
+    def stats(self) -> SessionStats:
+        """A snapshot of the counters, the limits, the money and the breaker."""
+        breaker, ledger = self.creates.breaker, self.spending.ledger
+        return self.counters.snapshot(
+            watched=len(self.registry),
+            concurrency_limit=self.window.limit,
+            create_rate=self.calls.pacer.rate,
+            spent=ledger.spent,
+            reserved=ledger.reserved,
+            breaker=breaker.state,
+            breaker_openings=breaker.openings,
+        )
+
+
+def _breaker_news(
+    events: Events,
+) -> Callable[[BreakerState, CometReplicateError | None, float | None], None]:
+    """Tell the log and `on_event` when the breaker on creates opens or closes."""
+
+    def told(
+        state: BreakerState, error: CometReplicateError | None, delay: float | None
+    ) -> None:
+        if state == "open":
+            logger.warning(
+                "creates stopped: the gateway kept failing them (last: %s); "
+                "one create probes it in %.0f s, the others wait",
+                error,
+                delay or 0.0,
+            )
+            events.emit(Event("breaker_opened", error=error, delay=delay))
+        else:
+            logger.warning("creates resumed: a probe was accepted")
+            events.emit(Event("breaker_closed"))
+
+    return told

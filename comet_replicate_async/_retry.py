@@ -29,6 +29,7 @@ from ._exceptions import (
     ServerError,
     UnexpectedResponseError,
 )
+from ._refusals import Refusal, refusal_for
 
 __all__ = [
     "CallKind",
@@ -37,6 +38,7 @@ __all__ = [
     "create_may_have_happened",
     "parse_retry_after",
     "quota_from_headers",
+    "refusal_of",
     "retry_after_from_body",
     "retry_after_from_response",
     "stops_creates",
@@ -45,12 +47,6 @@ __all__ = [
 CallKind = Literal["create", "query"]
 
 _RETRYABLE_QUERY_STATUSES = frozenset({500, 502, 503, 504, 524})
-# Error codes that mean "this key cannot pay": new-api's and OpenAI's spellings.
-_BILLING_CODES = frozenset({
-    "insufficient_user_quota", "insufficient_quota", "quota_exceeded",
-    "billing_not_active", "billing_hard_limit_reached", "insufficient_balance",
-    "account_deactivated",
-})  # fmt: skip
 # Replicate's throttle bodies: "... resets in ~30s." and "Expected available in 1 second."
 _BODY_HINTS = (
     re.compile(r"resets in ~?\s*(\d+(?:\.\d+)?)\s*s", re.IGNORECASE),
@@ -72,6 +68,11 @@ class RetryPolicy:
         retry_ambiguous_creates: also retry a create whose outcome is unknown
             (5xx, reset or timeout after sending). **This may pay twice**: the first
             prediction may exist and be billed.
+        breaker_failures: ambiguous create failures in a row (none accepted
+            between) that stop the session's creates: the circuit breaker.
+        breaker_backoff: seconds before the first create probes a stopped
+            gateway; doubled per failed probe, up to `max_breaker_backoff`.
+        max_breaker_backoff: the longest wait between two probes.
     """
 
     max_attempts: int = attrs.field(default=6, validator=attrs.validators.ge(1))
@@ -82,6 +83,11 @@ class RetryPolicy:
         default=120.0, validator=attrs.validators.ge(0)
     )
     retry_ambiguous_creates: bool = False
+    breaker_failures: int = attrs.field(default=3, validator=attrs.validators.ge(1))
+    breaker_backoff: float = attrs.field(default=5.0, validator=attrs.validators.gt(0))
+    max_breaker_backoff: float = attrs.field(
+        default=60.0, validator=attrs.validators.gt(0)
+    )
 
     def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
         """The wait after failed attempt number `attempt` (1-based), full jitter."""
@@ -154,25 +160,40 @@ class RetryPolicy:
         return self.backoff(failures, rng)
 
 
+def refusal_of(error: CometReplicateError) -> Refusal | None:
+    """The row of the refusal table (`_refusals.py`) an error reply matches."""
+    if not isinstance(error, APIError) or isinstance(error, UnexpectedResponseError):
+        return None
+    return refusal_for(error.code, error.error_type, error.message)
+
+
 def _is_transient(error: CometReplicateError) -> bool:
     if isinstance(error, APIConnectionError):
         return True
+    refusal = refusal_of(error)
+    if refusal is not None and refusal.action != "ambiguous":
+        return refusal.action == "retry"
     if isinstance(error, ServerError):
-        if error.status_code == 500 and error.code == "invalid_request":
-            return False
         return error.status_code in _RETRYABLE_QUERY_STATUSES
     # A 2xx whose body could not be read: a broken proxy, worth another read.
     return isinstance(error, UnexpectedResponseError) and 200 <= error.status_code < 300
 
 
 def create_may_have_happened(error: CometReplicateError) -> bool:
-    """Whether a failed create may still have created (and billed) a prediction."""
+    """Whether a failed create may still have created (and billed) a prediction.
+
+    The envelope's code decides first: a row of the refusal table may prove
+    that nothing was created. Otherwise the status decides.
+    """
     if isinstance(error, RateLimitError):
         return False
     if isinstance(error, APIConnectionError):
         return error.request_sent
+    refusal = refusal_of(error)
+    if refusal is not None and refusal.created_nothing:
+        return False
     if isinstance(error, ServerError):
-        return not (error.status_code == 500 and error.code == "invalid_request")
+        return True
     return isinstance(error, UnexpectedResponseError) and 200 <= error.status_code < 300
 
 
@@ -180,14 +201,16 @@ def stops_creates(error: CometReplicateError) -> bool:
     """Whether a create's error means no other create can succeed either.
 
     A wrong key (401), a key without access (403), a model path that does not
-    exist (404) and a quota or billing refusal fail every create alike: sending
-    more only wastes requests (and, for quota, may bill what slips through).
+    exist (404), a model the gateway does not serve and a quota or billing
+    refusal fail every create alike: sending more only wastes requests (and,
+    for quota, may bill what slips through).
     """
     if isinstance(error, AuthenticationError | PermissionDeniedError | NotFoundError):
         return True
-    if isinstance(error, APIError):
-        return error.status_code == 402 or error.code in _BILLING_CODES
-    return False
+    refusal = refusal_of(error)
+    if refusal is not None:
+        return refusal.action == "stop"
+    return isinstance(error, APIError) and error.status_code == 402
 
 
 def compute_backoff(

@@ -26,6 +26,7 @@ from ._exceptions import (
     BadRequestError,
     CometReplicateError,
     InputValidationError,
+    ModelNotFoundError,
     NotFoundError,
     OutputExpiredError,
     PermissionDeniedError,
@@ -33,6 +34,7 @@ from ._exceptions import (
     ServerError,
     UnexpectedResponseError,
 )
+from ._refusals import NOT_SERVED, model_in_message, refusal_for
 from ._retry import retry_after_from_response
 from ._values import Prediction
 
@@ -197,6 +199,8 @@ def decipher_response(
     if not isinstance(data, Mapping):
         raise _unexpected(response, "the reply is not a JSON object", asked_id)
     data = _unwrap_envelope(data)
+    if "id" not in data and isinstance(data.get("error"), Mapping):
+        _raise_refusal(response)
     if previous is not None and _still_unfinished_as(data, previous):
         return previous
     if asked_id is None:
@@ -220,6 +224,16 @@ def decipher_response(
         ) from exc
 
 
+def _raise_refusal(response: RawResponse) -> None:
+    """Raise the refusal an error envelope sent with a 2xx stands for, when its
+    row proves that nothing was created; otherwise the reply stays unreadable
+    (and a create ambiguous)."""
+    error = error_from_response(response)
+    refusal = refusal_for(error.code, error.error_type, error.message)
+    if refusal is not None and refusal.created_nothing:
+        raise error
+
+
 def _is_prediction_id(value: object) -> bool:
     return isinstance(value, str) and _PREDICTION_ID.fullmatch(value) is not None
 
@@ -234,17 +248,22 @@ def error_from_response(response: RawResponse) -> APIError:
             f"redirect to {location or 'an unnamed location'} not followed; "
             "check the base URL",
         )
-    message, code = _error_message(response)
-    request_id = _request_id(message) or response.headers.get("x-request-id")
-    error_class = _class_for_status(status)
-    return error_class(
-        message,
-        status_code=status,
-        code=code,
-        request_id=request_id,
-        body=excerpt(response.body),
-        retry_after=retry_after_from_response(response.headers, message),
-    )
+    message, code, error_type = _error_message(response)
+    details: dict[str, Any] = {
+        "status_code": status,
+        "code": code,
+        "request_id": _request_id(message) or response.headers.get("x-request-id"),
+        "body": excerpt(response.body),
+        "retry_after": retry_after_from_response(response.headers, message),
+        "error_type": error_type,
+    }
+    # The envelope's code decides before the status does (`_refusals.py`).
+    refusal = refusal_for(code, error_type, message)
+    if refusal is not None and refusal.code in NOT_SERVED:
+        return ModelNotFoundError(message, model=model_in_message(message), **details)
+    if refusal is not None and refusal.action == "retry":
+        return RateLimitError(message, **details)
+    return _class_for_status(status)(message, **details)
 
 
 def download_error(
@@ -284,27 +303,48 @@ def _class_for_status(status: int) -> type[APIError]:
     return APIError
 
 
-def _error_message(response: RawResponse) -> tuple[str, str | None]:
-    """CometAPI's `{"error": {...}}`, then Replicate's `{"detail", "title"}`, then text."""
+def _error_message(response: RawResponse) -> tuple[str, str | None, str | None]:
+    """The message, code and type of an error reply.
+
+    CometAPI's `{"error": {...}}` first, then Replicate's `{"detail", "title"}`,
+    then the text. Any field may be missing, null or of another type: a code
+    that is a number is read as its text, anything else unusable as absent.
+    """
     try:
         data = json.loads(response.body)
-    except ValueError:
+    except (ValueError, RecursionError):
         data = None
     if isinstance(data, Mapping):
         error = data.get("error")
-        if isinstance(error, Mapping) and isinstance(error.get("message"), str):
-            code = error.get("code")
-            return error["message"], (code if isinstance(code, str) and code else None)
+        if isinstance(error, Mapping):
+            code, kind = _text(error.get("code")), _text(error.get("type"))
+            message = error.get("message")
+            if isinstance(message, str) and message:
+                return message, code, kind
+            if code or kind:
+                fallback = excerpt(response.body) or f"status {response.status}"
+                return fallback, code, kind
         if isinstance(error, str) and error:
-            return error, None
+            return error, None, None
         detail, title = data.get("detail"), data.get("title")
         if isinstance(detail, str) and detail:
-            return (f"{title}: {detail}" if isinstance(title, str) else detail), None
+            text = f"{title}: {detail}" if isinstance(title, str) else detail
+            return text, None, None
         if isinstance(title, str) and title:
-            return title, None
+            return title, None, None
         if isinstance(data.get("message"), str):
-            return data["message"], None
-    return excerpt(response.body) or f"empty reply with status {response.status}", None
+            return data["message"], None, None
+    text = excerpt(response.body) or f"empty reply with status {response.status}"
+    return text, None, None
+
+
+def _text(value: object) -> str | None:
+    """An envelope field as text: a non-empty string, or a number's digits."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | str) and str(value):
+        return str(value)
+    return None
 
 
 def _request_id(message: str) -> str | None:

@@ -166,13 +166,7 @@ class Session(BatchCalls):
     @property
     def stats(self) -> SessionStats:
         """A snapshot of the live counters."""
-        return self._counters.snapshot(
-            watched=len(self._registry),
-            concurrency_limit=self._window.limit,
-            create_rate=self._parts.calls.pacer.rate,
-            spent=self._spending.ledger.spent,
-            reserved=self._spending.ledger.reserved,
-        )
+        return self._parts.stats()
 
     async def __aenter__(self) -> Self:
         await self._life.open(self._poller.run)
@@ -211,6 +205,7 @@ class Session(BatchCalls):
         input: InputArg = None,
         *,
         on_created: OnCreated | None = None,
+        timeout: float | None = None,
     ) -> Prediction:
         """Start one prediction: a single create call, at most once.
 
@@ -221,6 +216,10 @@ class Session(BatchCalls):
         (unless the retry policy opts into `retry_ambiguous_creates`, which may pay
         twice).
 
+        `timeout` (else the session's) bounds the create itself, not the
+        prediction: a 429 that does not lift before it raises `RateLimitError`, a
+        create held back by an outage `PredictionTimeout` (nothing was created).
+
         `on_created` (a function, or an async one) is called with the new
         prediction as soon as the create answers, and awaited before this call
         returns: even if the caller was cancelled meanwhile, so a journal it
@@ -229,7 +228,9 @@ class Session(BatchCalls):
         self._life.check_usable()
         model_id, body = resolve_call(model, input)
         with self._life.job():  # a normal close waits for it, whichever task it runs in
-            return await self._parts.creates.create(model_id, body, on_created)
+            deadline = self._deadline(timeout)
+            create = self._parts.creates.create
+            return await create(model_id, body, on_created, deadline, None, None, False)
 
     async def get(self, prediction_id: str) -> Prediction:
         """Read one prediction's current state: a single query call, with retries."""

@@ -8,6 +8,7 @@ from typing import Literal
 
 import attrs
 
+from ._breaker import BreakerState
 from ._values import Prediction
 
 __all__ = [
@@ -21,7 +22,10 @@ __all__ = [
 
 logger = logging.getLogger("comet_replicate_async")
 
-EventKind = Literal["created", "status", "finished", "retry", "rate_limited"]
+EventKind = Literal[
+    "created", "status", "finished", "retry", "rate_limited",
+    "breaker_opened", "breaker_closed",
+]  # fmt: skip
 
 
 @attrs.frozen
@@ -55,6 +59,10 @@ class SessionStats:
             journal spent. Without `max_cost`, only models priced through
             `prices=` are counted.
         reserved: US dollars held for creates whose outcome is not known yet.
+        breaker: the circuit breaker on creates: "closed" (creates go),
+            "open" (the gateway kept failing them: none is sent until a probe)
+            or "probing" (one create is testing the gateway).
+        breaker_openings: how many times the breaker opened.
     """
 
     submitted: int = 0
@@ -73,6 +81,8 @@ class SessionStats:
     create_rate: float | None = None
     spent: float = 0.0
     reserved: float = 0.0
+    breaker: BreakerState = "closed"
+    breaker_openings: int = 0
 
 
 @attrs.define
@@ -117,6 +127,8 @@ class StatsCounter:
         create_rate: float | None,
         spent: float = 0.0,
         reserved: float = 0.0,
+        breaker: BreakerState = "closed",
+        breaker_openings: int = 0,
     ) -> SessionStats:
         """A frozen copy."""
         return SessionStats(
@@ -126,6 +138,8 @@ class StatsCounter:
             create_rate=create_rate,
             spent=spent,
             reserved=reserved,
+            breaker=breaker,
+            breaker_openings=breaker_openings,
         )
 
 
@@ -134,8 +148,11 @@ class Event:
     """Something that happened in a session, passed to `on_event`.
 
     `kind` is one of "created", "status" (a new status seen), "finished" (a
-    terminal status seen), "retry" and "rate_limited". `prediction` is set for the
-    first three; `error` and `delay` for the last two.
+    terminal status seen), "retry", "rate_limited", "breaker_opened" and
+    "breaker_closed". `prediction` is set for the first three; `error` and
+    `delay` for "retry" and "rate_limited", and for "breaker_opened" (the
+    failure that stopped creates, and the seconds to the first probe).
+    "breaker_closed" says a probe was accepted: creates go again.
     """
 
     kind: EventKind

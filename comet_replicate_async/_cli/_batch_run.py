@@ -15,8 +15,14 @@ from typing import Any
 import anyio
 import click
 
-from comet_replicate_async._exceptions import JournalInputChanged, JournalInUse
+from comet_replicate_async._exceptions import (
+    APIError,
+    JournalInputChanged,
+    JournalInUse,
+    ModelNotFoundError,
+)
 from comet_replicate_async._session import Session
+from comet_replicate_async._stats import Event
 
 from ._batch_folder import run_bulk
 from ._batch_report import BulkOptions, BulkSummary
@@ -25,7 +31,7 @@ from ._progress import ProgressView
 from ._prompts import PromptFile
 from ._signals import stop_on_signal
 
-__all__ = ["exit_code", "make_folder", "run_batch"]
+__all__ = ["exit_code", "make_folder", "print_breaker", "run_batch"]
 
 DEMO_CONCURRENCY = 16
 
@@ -38,6 +44,21 @@ def make_folder(out: Path) -> None:
             f"cannot create the output folder {out} ({error.strerror}); "
             "choose another --out; nothing was sent"
         ) from None
+
+
+def print_breaker(event: Event) -> None:
+    """One line when the session stops its creates in an outage, one when they go on."""
+    if event.kind == "breaker_opened":
+        error = event.error
+        # The status, not the body: a gateway's error page is long HTML.
+        last = f"HTTP {error.status_code}" if isinstance(error, APIError) else error
+        click.echo(
+            f"creates stopped: the gateway kept failing them (last: {last}); one "
+            f"create probes it in {event.delay or 0:.0f} s, the others wait",
+            err=True,
+        )
+    elif event.kind == "breaker_closed":
+        click.echo("creates resumed: the gateway accepted a create", err=True)
 
 
 def exit_code(summary: BulkSummary, stopped_by: int | None) -> int:
@@ -76,6 +97,16 @@ def run_batch(
     stopped_by = signals[0] if signals else None
     if isinstance(summary, JournalInputChanged | JournalInUse):
         raise CliError(str(summary))
+    if isinstance(summary.stopped_by, ModelNotFoundError) and not as_json:
+        refused = summary.stopped_by
+        near = f" (did you mean {refused.suggestion}?)" if refused.suggestion else ""
+        click.echo(
+            f"error: the gateway does not serve the model {refused.model}{near}; "
+            f"nothing was created for it, {summary.not_sent} input(s) were not "
+            "sent. Check --model and rerun the same command.",
+            err=True,
+        )
+        return summary, stopped_by
     if summary.stopped_by is not None and not as_json:
         # One line, not a table of identical failures.
         click.echo(

@@ -24,7 +24,7 @@ from comet_replicate_async._session import Session
 from comet_replicate_async._values import Prediction
 
 from ._batch_report import BulkOptions
-from ._batch_run import exit_code, make_folder, run_batch
+from ._batch_run import exit_code, make_folder, print_breaker, run_batch
 from ._costs import (
     batch_prices,
     print_dry_run,
@@ -333,6 +333,7 @@ def batch(
         # With the models' prices, the journal records what each input cost.
         prices={**prices, **{name: p.usd for name, p in found.items() if p}},
         server_deadline=server_deadline,
+        on_event=print_breaker,
     )
     options = BulkOptions(
         model=", ".join(names),

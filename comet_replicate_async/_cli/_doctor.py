@@ -26,7 +26,7 @@ from comet_replicate_async._session import Session
 
 from ._errors import EXIT_FATAL, CliError
 
-__all__ = ["Check", "check_reachable", "doctor_report", "run_checks"]
+__all__ = ["Check", "check_reachable", "doctor_report", "render", "run_checks"]
 
 #: No prediction has this id: a query of it answers 404 to a good key.
 UNKNOWN_ID = "doctorcheck0000000000000000"
@@ -45,11 +45,12 @@ _PACKAGES = (
 
 @attrs.frozen
 class Check:
-    """One line of the doctor's report."""
+    """One line of the doctor's report; a warning (`warn`) does not fail it."""
 
     name: str
     ok: bool
     detail: str
+    warn: bool = False
 
 
 async def check_reachable(api_key: str, base_url: str | None) -> None:
@@ -106,7 +107,13 @@ async def _remote_checks(session: Session, url: str) -> list[Check]:
         reply = await session._transport.send(build_catalogue_request())
         prices = read_catalogue(reply)
     except CometReplicateError as error:
-        catalogue = Check("price catalogue", False, f"{error}")
+        # Not a failure: the bundled estimates stand in for the catalogue.
+        catalogue = Check(
+            "price catalogue",
+            True,
+            f"cannot be read ({error}); the bundled estimates stand in",
+            warn=True,
+        )
     else:
         catalogue = Check("price catalogue", True, f"{len(prices)} model prices")
     return [answers, key, catalogue]
@@ -124,6 +131,16 @@ def _versions() -> str:
 
 def doctor_report(api_key: str | None, base_url: str | None) -> tuple[list[str], bool]:
     """The report's lines, and whether every check passed."""
-    checks = anyio.run(run_checks, api_key, base_url)
-    lines = [f"{'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}" for c in checks]
-    return lines, all(c.ok for c in checks)
+    return render(anyio.run(run_checks, api_key, base_url))
+
+
+def render(checks: list[Check]) -> tuple[list[str], bool]:
+    """One line per check (`ok`, `warn` or `FAIL`), and whether none failed."""
+    lines = [f"{_mark(check)} {check.name}: {check.detail}" for check in checks]
+    return lines, all(check.ok for check in checks)
+
+
+def _mark(check: Check) -> str:
+    if not check.ok:
+        return "FAIL"
+    return "warn" if check.warn else "ok  "

@@ -8,8 +8,9 @@ only with `--debug`. The exit codes (also on the CLI page of the docs):
   found a failing check.
 - 2: a usage or input error, or the output folder or its journal cannot be
   used: nothing was sent.
-- 3: a fatal error (wrong key, no access, no such model, no quota, an
-  unreachable API, a journal or an output file the disk refuses) stopped the batch.
+- 3: a fatal error (wrong key, no access, no such model or one the gateway
+  does not serve, no quota, an unreachable API, a journal or an output file the
+  disk refuses) stopped the batch.
 - 130 interrupted (Ctrl-C), 143 SIGTERM, 129 SIGHUP: rerun to resume.
 """
 
@@ -27,6 +28,7 @@ from comet_replicate_async._exceptions import (
     InputValidationError,
     JournalError,
     JournalInUse,
+    ModelNotFoundError,
     PermissionDeniedError,
 )
 
@@ -50,6 +52,7 @@ EXIT_INTERRUPTED = 130
 #: What to do next, for the library's errors the CLI lets through (by type,
 #: most specific first). The Troubleshooting page lists each of these.
 _NEXT_STEP: tuple[tuple[type[BaseException], str, int], ...] = (
+    (ModelNotFoundError, "check the model id", EXIT_FAILED),
     (AuthenticationError, "check --api-key or COMETAPI_KEY", EXIT_FAILED),
     (PermissionDeniedError, "check that the key may use this model", EXIT_FAILED),
     (

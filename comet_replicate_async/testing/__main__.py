@@ -107,6 +107,10 @@ def _parser() -> argparse.ArgumentParser:
         "--extra-model", action="append", default=[], metavar="OWNER/NAME",
         help="serve this model too, besides the seven FLUX models (repeatable)",
     )  # fmt: skip
+    add(
+        "--create-outage", type=float, default=0.0, metavar="S",
+        help="answer every create 502 (an HTML page) for S seconds from the first",
+    )  # fmt: skip
     add("--seed", type=int, default=None)
     return parser
 
@@ -160,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.create_outage > 0:
+        fake.script_outage(args.create_outage, from_first_create=True)
     asyncio.run(_serve(fake))
     return 0
 

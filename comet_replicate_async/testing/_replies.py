@@ -157,7 +157,7 @@ def _fault_reply(fault: Fault, request_id: str) -> Reply:
     status = fault.status_code or 500
     if isinstance(fault.body, bytes | str):
         body = fault.body.encode() if isinstance(fault.body, str) else fault.body
-        return Reply(status, body, headers=fault.headers)
+        return Reply(status, body, fault.content_type, headers=fault.headers)
     if fault.body is not None:
         return attrs.evolve(json_reply(status, fault.body), headers=fault.headers)
     if fault.kind == "rate_limited":

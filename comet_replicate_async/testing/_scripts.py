@@ -3,11 +3,14 @@
 Scripts come before random faults and throttling. A route script answers the
 next requests to that route, one fault each; a poll script answers the next
 polls of one prediction, chosen by id or by a test on each new prediction, so a
-test can give one prediction odd replies and watch its siblings finish.
+test can give one prediction odd replies and watch its siblings finish. An
+outage answers every create with a gateway's 502 page for a while.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Literal
@@ -16,6 +19,7 @@ import attrs
 
 from ._faults import Fault
 from ._predictions import PredictionRecord
+from ._replies import BAD_GATEWAY_PAGE
 
 __all__ = ["FaultScripts", "PollTarget", "ScriptedRoute"]
 
@@ -23,6 +27,8 @@ ScriptedRoute = Literal["create", "query", "file", "catalogue"]
 #: Which predictions a poll script is for: an id, or a test on each new record.
 PollTarget = str | Callable[[PredictionRecord], bool]
 _PollRule = tuple[Callable[[PredictionRecord], bool], tuple[Fault, ...], bool]
+#: What nginx answers while the upstream is gone: created nothing.
+OUTAGE_FAULT = Fault("status", 502, BAD_GATEWAY_PAGE, content_type="text/html")
 
 
 @attrs.define
@@ -38,6 +44,16 @@ class FaultScripts:
     # the ones waiting for a prediction that matches.
     _polls: dict[str, tuple[deque[Fault], bool]] = attrs.field(factory=dict)
     _poll_rules: list[_PollRule] = attrs.field(factory=list)
+    # The create outage: its end on the monotonic clock, or its length while it
+    # waits for the first create to start it.
+    _outage_until: float = -math.inf
+    _outage_pending: float | None = None
+
+    def outage(self, seconds: float, *, from_first_create: bool) -> None:
+        if from_first_create:
+            self._outage_pending = seconds
+        else:
+            self._outage_until = time.monotonic() + seconds
 
     def script(self, route: ScriptedRoute, faults: tuple[Fault, ...]) -> None:
         self._routes[route].extend(faults)
@@ -58,6 +74,12 @@ class FaultScripts:
 
     def next(self, route: ScriptedRoute) -> Fault | None:
         """The fault scripted for this request to *route*, if any."""
+        if route == "create":
+            if self._outage_pending is not None:
+                self._outage_until = time.monotonic() + self._outage_pending
+                self._outage_pending = None
+            if time.monotonic() < self._outage_until:
+                return OUTAGE_FAULT
         queue = self._routes[route]
         fault = queue.popleft() if queue else None
         # Fault.ok() means "as if nothing were scripted": random faults and
@@ -77,3 +99,4 @@ class FaultScripts:
             queue.clear()
         self._polls.clear()
         self._poll_rules.clear()
+        self._outage_until, self._outage_pending = -math.inf, None

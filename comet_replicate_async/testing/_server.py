@@ -51,6 +51,7 @@ __all__ = ["FakeCometAPI", "ScriptedRoute"]
 
 #: Predictions take 50 ms unless told otherwise: quick tests, yet observable.
 DEFAULT_LATENCY: Final = Latency.constant(0.05)
+CREATE_ROUTE: Final = "/replicate/v1/models/{owner}/{name}/predictions"
 
 
 # Settings are fixed at construction (the fault plan is derived from them), and
@@ -300,8 +301,13 @@ class FakeCometAPI:
         """
         self._scripts.script_polls(which, faults, repeat_last)
 
+    def script_outage(self, seconds: float, *, from_first_create: bool = False) -> None:
+        """Answer every create with nginx's HTML 502 page for *seconds*, creating
+        nothing; from now, or from the next create (*from_first_create*)."""
+        self._scripts.outage(seconds, from_first_create=from_first_create)
+
     def reset(self) -> None:
-        """Forget predictions, statistics, scripts and the throttle window."""
+        """Forget predictions, statistics, scripts, outage and throttle window."""
         self.stats.clear()
         self._scripts.clear()
         if self._limiter is not None:
@@ -311,11 +317,7 @@ class FakeCometAPI:
 
     def _api_app(self) -> web.Application:
         app = web.Application(middlewares=[request_log(self.stats)])
-        app.router.add_post(
-            "/replicate/v1/models/{owner}/{name}/predictions",
-            self._create,
-            name="create",
-        )
+        app.router.add_post(CREATE_ROUTE, self._create, name="create")
         app.router.add_get("/replicate/v1/predictions/{id}", self._query, name="query")
         app.router.add_get("/api/models", self._catalogue, name="catalogue")
         app.router.add_get("/_fake/stats", self._stats, name="control")
@@ -426,16 +428,13 @@ class FakeCometAPI:
         self.reset()
         return web.json_response({"reset": True})
 
-    # -- helpers ------------------------------------------------------------
-
     def _new_prediction(self, model: str, input: Mapping[str, Any]) -> PredictionRecord:
         outcome = draw_final_status(self._rng, self.failure_rate, self.abort_rate)
+        latency = latency_for(model, self.latency, self.default_latency)
         prediction = new_prediction(
             model=model,
             input=input,
-            latency=latency_for(model, self.latency, self.default_latency).draw(
-                self._rng
-            ),
+            latency=latency.draw(self._rng),
             final_status=outcome,
             files_base_url=self.files_base_url,
             rng=self._rng,
