@@ -50,10 +50,12 @@ from ._inputs import FluxInput, resolve_call
 from ._journal_shared import SharedJournal
 from ._retry import stops_creates
 from ._sansio import validate_model_id
+from ._telemetry import CURRENT
 from ._values import BatchItem, Prediction, Status
 
 if TYPE_CHECKING:
     from ._session import Session
+    from ._telemetry_trace import BatchTrace
 
 __all__ = ["JournalArg", "start_batch"]
 
@@ -123,6 +125,7 @@ class _Feed:
         # The journal's first refused write (a full disk): the consumer gets it
         # once the predictions already created have ended.
         self._refused: JournalError | None = None
+        self.traced: BatchTrace | None = None  # the batch's span, when recording
 
     async def items(self) -> AsyncGenerator[BatchItem, None]:
         """Start the feeder, then yield the items as they finish."""
@@ -130,6 +133,10 @@ class _Feed:
         feeder_scope = anyio.CancelScope()
         session = self.session
         assert session._task_group is not None
+        # Its span starts in the consumer's context (None when nothing records).
+        self.traced = session._parts.telemetry.batch(self._model_id, tracker.batch_id)
+        if self.traced is not None:
+            tracker.on_item = self.traced.item_ended
         session._job_started()
         session._task_group.start_soon(self._feed, feeder_scope)
         tracker.feeding = True
@@ -152,6 +159,8 @@ class _Feed:
                 await self._run_journaled(self.journal, scope)
         finally:
             self.tracker.finish()
+            if self.traced is not None:
+                self.traced.end(self.tracker.input_error)
             self.session._job_done()
 
     async def _run_journaled(self, journal: Journal, scope: anyio.CancelScope) -> None:
@@ -162,8 +171,7 @@ class _Feed:
             async with journal:
                 records = await self._recorded(journal)
                 # The cap counts what earlier runs of this journal spent.
-                model = self.model if isinstance(self.model, str) else self.model.model
-                await self.session._spending.carry(records, model)
+                await self.session._spending.carry(records, self._model_id)
                 send, receive = anyio.create_memory_object_stream[BatchItem](math.inf)
                 self._ends = send
                 async with anyio.create_task_group() as group:
@@ -256,6 +264,8 @@ class _Feed:
                 id=record.prediction_id, status=Status.STARTING, model=model
             )
             entry = self.session._poller.watch(known)
+            if self.traced is not None:
+                entry.trace = self.traced.item(index, model, resumed=True, known=known)
             self.tracker.watch(entry, index, input, deadline)
             return True
         if record.state in ("pending", "ambiguous"):
@@ -295,6 +305,11 @@ class _Feed:
         index, input, model, body, deadline = job
         # Counted from here: a job still queued when the batch stops never was.
         session._counters.started()
+        trace = None if self.traced is None else self.traced.item(index, model)
+        if trace is not None:
+            trace.slot_taken()
+            # This creator's current prediction (each job replaces the last).
+            CURRENT.set(trace)
         on_created = None
         stopped = tracker.stopped
         journal = self.journal
@@ -336,16 +351,26 @@ class _Feed:
                 self._journal_refused(error)
             tracker.ended(index, input, getattr(error, "prediction", None), error)
             return
-        except BaseException:
+        except BaseException as error:
             # Stopped: its slot is given back when the batch finishes.
             if reservation is not None:
                 spending.unsent(reservation)
             session._counters.cancelled()
+            if trace is not None:
+                trace.end(None, error)
             raise
         if created.done:
             tracker.ended(index, input, created, error_for_status(created))
         else:
-            tracker.watch(session._poller.watch(created), index, input, deadline)
+            entry = session._poller.watch(created)
+            if trace is not None:
+                trace.watching(created)
+                entry.trace = trace
+            tracker.watch(entry, index, input, deadline)
+
+    @property
+    def _model_id(self) -> str:
+        return self.model if isinstance(self.model, str) else self.model.model
 
     def _journal_refused(self, error: JournalError) -> None:
         """Every later write fails alike: create no more, poll on (the ids

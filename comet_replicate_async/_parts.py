@@ -15,7 +15,7 @@ from ._calls import Calls
 from ._downloads import Downloads
 from ._handoff import Creates
 from ._lifecycle import Lifecycle
-from ._limits import ConcurrencyWindow, CreatePacer
+from ._limits import ConcurrencyWindow
 from ._poller import Poller
 from ._registry import Registry
 from ._retry import RetryPolicy
@@ -23,6 +23,7 @@ from ._runner import Runner
 from ._schedule import PollPolicy
 from ._spending import Spending
 from ._stats import EventHandler, Events, StatsCounter
+from ._telemetry import NO_TELEMETRY, Telemetry
 from ._transport_protocol import Transport
 
 __all__ = ["SessionParts"]
@@ -43,6 +44,7 @@ class SessionParts:
     life: Lifecycle
     creates: Creates
     runner: Runner
+    telemetry: Telemetry
 
     @classmethod
     def build(
@@ -61,17 +63,21 @@ class SessionParts:
         max_cost: float | None,
         prices: Mapping[str, float] | None,
         server_deadline: bool,
+        telemetry: Telemetry = NO_TELEMETRY,
     ) -> SessionParts:
+        # Recording telemetry observes from outside: its transport, pacer and
+        # listener stand in for the plain ones (which it returns when off).
+        transport = telemetry.transport(transport)
         window = ConcurrencyWindow(max_concurrency, adaptive=adaptive_concurrency)
         spending = Spending(transport, base_url=base_url, cap=max_cost, prices=prices)
-        events = Events(on_event, finished=spending.ended)
+        events = Events(telemetry.on_event(on_event), finished=spending.ended)
         counters = StatsCounter()
         calls = Calls(
             transport,
             retry=retry,
             poll=poll,
             window=window,
-            pacer=CreatePacer(creates_per_minute),
+            pacer=telemetry.pacer(creates_per_minute),
             counters=counters,
             emit=events.emit,
         )
@@ -93,6 +99,12 @@ class SessionParts:
             prefer_wait=prefer_wait,
             server_deadline=server_deadline,
         )
+        telemetry.observe(
+            lambda: counters.in_flight,
+            lambda: window.limit,
+            lambda: calls.pacer.rate,
+            lambda: spending.ledger.spent,
+        )
         return cls(
             transport=transport,
             counters=counters,
@@ -104,5 +116,6 @@ class SessionParts:
             poller=poller,
             life=life,
             creates=creates,
-            runner=Runner(life, creates, registry, poller, counters),
+            runner=Runner(life, creates, registry, poller, counters, telemetry),
+            telemetry=telemetry,
         )

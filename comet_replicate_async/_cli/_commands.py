@@ -39,6 +39,7 @@ from ._prompts import PromptFile, PromptItem, coerce_parameter, read_prompts
 from ._shared_batch import check_journal_url
 from ._signals import interrupt_on_signal
 from ._status import status
+from ._telemetry import telemetry_from_environment
 
 __all__ = ["cli", "main"]
 
@@ -246,6 +247,14 @@ def get(ctx: click.Context, prediction_id: str) -> None:
 @click.option(
     "--json", "as_json", is_flag=True, help="Print a machine-readable summary."
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: the library's log records (WARNING up; all with --debug) on "
+    "stderr, one JSON object a line, with prediction_id, model and batch.",
+)
 @click.pass_context
 def batch(
     ctx: click.Context,
@@ -262,6 +271,7 @@ def batch(
     dry_run: bool,
     server_deadline: bool,
     as_json: bool,
+    log_format: str,
 ) -> None:
     """Run one prediction per line of PROMPTS (.txt, .jsonl or .csv; - for stdin).
 
@@ -272,7 +282,13 @@ def batch(
 
     With --journal postgresql://... the batch is shared: run the same command on
     several machines, each with its own --out for its part of the results.
+
+    With the otel extra, the OpenTelemetry SDK and an exporter installed, the
+    standard OTEL_* variables (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME,
+    ...) export the batch's traces and metrics.
     """
+    if log_format == "json":
+        apply_log_policy(debug=ctx.obj["debug"], json_lines=True)
     if journal is not None:
         check_journal_url(journal)
     prompt_file = read_prompts(prompts, model, defaults=_parameters(model, pairs))
@@ -284,6 +300,7 @@ def batch(
     make_folder(out)
     anyio.run(check_reachable, _api_key(ctx), base_url)
     price = anyio.run(batch_price, api_key, base_url, model, prices, max_cost)
+    telemetry = telemetry_from_environment()
     session = _session(
         ctx,
         max_concurrency=concurrency,
@@ -295,11 +312,15 @@ def batch(
         # With the model's price, the journal records what each input cost.
         prices=prices if price is None else {**prices, model: price.usd},
         server_deadline=server_deadline,
+        **telemetry.session_options(),
     )
     options = BulkOptions(
         model=model, out_dir=out, journal_url=journal, price=price, max_cost=max_cost
     )
-    summary, stopped_by = run_batch(session, prompt_file, options, as_json=as_json)
+    try:
+        summary, stopped_by = run_batch(session, prompt_file, options, as_json=as_json)
+    finally:
+        telemetry.shutdown()
     raise click.exceptions.Exit(exit_code(summary, stopped_by))
 
 
