@@ -104,6 +104,7 @@ class SessionParts:
             lambda: window.limit,
             lambda: calls.pacer.rate,
             lambda: spending.ledger.spent,
+            lambda: counters.queries,
         )
         return cls(
             transport=transport,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import sys
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -94,8 +95,9 @@ class Telemetry:
         window: Callable[[], int],
         create_rate: Callable[[], float | None],
         spent: Callable[[], float],
+        queries: Callable[[], int],
     ) -> None:
-        """Report the session's gauges and its spend from these readings."""
+        """Report the session's gauges, spend and polls from these readings."""
 
 
 NO_TELEMETRY = Telemetry()
@@ -118,6 +120,9 @@ def build_telemetry(
                 "is not installed (the `otel` extra): nothing is recorded"
             )
         return NO_TELEMETRY
+    given = tracer_provider is not None or meter_provider is not None
+    if not given and "opentelemetry" not in sys.modules:
+        return NO_TELEMETRY  # nothing imported it, so nothing configured it
     from ._telemetry_otel import otel_telemetry
 
     return otel_telemetry(tracer_provider, meter_provider, base_url=base_url)

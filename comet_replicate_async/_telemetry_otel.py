@@ -10,6 +10,8 @@ from the session's own counters. Names are OpenTelemetry's where one exists
 
 from __future__ import annotations
 
+import collections
+import itertools
 import time
 import weakref
 from collections.abc import Callable, Iterable
@@ -25,11 +27,7 @@ from ._limits import CreatePacer
 from ._sansio import RawResponse, RequestSpec
 from ._stats import Event, EventHandler
 from ._telemetry import CURRENT, Telemetry
-from ._telemetry_trace import (
-    BatchTrace,
-    PredictionTrace,
-    error_type,
-)
+from ._telemetry_trace import OUTCOME, BatchTrace, PredictionTrace, error_type
 from ._transport_protocol import Transport
 
 __all__ = [
@@ -125,18 +123,19 @@ class Instruments:
             description="HTTP requests to the API",
             explicit_bucket_boundaries_advisory=_HTTP_BUCKETS,
         )
-        self.creates = meter.create_counter(
+        # Counted in plain dicts and observed when the reader collects: a
+        # dict increment costs far less than an SDK measurement.
+        self.creates: collections.Counter[str] = collections.Counter()
+        self.predictions: collections.Counter[tuple[str, str]] = collections.Counter()
+        meter.create_observable_counter(
             "comet_replicate.creates",
+            [self._creates_observed],
             unit="{request}",
             description="Create requests sent, by outcome",
         )
-        self.polls = meter.create_counter(
-            "comet_replicate.polls",
-            unit="{request}",
-            description="Query requests sent (polls, and Session.get)",
-        )
-        self.predictions = meter.create_counter(
+        meter.create_observable_counter(
             "comet_replicate.predictions",
+            [self._predictions_observed],
             unit="{prediction}",
             description="Predictions ended, by model and outcome",
         )
@@ -155,12 +154,28 @@ class Instruments:
             meter.create_observable_gauge(
                 name, [self._observer(read)], unit=unit, description=description
             )
+        # Read from the session's counters: nothing is added per poll.
+        meter.create_observable_counter(
+            "comet_replicate.polls",
+            [self._observer(lambda r: r.queries())],
+            unit="{request}",
+            description="Query requests sent (polls, and Session.get)",
+        )
         meter.create_observable_counter(
             "comet_replicate.spend",
             [self._observer(lambda r: r.spent())],
             unit="USD",
             description="US dollars billed or possibly billed (as session.stats.spent)",
         )
+
+    def _creates_observed(self, options: CallbackOptions) -> Iterable[Observation]:
+        for outcome, count in list(self.creates.items()):
+            yield Observation(count, {"comet_replicate.create.outcome": outcome})
+
+    def _predictions_observed(self, options: CallbackOptions) -> Iterable[Observation]:
+        for (model, outcome), count in list(self.predictions.items()):
+            attributes = {"gen_ai.request.model": model, OUTCOME: outcome}
+            yield Observation(count, attributes)
 
     def _observer(
         self, read: Callable[[_Readings], float | None]
@@ -187,7 +202,7 @@ def _instruments(meter: Meter) -> Instruments:
 class _Readings:
     """What the gauges read of one session."""
 
-    _numbers = iter(range(1, 1 << 62))
+    _numbers = itertools.count(1)
 
     def __init__(
         self,
@@ -195,8 +210,10 @@ class _Readings:
         window: Callable[[], int],
         create_rate: Callable[[], float | None],
         spent: Callable[[], float],
+        queries: Callable[[], int],
     ) -> None:
         self.in_flight = in_flight
+        self.queries = queries
         self.window = window
         self.create_rate = create_rate
         self.spent = spent
@@ -262,9 +279,10 @@ class OtelTelemetry(Telemetry):
         window: Callable[[], int],
         create_rate: Callable[[], float | None],
         spent: Callable[[], float],
+        queries: Callable[[], int],
     ) -> None:
         # Held here: the instruments hold it weakly, for as long as the session.
-        self._readings = _Readings(in_flight, window, create_rate, spent)
+        self._readings = _Readings(in_flight, window, create_rate, spent, queries)
         self.instruments.sessions.add(self._readings)
 
     def request_attributes(self, method: str, status: int | str) -> dict[str, Any]:
@@ -306,10 +324,6 @@ class TracedTransport:
     def __init__(self, inner: Transport, telemetry: OtelTelemetry) -> None:
         self.inner = inner
         self._telemetry = telemetry
-        self._outcomes = {
-            name: {"comet_replicate.create.outcome": name}
-            for name in ("accepted", "refused", "rejected", "ambiguous")
-        }
 
     def open(self) -> None:
         self.inner.open()
@@ -323,14 +337,11 @@ class TracedTransport:
     async def send(
         self, spec: RequestSpec, *, read_timeout: float | None = None
     ) -> RawResponse:
-        telemetry = self._telemetry
         span = None
         if spec.kind == "create":
             owner = CURRENT.get()
             if owner is not None:
                 span = owner.create_span(spec)
-        elif spec.authenticated:
-            telemetry.instruments.polls.add(1)
         started = time.perf_counter()
         try:
             response = await self.inner.send(spec, read_timeout=read_timeout)
@@ -357,7 +368,7 @@ class TracedTransport:
         )
         if spec.kind == "create":
             outcome = create_outcome(status, error)
-            telemetry.instruments.creates.add(1, self._outcomes[outcome])
+            telemetry.instruments.creates[outcome] += 1
         if span is None:
             return
         if status is not None:

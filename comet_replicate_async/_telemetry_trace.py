@@ -26,6 +26,7 @@ from ._exceptions import (
     PredictionCanceled,
     PredictionFailed,
     PredictionTimeout,
+    RateLimitError,
 )
 from ._sansio import RequestSpec
 from ._telemetry import CURRENT
@@ -151,6 +152,7 @@ class PredictionTrace:
         "model",
         "polls",
         "prediction",
+        "queued",
         "span",
         "started",
         "telemetry",
@@ -191,6 +193,7 @@ class PredictionTrace:
         self.attempts = 0
         self.polls = 0
         self.cost: float | None = None
+        self.queued: float | None = None
         self.ended = False
         self._token: contextvars.Token[PredictionTrace | None] | None = None
 
@@ -212,11 +215,12 @@ class PredictionTrace:
 
     # Along the way.
 
+    # What is known along the way is kept and set on the span at its end, in
+    # one call: each attribute set costs the SDK a check and a lock.
+
     def slot_taken(self) -> None:
         """The call got its slot (and, in a batch, a creator): record the wait."""
-        self.span.set_attribute(
-            "comet_replicate.queue.duration", time.monotonic() - self.started
-        )
+        self.queued = time.monotonic() - self.started
 
     def create_span(self, spec: RequestSpec) -> trace.Span:
         """The HTTP client span of one create attempt, under this prediction's."""
@@ -237,8 +241,6 @@ class PredictionTrace:
     def watching(self, prediction: Prediction) -> None:
         """Created (or taken up again): the id is known."""
         self.prediction = prediction
-        self.span.set_attribute("comet_replicate.prediction.id", prediction.id)
-        self.span.set_attribute("gen_ai.response.id", prediction.id)
 
     def polled(self, prediction: Prediction) -> None:
         """One poll's reply."""
@@ -249,7 +251,7 @@ class PredictionTrace:
     def poll_failed(self, error: BaseException) -> None:
         """One poll that failed (it is retried, unless this was the last)."""
         self.polls += 1
-        name = "rate_limited" if type(error).__name__ == "RateLimitError" else "poll"
+        name = "rate_limited" if isinstance(error, RateLimitError) else "poll"
         self.span.add_event(name, {"error.type": error_type(error)})
 
     def told(self, kind: str, error: BaseException, delay: float | None) -> None:
@@ -283,9 +285,11 @@ class PredictionTrace:
             "comet_replicate.polls": self.polls,
             OUTCOME: outcome,
         }
+        if self.queued is not None:
+            attributes["comet_replicate.queue.duration"] = self.queued
         if isinstance(prediction, Prediction):
-            if self.prediction is None:
-                self.watching(prediction)
+            attributes["comet_replicate.prediction.id"] = prediction.id
+            attributes["gen_ai.response.id"] = prediction.id
             attributes[STATUS] = prediction.status.value
         if self.cost is not None:
             attributes["comet_replicate.cost.usd"] = self.cost
@@ -305,9 +309,7 @@ class PredictionTrace:
         instruments.operation_duration.record(
             time.monotonic() - self.started, metric_attributes
         )
-        instruments.predictions.add(
-            1, {"gen_ai.request.model": self.model, OUTCOME: outcome}
-        )
+        instruments.predictions[self.model, outcome] += 1
 
     def ended_with(self, result: Prediction) -> Prediction:
         """End as succeeded with `result`, and return it."""

@@ -28,9 +28,10 @@ from comet_replicate_async import (
     AmbiguousSubmitError,
     PredictionTimeout,
     Session,
+    _telemetry,
 )
-from comet_replicate_async._telemetry import NO_TELEMETRY
-from comet_replicate_async._telemetry_otel import TracedTransport
+from comet_replicate_async._telemetry import NO_TELEMETRY, build_telemetry
+from comet_replicate_async._telemetry_otel import OtelTelemetry, TracedTransport
 from comet_replicate_async.testing import FakeCometAPI, Fault, Latency
 
 from helpers import SCHNELL, eventually, session_for
@@ -189,6 +190,7 @@ async def test_a_200_input_batch_has_one_span_per_input_and_metrics_equal_to_sta
     # Each refusal is an event on its prediction's span; each poll too.
     events = Counter(event.name for span in predictions for event in span.events)
     assert events["rate_limited"] == stats.creates_refused
+    assert events["create_paused"] > 0  # creates held back after the 429s
     assert events["poll"] == stats.queries  # every reply, failed ones with error.type
     failed_polls = sum(
         fake.stats.count("query", code) for code in (500, 502, 503, 504, 524)
@@ -408,6 +410,28 @@ async def test_log_records_carry_the_prediction_model_and_batch(
     assert len(records) >= 2
     assert all(getattr(r, "model", None) == SCHNELL for r in records)
     assert any(getattr(r, "batch", None) for r in records)
+
+
+def test_without_opentelemetry_installed_providers_are_ignored_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    recorded: Recorded,
+) -> None:
+    monkeypatch.setattr(_telemetry, "HAVE_OTEL", False)
+    assert build_telemetry(None, None, "https://api.cometapi.com") is NO_TELEMETRY
+    assert not caplog.records
+    built = build_telemetry(recorded.tracer_provider, None, "https://api.cometapi.com")
+    assert built is NO_TELEMETRY
+    assert "not installed" in caplog.records[-1].getMessage()
+
+
+def test_url_full_has_no_user_info_or_query(recorded: Recorded) -> None:
+    built = build_telemetry(
+        recorded.tracer_provider, None, "https://user:secret@api.example.com:8443/x?k=v"
+    )
+    assert isinstance(built, OtelTelemetry)
+    assert built.url_root == "https://api.example.com:8443/x"
+    assert (built.server_address, built.server_port) == ("api.example.com", 8443)
 
 
 def test_session_takes_providers_as_keywords_only() -> None:
