@@ -95,7 +95,7 @@ SMOKE_TESTS = [
 def tests(session: nox.Session) -> None:
     """The test suite, warnings as errors, measured by coverage (the smoke tests
     only on the newer Pythons)."""
-    _install(session, "tests", extras="[cli,postgresql]")
+    _install(session, "tests", extras="[cli,postgresql,otel]")
     whole = session.python == PYTHONS[0]
     arguments = session.posargs or ([] if whole else SMOKE_TESTS)
     session.run("coverage", "run", "-m", "pytest", *arguments)
@@ -122,7 +122,7 @@ def lint(session: nox.Session) -> None:
 def typing(session: nox.Session) -> None:
     """mypy --strict on the package, tests/typing and the docs' example apps;
     pyright (strict) on tests/typing, the public API as a second checker sees it."""
-    _install(session, "typing", extras="[cli,postgresql]")
+    _install(session, "typing", extras="[cli,postgresql,otel]")
     session.run("mypy", "--strict", "comet_replicate_async", "tests/typing")
     session.run("pyright", "tests/typing")
     # The examples import each other as top-level modules: check them from there.

@@ -1,8 +1,16 @@
-"""Benchmark child: comet_replicate_async's `Session.as_completed` at its defaults."""
+"""Benchmark child: comet_replicate_async's `Session.as_completed` at its defaults.
+
+`BENCH_OTEL=memory` makes the OpenTelemetry SDK record everything into memory
+(spans to an in-memory exporter, metrics to an in-memory reader), to measure
+what recording costs; `BENCH_OTEL=memory:PATH` does so only when the package is
+imported from under PATH, so one A/B run can compare the same checkout with and
+without it.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import defaultdict
 from typing import Any
@@ -40,6 +48,30 @@ async def _run_model(
             results.failed(index, item.error, prediction_id)
 
 
+def _configure_otel() -> None:
+    """Set the global providers when `BENCH_OTEL` asks (see the docstring)."""
+    mode, _, only = os.environ.get("BENCH_OTEL", "").partition(":")
+    if mode != "memory":
+        return
+    import comet_replicate_async
+
+    if only and not comet_replicate_async.__file__.startswith(only):
+        return
+    from opentelemetry import metrics, trace
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+        InMemorySpanExporter,
+    )
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+    trace.set_tracer_provider(tracer_provider)
+    metrics.set_meter_provider(MeterProvider(metric_readers=[InMemoryMetricReader()]))
+
+
 async def run(args: ChildArgs, meter: Meter, results: Results) -> None:
     """Run the workload through one session, one `as_completed` per model.
 
@@ -47,6 +79,7 @@ async def run(args: ChildArgs, meter: Meter, results: Results) -> None:
     the same time; all of them draw from the session's one concurrency window.
     """
     groups = _group_by_model(args.items)
+    _configure_otel()
     async with Session(
         args.api_key, base_url=args.base_url, max_concurrency=args.concurrency
     ) as session:

@@ -15,6 +15,7 @@ import collections
 import contextvars
 import logging
 import math
+import secrets
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import Any
@@ -32,6 +33,7 @@ from ._exceptions import (
 from ._inputs import FluxInput, ModelCall
 from ._registry import Entry, Registry
 from ._stats import StatsCounter
+from ._telemetry import log_extra
 from ._values import BatchItem, Prediction, Status
 
 __all__ = [
@@ -120,6 +122,10 @@ class BatchTracker:
         self.feeding = False
         #: The fatal create error that stopped the batch creating, if one came.
         self.stop_reason: CometReplicateError | None = None
+        #: Told of every item out, however it ended (the batch's telemetry).
+        self.on_item: Callable[[BatchItem], None] | None = None
+        #: Names the batch in its log records (`extra["batch"]`) and its span.
+        self.batch_id = secrets.token_hex(4)
 
     # Feeder side
 
@@ -136,7 +142,8 @@ class BatchTracker:
         """A create failed in a way every other create would: send no more."""
         if self.stop_reason is None:
             self.stop_reason = reason
-            logger.error("batch stopped creating: %s", reason)
+            extra = log_extra(batch=self.batch_id)
+            logger.error("batch stopped creating: %s", reason, extra=extra)
 
     def stopped(self) -> CometReplicateError | None:
         """Why the batch stopped creating; None while it goes on."""
@@ -144,6 +151,8 @@ class BatchTracker:
 
     def put(self, item: BatchItem) -> None:
         """Queue a finished item for the consumer."""
+        if self.on_item is not None:
+            self.on_item(item)
         if self._closed:  # nobody will read it: free its slot now
             self.free_slot()
             self._keep_unread(item)
@@ -258,10 +267,13 @@ class BatchTracker:
                 prediction.id,
                 prediction.status,
                 prediction.id,
+                extra=log_extra(prediction.id, prediction.model or None, self.batch_id),
             )
         else:
             log_abandoned(
-                prediction, f"batch stopped before its item {item.index} ended"
+                prediction,
+                f"batch stopped before its item {item.index} ended",
+                self.batch_id,
             )
 
     # Callbacks
@@ -418,7 +430,7 @@ def missing_outputs(input: Any, prediction: Prediction | None) -> int:
     return max(0, billed_images(input) - len(prediction.output_urls))
 
 
-def log_abandoned(prediction: Prediction, why: str) -> None:
+def log_abandoned(prediction: Prediction, why: str, batch: str | None = None) -> None:
     """Say that a prediction nobody waits for any more keeps running (and billing)."""
     # At WARNING: the prediction is billed, and this line is how to find it.
     logger.warning(
@@ -427,6 +439,7 @@ def log_abandoned(prediction: Prediction, why: str) -> None:
         why,
         prediction.id,
         prediction.id,
+        extra=log_extra(prediction.id, prediction.model or None, batch),
     )
 
 

@@ -51,10 +51,12 @@ from ._inputs import BatchModel, FluxInput, item_model, resolve_call, resolve_it
 from ._journal_shared import SharedJournal
 from ._retry import stops_creates
 from ._sansio import validate_model_id
+from ._telemetry import CURRENT
 from ._values import BatchItem, Prediction, Status
 
 if TYPE_CHECKING:
     from ._session import Session
+    from ._telemetry_trace import BatchTrace
 
 __all__ = ["JournalArg", "start_batch"]
 
@@ -127,6 +129,7 @@ class _Feed:
         # once the predictions already created have ended.
         self._refused: JournalError | None = None
         self._model_kept = journal is None or takes_model(journal)
+        self.traced: BatchTrace | None = None  # the batch's span, when recording
 
     async def items(self) -> AsyncGenerator[BatchItem, None]:
         """Start the feeder, then yield the items as they finish."""
@@ -134,6 +137,12 @@ class _Feed:
         feeder_scope = anyio.CancelScope()
         session = self.session
         assert session._task_group is not None
+        # Its span starts in the consumer's context (None when nothing records).
+        self.traced = session._parts.telemetry.batch(
+            item_model(self.model, None), tracker.batch_id
+        )
+        if self.traced is not None:
+            tracker.on_item = self.traced.item_ended
         session._job_started()
         session._task_group.start_soon(self._feed, feeder_scope)
         tracker.feeding = True
@@ -156,6 +165,8 @@ class _Feed:
                 await self._run_journaled(self.journal, scope)
         finally:
             self.tracker.finish()
+            if self.traced is not None:
+                self.traced.end(self.tracker.input_error)
             self.session._job_done()
 
     async def _run_journaled(self, journal: Journal, scope: anyio.CancelScope) -> None:
@@ -262,6 +273,8 @@ class _Feed:
                 id=record.prediction_id, status=Status.STARTING, model=model
             )
             entry = self.session._poller.watch(known)
+            if self.traced is not None:
+                entry.trace = self.traced.item(index, model, resumed=True, known=known)
             self.tracker.watch(entry, index, input, deadline, model=model)
             return True
         if record.state in ("pending", "ambiguous"):
@@ -306,6 +319,11 @@ class _Feed:
         index, input, model, body, deadline = job
         # Counted from here: a job still queued when the batch stops never was.
         session._counters.started()
+        trace = None if self.traced is None else self.traced.item(index, model)
+        if trace is not None:
+            trace.slot_taken()
+            # This creator's current prediction (each job replaces the last).
+            CURRENT.set(trace)
         on_created = None
         stopped = tracker.stopped
         journal = self.journal
@@ -352,17 +370,22 @@ class _Feed:
             prediction = getattr(error, "prediction", None)
             tracker.ended(index, input, prediction, error, model=model)
             return
-        except BaseException:
+        except BaseException as error:
             # Stopped: its slot is given back when the batch finishes.
             if reservation is not None:
                 spending.unsent(reservation)
             session._counters.cancelled()
+            if trace is not None:
+                trace.end(None, error)
             raise
         if created.done:
             failure = error_for_status(created)
             tracker.ended(index, input, created, failure, model=model)
         else:
             entry = session._poller.watch(created)
+            if trace is not None:
+                trace.watching(created)
+                entry.trace = trace
             tracker.watch(entry, index, input, deadline, model=model)
 
     def _journal_refused(self, error: JournalError) -> None:

@@ -29,6 +29,7 @@ from ._retry import CallKind, RetryPolicy, create_may_have_happened, quota_from_
 from ._sansio import RequestSpec, build_query_request, decipher_response
 from ._schedule import PollPolicy
 from ._stats import Event, StatsCounter
+from ._telemetry import log_extra
 from ._transport_protocol import Transport
 from ._values import Prediction
 
@@ -249,7 +250,9 @@ class Calls:
         if not status.known and status.value not in self._unknown_statuses:
             self._unknown_statuses.add(status.value)
             logger.warning(
-                "unknown prediction status %r, treated as not finished", status.value
+                "unknown prediction status %r, treated as not finished",
+                status.value,
+                extra=log_extra(prediction.id, prediction.model or None),
             )
 
     def _cap_creates_sending(self) -> None:

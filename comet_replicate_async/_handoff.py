@@ -33,6 +33,7 @@ from ._retry import create_may_have_happened
 from ._sansio import RequestSpec, build_create_request
 from ._spending import Spending
 from ._stats import Event
+from ._telemetry import log_extra, note_cost
 from ._values import Prediction
 
 __all__ = ["CreateHandoff", "Creates", "OnCreated"]
@@ -115,6 +116,7 @@ class Creates:
             spending.create_failed(reservation, error)
             raise
         spending.created(reservation, prediction)
+        note_cost(spending.journal_cost(reservation))
         return prediction
 
     def _cancel_after(self, deadline: float) -> float | None:
@@ -219,7 +221,11 @@ async def _call_on_created(on_created: OnCreated, prediction: Prediction) -> Non
         if inspect.isawaitable(result):
             await result
     except Exception:
-        logger.exception("on_created raised for prediction %s; ignored", prediction.id)
+        logger.exception(
+            "on_created raised for prediction %s; ignored",
+            prediction.id,
+            extra=log_extra(prediction.id, prediction.model or None),
+        )
 
 
 @attrs.define(eq=False)

@@ -18,7 +18,7 @@ from ._downloads import Downloads
 from ._exceptions import CometReplicateError
 from ._handoff import Creates
 from ._lifecycle import Lifecycle
-from ._limits import ConcurrencyWindow, CreatePacer
+from ._limits import ConcurrencyWindow
 from ._poller import Poller
 from ._registry import Registry
 from ._retry import RetryPolicy
@@ -26,6 +26,7 @@ from ._runner import Runner
 from ._schedule import PollPolicy
 from ._spending import Spending
 from ._stats import Event, EventHandler, Events, SessionStats, StatsCounter
+from ._telemetry import NO_TELEMETRY, Telemetry
 from ._transport_protocol import Transport
 
 __all__ = ["SessionParts"]
@@ -48,6 +49,7 @@ class SessionParts:
     life: Lifecycle
     creates: Creates
     runner: Runner
+    telemetry: Telemetry
 
     @classmethod
     def build(
@@ -66,17 +68,21 @@ class SessionParts:
         max_cost: float | None,
         prices: Mapping[str, float] | None,
         server_deadline: bool,
+        telemetry: Telemetry = NO_TELEMETRY,
     ) -> SessionParts:
+        # Recording telemetry observes from outside: its transport, pacer and
+        # listener stand in for the plain ones (which it returns when off).
+        transport = telemetry.transport(transport)
         window = ConcurrencyWindow(max_concurrency, adaptive=adaptive_concurrency)
         spending = Spending(transport, base_url=base_url, cap=max_cost, prices=prices)
-        events = Events(on_event, finished=spending.ended)
+        events = Events(telemetry.on_event(on_event), finished=spending.ended)
         counters = StatsCounter()
         calls = Calls(
             transport,
             retry=retry,
             poll=poll,
             window=window,
-            pacer=CreatePacer(creates_per_minute),
+            pacer=telemetry.pacer(creates_per_minute),
             counters=counters,
             emit=events.emit,
         )
@@ -105,6 +111,13 @@ class SessionParts:
             server_deadline=server_deadline,
             breaker=breaker,
         )
+        telemetry.observe(
+            lambda: counters.in_flight,
+            lambda: window.limit,
+            lambda: calls.pacer.rate,
+            lambda: spending.ledger.spent,
+            lambda: counters.queries,
+        )
         return cls(
             transport=transport,
             counters=counters,
@@ -116,7 +129,8 @@ class SessionParts:
             poller=poller,
             life=life,
             creates=creates,
-            runner=Runner(life, creates, registry, poller, counters),
+            runner=Runner(life, creates, registry, poller, counters, telemetry),
+            telemetry=telemetry,
         )
 
     def stats(self) -> SessionStats:

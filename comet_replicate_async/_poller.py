@@ -34,6 +34,7 @@ from ._registry import Entry, Registry
 from ._retry import RetryPolicy
 from ._sansio import excerpt
 from ._schedule import PollPolicy, TimingBook, next_poll_delay
+from ._telemetry import log_extra
 from ._values import Prediction, Status
 
 __all__ = ["Poller"]
@@ -158,6 +159,8 @@ class Poller:
 
     def _on_reply(self, entry: Entry, prediction: Prediction) -> None:
         entry.failures = 0
+        if entry.trace is not None:
+            entry.trace.polled(prediction)
         previous, entry.prediction = entry.prediction, prediction
         self._on_update(previous, prediction)
         if prediction.done:
@@ -190,13 +193,21 @@ class Poller:
 
     def _on_failure(self, entry: Entry, error: CometReplicateError) -> None:
         entry.failures += 1
+        if entry.trace is not None:
+            entry.trace.poll_failed(error)
         delay = self._retry.poll_delay(
             error, entry.failures, self.policy.max_consecutive_failures, self._rng
         )
         if delay is None:
             self._give_up(entry, error)
             return
-        logger.debug("poll of %s failed (%s); next in %.2f s", entry.id, error, delay)
+        logger.debug(
+            "poll of %s failed (%s); next in %.2f s",
+            entry.id,
+            error,
+            delay,
+            extra=log_extra(entry.id, entry.model or None),
+        )
         self._reschedule(
             entry, self._clock.now() + max(delay, self.policy.min_interval)
         )
@@ -256,7 +267,10 @@ class Poller:
 
 def _not_handled(entry: Entry, error: Exception) -> UnexpectedResponseError:
     logger.error(
-        "prediction %s: its reply could not be handled", entry.id, exc_info=error
+        "prediction %s: its reply could not be handled",
+        entry.id,
+        exc_info=error,
+        extra=log_extra(entry.id, entry.model or None),
     )
     unexpected = UnexpectedResponseError(
         f"prediction {entry.id}: the reply could not be handled "

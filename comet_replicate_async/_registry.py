@@ -7,10 +7,14 @@ import heapq
 import itertools
 import weakref
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import attrs
 
 from ._values import Prediction
+
+if TYPE_CHECKING:
+    from ._telemetry_trace import PredictionTrace
 
 __all__ = ["Entry", "Registry"]
 
@@ -33,6 +37,8 @@ class Entry:
     waiters: int = 0
     # Bumped on each reschedule so stale heap items can be recognised and skipped.
     generation: int = 0
+    # The span its polls are added to, when telemetry records.
+    trace: PredictionTrace | None = None
 
     @property
     def id(self) -> str:

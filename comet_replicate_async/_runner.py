@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -32,7 +32,11 @@ from ._poller import Poller
 from ._registry import Registry
 from ._sansio import build_query_request
 from ._stats import StatsCounter
+from ._telemetry import Telemetry
 from ._values import Prediction, Status
+
+if TYPE_CHECKING:
+    from ._telemetry_trace import PredictionTrace
 
 __all__ = ["Runner", "outcome"]
 
@@ -47,8 +51,10 @@ class Runner:
         registry: Registry,
         poller: Poller,
         counters: StatsCounter,
+        telemetry: Telemetry,
     ) -> None:
         self._life = life
+        self._telemetry = telemetry
         self._creates = creates
         self._window = creates.window
         self._registry = registry
@@ -63,8 +69,18 @@ class Runner:
         """Create and wait under a window slot: `Session.run`."""
         self._counters.started()
         with self._life.job():
-            await self.acquire_slot(deadline)
-            return await self.run_in_slot(model, input, deadline)
+            if not self._telemetry.on:
+                await self.acquire_slot(deadline)
+                return await self.run_in_slot(model, input, deadline)
+            # The current prediction while it creates; its span ends with it.
+            with self._telemetry.prediction(model) as trace:
+                try:
+                    await self.acquire_slot(deadline, trace)
+                    result = await self.run_in_slot(model, input, deadline, trace=trace)
+                except BaseException as error:
+                    trace.end(None, error)
+                    raise
+                return trace.ended_with(result)
 
     async def wait(self, prediction: Prediction | str, deadline: float) -> Prediction:
         """Wait through the poller, as a job a normal close waits for: `Session.wait`."""
@@ -80,13 +96,19 @@ class Runner:
         self._life.job_started()
         self._futures.add(future)
         assert self._life.task_group is not None
-        self._life.task_group.start_soon(self._run_future, future, deadline)
+        # Started here, in the caller's context: its span is the parent.
+        trace = self._telemetry.prediction(future.model) if self._telemetry.on else None
+        self._life.task_group.start_soon(self._run_future, future, deadline, trace)
 
-    async def acquire_slot(self, deadline: float) -> None:
+    async def acquire_slot(
+        self, deadline: float, trace: PredictionTrace | None = None
+    ) -> None:
         """Wait for a concurrency slot, but not past the deadline."""
         try:
             with anyio.move_on_after(deadline - time.monotonic()):
                 await self._window.acquire()
+                if trace is not None:
+                    trace.slot_taken()
                 return
         except PredictionAbandoned:
             self._counters.finished(succeeded=False)
@@ -106,6 +128,8 @@ class Runner:
         input: dict[str, Any],
         deadline: float,
         on_created: OnCreated | None = None,
+        *,
+        trace: PredictionTrace | None = None,
     ) -> Prediction:
         """Create and wait, holding a window slot taken by the caller; free it after."""
         try:
@@ -121,7 +145,7 @@ class Runner:
         # None once counted as cancelled.
         succeeded: bool | None = False
         try:
-            result = await self.wait_until(created, deadline)
+            result = await self.wait_until(created, deadline, trace)
             succeeded = True
             return result
         except anyio.get_cancelled_exc_class():
@@ -160,8 +184,15 @@ class Runner:
             )
         return created
 
-    async def wait_until(self, prediction: Prediction, deadline: float) -> Prediction:
+    async def wait_until(
+        self,
+        prediction: Prediction,
+        deadline: float,
+        trace: PredictionTrace | None = None,
+    ) -> Prediction:
         """Wait for the poller to resolve `prediction`, but not past the deadline."""
+        if trace is not None:
+            trace.watching(prediction)
         if prediction.done:
             return outcome(prediction)
         if self._life.state is not State.OPENED:
@@ -170,6 +201,8 @@ class Runner:
             log_abandoned(prediction, "the session closed as its create answered")
             raise closed_while_waiting(prediction)
         entry = self._poller.watch(prediction)
+        if trace is not None:
+            entry.trace = trace  # the poller adds each poll to its span
         self._registry.acquire(entry)
         try:
             with anyio.move_on_after(deadline - time.monotonic()):
@@ -179,7 +212,12 @@ class Runner:
         finally:
             self._registry.release(entry)
 
-    async def _run_future(self, future: PredictionFuture, deadline: float) -> None:
+    async def _run_future(
+        self,
+        future: PredictionFuture,
+        deadline: float,
+        trace: PredictionTrace | None,
+    ) -> None:
         prediction: Prediction | None = None
         error: BaseException | None = None
         try:
@@ -187,9 +225,15 @@ class Runner:
                 future._cancel_scope = scope
                 if future._cancel_requested:
                     scope.cancel()
-                await self.acquire_slot(deadline)
+                if trace is not None:
+                    trace.__enter__()  # the current prediction of this task
+                await self.acquire_slot(deadline, trace)
                 prediction = await self.run_in_slot(
-                    future.model, future.input, deadline, on_created=future._update
+                    future.model,
+                    future.input,
+                    deadline,
+                    on_created=future._update,
+                    trace=trace,
                 )
             if prediction is None:
                 error = asyncio.CancelledError("canceled by PredictionFuture.cancel()")
@@ -199,6 +243,8 @@ class Runner:
             error = closed_while_waiting(future.prediction)
             raise
         finally:
+            if trace is not None:
+                trace.end(prediction, error)
             future._finish(prediction, error)
             self._futures.discard(future)
             self._life.job_done()

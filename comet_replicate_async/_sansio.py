@@ -213,6 +213,7 @@ def decipher_response(
                 asked_id,
                 data.get("id"),
                 asked_id,
+                extra={"prediction_id": asked_id},
             )
         data = {**data, "id": asked_id}
     try:

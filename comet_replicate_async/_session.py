@@ -33,6 +33,7 @@ from ._retry import RetryPolicy
 from ._schedule import PollPolicy
 from ._session_batches import BatchCalls
 from ._stats import EventHandler, SessionStats
+from ._telemetry import MeterProvider, TracerProvider, build_telemetry
 from ._transport import ClientSession, session_transport
 from ._transport_protocol import Transport
 from ._values import Prediction
@@ -94,6 +95,9 @@ class Session(BatchCalls):
             have a deadline (`run`, `submit`, batches), so the server stops a
             prediction nobody will wait for. Off by default: whether CometAPI
             forwards the header is unconfirmed.
+        tracer_provider: OpenTelemetry's, to trace each prediction (the `otel`
+            extra); None: the global one. See "Observability" in the docs.
+        meter_provider: OpenTelemetry's, for the metrics; None: the global one.
     """
 
     def __init__(
@@ -116,6 +120,8 @@ class Session(BatchCalls):
         max_cost: float | None = None,
         prices: Mapping[str, float] | None = None,
         server_deadline: bool = False,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         if prefer_wait is not None and not 1 <= prefer_wait <= 60:
             raise ValueError(f"prefer_wait must be 1 to 60 seconds, got {prefer_wait}")
@@ -149,6 +155,7 @@ class Session(BatchCalls):
             max_cost=max_cost,
             prices=prices,
             server_deadline=server_deadline,
+            telemetry=build_telemetry(tracer_provider, meter_provider, self.base_url),
         )
         self._parts = parts
         self._life, self._runner = parts.life, parts.runner

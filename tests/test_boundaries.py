@@ -116,7 +116,7 @@ def test_no_module_holds_mutable_state() -> None:
 # Short modules with one job: past these a module is doing two things. The
 # session is the table of contents of the others, so it stays shorter still.
 MODULE_LINES = 450
-SESSION_LINES = 350
+SESSION_LINES = 350  # 350, plus the two telemetry providers
 
 
 def test_no_module_outgrows_one_job() -> None:

@@ -6,7 +6,6 @@ Exit codes and the one `error: ...` line of an expected failure: see `_errors`.
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +17,6 @@ import click
 
 from comet_replicate_async._flux import typed_input_class
 from comet_replicate_async._inputs import resolve_call
-from comet_replicate_async._prices import PriceBook
 from comet_replicate_async._retry import RetryPolicy
 from comet_replicate_async._session import Session
 from comet_replicate_async._values import Prediction
@@ -32,12 +30,11 @@ from ._costs import (
     read_prices,
     read_usd,
 )
+from ._demo import demo
 from ._doctor import check_reachable, doctor_report
 from ._errors import EXIT_FAILED, EXIT_INTERRUPTED, CliError, report
 from ._log_policy import apply_log_policy
 from ._prompts import (
-    PromptFile,
-    PromptItem,
     coerce_parameter,
     read_models,
     read_prompts,
@@ -45,6 +42,7 @@ from ._prompts import (
 from ._shared_batch import check_journal_url
 from ._signals import interrupt_on_signal
 from ._status import status
+from ._telemetry import telemetry_from_environment
 
 __all__ = ["cli", "main"]
 
@@ -277,6 +275,14 @@ def get(ctx: click.Context, prediction_id: str) -> None:
 @click.option(
     "--json", "as_json", is_flag=True, help="Print a machine-readable summary."
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: the library's log records (WARNING up; all with --debug) on "
+    "stderr, one JSON object a line, with prediction_id, model and batch.",
+)
 @click.pass_context
 def batch(
     ctx: click.Context,
@@ -294,6 +300,7 @@ def batch(
     dry_run: bool,
     server_deadline: bool,
     as_json: bool,
+    log_format: str,
 ) -> None:
     """Run one prediction per line of PROMPTS (.txt, .jsonl or .csv; - for stdin).
 
@@ -307,7 +314,13 @@ def batch(
 
     With --journal postgresql://... the batch is shared: run the same command on
     several machines, each with its own --out for its part of the results.
+
+    With the otel extra, the OpenTelemetry SDK and an exporter installed, the
+    standard OTEL_* variables (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME,
+    ...) export the batch's traces and metrics.
     """
+    if log_format == "json":
+        apply_log_policy(debug=ctx.obj["debug"], json_lines=True)
     if journal is not None:
         check_journal_url(journal)
     if model is not None and models:
@@ -322,6 +335,7 @@ def batch(
     make_folder(out)
     anyio.run(check_reachable, _api_key(ctx), base_url)
     found = anyio.run(batch_prices, api_key, base_url, names, prices, max_cost)
+    telemetry = telemetry_from_environment()
     session = _session(
         ctx,
         max_concurrency=concurrency,
@@ -334,6 +348,7 @@ def batch(
         prices={**prices, **{name: p.usd for name, p in found.items() if p}},
         server_deadline=server_deadline,
         on_event=print_breaker,
+        **telemetry.session_options(),
     )
     options = BulkOptions(
         model=", ".join(names),
@@ -343,59 +358,11 @@ def batch(
         max_cost=max_cost,
         prices=found,
     )
-    summary, stopped_by = run_batch(session, prompt_file, options, as_json=as_json)
+    try:
+        summary, stopped_by = run_batch(session, prompt_file, options, as_json=as_json)
+    finally:
+        telemetry.shutdown()
     raise click.exceptions.Exit(exit_code(summary, stopped_by))
-
-
-@cli.command()
-@click.option(
-    "--out",
-    "-o",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder for the results (default: a new temporary folder).",
-)
-@click.option(
-    "--count",
-    default=50,
-    show_default=True,
-    type=click.IntRange(1, 10_000),
-    help="How many prompts.",
-)
-@click.option(
-    "--json", "as_json", is_flag=True, help="Print a machine-readable summary."
-)
-def demo(out: Path | None, count: int, as_json: bool) -> None:
-    """Run a batch against the built-in fake server: no key, no network."""
-    from comet_replicate_async.testing import FakeCometAPI, Latency
-
-    out = out or Path(tempfile.mkdtemp(prefix="comet-replicate-demo-"))
-    model = "black-forest-labs/flux-schnell"
-    subjects = ["a paper boat", "a red fox", "a lighthouse", "an owl", "a teapot"]
-    items = tuple(
-        PromptItem(
-            index=n,
-            key=str(n),
-            line=n + 1,
-            input={"prompt": f"{subjects[n % 5]}, study {n}"},
-        )
-        for n in range(count)
-    )
-    prompt_file = PromptFile(name="demo prompts", digest=f"demo-{count}", items=items)
-    fake = FakeCometAPI(
-        latency={"flux-schnell": Latency.uniform(0.3, 1.2)}, failure_rate=0.04
-    )
-    # The fake runs in the same event loop as the batch (see run_batch). Its
-    # catalogue serves the bundled estimates: the summary shows them as such.
-    options = BulkOptions(model=model, out_dir=out, price=PriceBook().get(model))
-    summary, stopped_by = run_batch(
-        None, prompt_file, options, as_json=as_json, fake=fake
-    )
-    if not as_json:
-        click.echo(f"Open {summary.gallery_path} in a browser to see the images.")
-    # The fake fails a few predictions on purpose; the demo worked unless stopped.
-    raise click.exceptions.Exit(
-        exit_code(summary, stopped_by) if summary.interrupted else 0
-    )
 
 
 @cli.command()
@@ -429,6 +396,7 @@ def fake_server(ctx: click.Context, port: int) -> None:
     raise click.exceptions.Exit(serve(["--port", str(port), *ctx.args]))
 
 
+cli.add_command(demo)
 cli.add_command(status)
 
 

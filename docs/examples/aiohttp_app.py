@@ -31,6 +31,7 @@ from image_service import (
     SHUTDOWN_GRACE,
     batch_job_from_json,
     configure_logging,
+    configure_telemetry,
     error_json,
     error_reply,
     image_job_from_json,
@@ -59,6 +60,7 @@ def create_app(
     async def session_context(app: web.Application) -> AsyncIterator[None]:
         # Runs to the `yield` on startup and on from it at cleanup, both in the
         # task that starts and stops the app, as the session's task group needs.
+        configure_telemetry()  # before the session: it uses the global providers
         async with session_factory() as session:
             app[SESSION] = session
             yield

@@ -50,6 +50,7 @@ from image_service import (
     SHUTDOWN_GRACE,
     batch_job,
     configure_logging,
+    configure_telemetry,
     error_json,
     error_reply,
     image_job,
@@ -133,6 +134,7 @@ def create_app(
         # logger, unless the server's logging config already gave them one
         # (`python fastapi_app.py` does; `uvicorn fastapi_app:app` does not).
         configure_logging()
+        configure_telemetry()  # before the session: it uses the global providers
         stopping = anyio.Event()
         async with anyio.create_task_group() as tasks:
             session: Session = await tasks.start(

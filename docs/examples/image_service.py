@@ -12,11 +12,15 @@ Settings, from the environment:
   (default 50, below the 60 s read timeout of a typical proxy).
 - `IMAGE_SERVICE_GRACE`: seconds a shutdown waits for predictions already created
   before abandoning them (default 20, below Kubernetes' 30 s kill grace).
+- `OTEL_EXPORTER_OTLP_ENDPOINT` (and the other standard `OTEL_*` variables, such
+  as `OTEL_SERVICE_NAME`): export every prediction's traces and the session's
+  metrics over OTLP; see `configure_telemetry`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
 import math
@@ -101,6 +105,42 @@ class ErrorReply:
 def configure_logging(level: int = logging.INFO) -> None:
     """Log lines with their time, level and logger, e.g. the library's warnings."""
     logging.basicConfig(level=level, format=LOG_FORMAT)
+
+
+def configure_telemetry() -> None:
+    """Export traces and metrics over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+
+    Needs `comet-replicate-async[otel]`, `opentelemetry-sdk` and
+    `opentelemetry-exporter-otlp-proto-http`. It sets the global providers, which
+    the session made next uses. Run under `opentelemetry-instrument` instead and
+    the SDK is configured already: nothing is done here.
+    """
+    if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return
+    try:
+        from opentelemetry import metrics, trace
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        otlp = "opentelemetry.exporter.otlp.proto.http"
+        spans = importlib.import_module(f"{otlp}.trace_exporter").OTLPSpanExporter()
+        points = importlib.import_module(f"{otlp}.metric_exporter").OTLPMetricExporter()
+    except ImportError as error:
+        logger.warning(
+            "OTEL_EXPORTER_OTLP_ENDPOINT is set, but %s: no telemetry", error
+        )
+        return
+    if isinstance(trace.get_tracer_provider(), TracerProvider):
+        return  # configured already
+    # The resource (service.name, ...) comes from OTEL_SERVICE_NAME and
+    # OTEL_RESOURCE_ATTRIBUTES.
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(spans))
+    trace.set_tracer_provider(tracer_provider)
+    reader = PeriodicExportingMetricReader(points)
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
 
 
 def input_digest(input: Mapping[str, Any]) -> str:

@@ -124,6 +124,19 @@ async def capped() -> float:
         return spent + reserved + missing
 
 
+async def traced() -> str:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+
+    async with Session(
+        tracer_provider=TracerProvider(), meter_provider=MeterProvider()
+    ) as session:
+        prediction = await session.run(
+            "black-forest-labs/flux-schnell", {"prompt": "d"}
+        )
+        return prediction.id
+
+
 async def fake() -> int:
     async with FakeCometAPI(latency={"flux-schnell": Latency.uniform(1, 3)}) as server:
         server.script("create", Fault.rate_limited("1"), Fault.ghost(502))
