@@ -167,10 +167,12 @@ class Session:
     @property
     def stats(self) -> SessionStats:
         """A snapshot of the live counters."""
+        calls = self._parts.calls
         return self._counters.snapshot(
             watched=len(self._registry),
             concurrency_limit=self._window.limit,
-            create_rate=self._parts.calls.pacer.rate,
+            create_rate=calls.pacer.rate,
+            budget=calls.budget,
             spent=self._spending.ledger.spent,
             reserved=self._spending.ledger.reserved,
         )

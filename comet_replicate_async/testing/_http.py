@@ -18,14 +18,16 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from ._faults import Fault
-from ._replies import Reply, apply_fault, comet_error
+from ._replies import Reply, apply_fault, comet_error, new_request_id
 from ._stats import FakeStats, RequestRecord
 
 __all__ = [
     "PREDICTION_ID",
     "Dropped",
     "answer",
+    "crowded",
     "invalid_token",
+    "moved",
     "moved_url",
     "prefer_wait",
     "read_input",
@@ -105,6 +107,18 @@ def prefer_wait(prefer: str) -> int:
 
 def moved_url(request: web.Request) -> str:
     return f"{request.url.origin()}/moved{request.path}"
+
+
+def crowded(request: web.Request) -> web.StreamResponse:
+    """new-api's refusal past a key's requests in flight: 429, no `Retry-After`."""
+    request_id = new_request_id()
+    message = "too many concurrent requests for this key"
+    return send(request, comet_error(429, message, request_id, code=""), request_id)
+
+
+async def moved(request: web.Request) -> web.StreamResponse:
+    """Where a followed redirect lands: a 200 that is not a prediction."""
+    return web.json_response({"moved": True, "path": request.path})
 
 
 def send(request: web.Request, reply: Reply, request_id: str) -> web.StreamResponse:

@@ -19,7 +19,9 @@ from ._faults import Fault, FaultRates, check_probability
 from ._http import (
     PREDICTION_ID,
     answer,
+    crowded,
     invalid_token,
+    moved,
     prefer_wait,
     read_input,
     request_log,
@@ -88,11 +90,13 @@ class FakeCometAPI:
         creates_per_second: A token bucket instead: this many creates a
             second, bursts of *burst*; more get 429 with `Retry-After`.
         burst: The bucket's size.
+        rate_counts_queries: The window or the bucket counts queries too.
         max_in_flight: A per-key cap on API requests (creates and queries) in
             flight at once, as gateways built on new-api have: one more gets a
             429 without `Retry-After`.
         create_delay: Seconds each create takes on the server (the gateway
             forwarding it), during which it counts as in flight.
+        query_delay: The same for queries.
         ratelimit_headers: Send `ratelimit-limit`, `ratelimit-remaining` and
             `ratelimit-reset` (seconds, decimals) on create replies, for the
             window or the bucket.
@@ -122,8 +126,10 @@ class FakeCometAPI:
     rate_window: float = 60.0
     creates_per_second: float | None = None
     burst: int = 1
+    rate_counts_queries: bool = False
     max_in_flight: int | None = None
     create_delay: float = 0.0
+    query_delay: float = 0.0
     ratelimit_headers: bool = False
     prices: Mapping[str, float] = FALLBACK_PRICES
     filtered_outputs: int = attrs.field(default=0, validator=attrs.validators.ge(0))
@@ -298,43 +304,39 @@ class FakeCometAPI:
         app.router.add_get("/api/models", self._catalogue, name="catalogue")
         app.router.add_get("/_fake/stats", self._stats, name="control")
         app.router.add_post("/_fake/reset", self._reset, name="control-reset")
-        app.router.add_route("*", "/moved/{tail:.*}", self._moved, name="other")
+        app.router.add_route("*", "/moved/{tail:.*}", moved, name="other")
         return app
 
     def _files_app(self) -> web.Application:
         app = web.Application(middlewares=[request_log(self.stats)])
         app.router.add_get("/xezq/{id}/{file}", self._file, name="file")
-        app.router.add_route("*", "/moved/{tail:.*}", self._moved, name="other")
+        app.router.add_route("*", "/moved/{tail:.*}", moved, name="other")
         return app
 
     # -- handlers -----------------------------------------------------------
 
     async def _create(self, request: web.Request) -> web.StreamResponse:
-        return await self._capped(request, self._create_capped)
+        return await self._capped(request, self._create_capped, self.create_delay)
 
     async def _query(self, request: web.Request) -> web.StreamResponse:
-        return await self._capped(request, self._query_capped)
+        return await self._capped(request, self._query_capped, self.query_delay)
 
     async def _capped(
-        self, request: web.Request, handler: Handler
+        self, request: web.Request, handler: Handler, delay: float
     ) -> web.StreamResponse:
         """Refuse with 429 past `max_in_flight` requests at once, as new-api does."""
         if self.max_in_flight is not None and self._in_flight >= self.max_in_flight:
-            request_id = new_request_id()
-            reply = comet_error(
-                429, "too many concurrent requests for this key", request_id, code=""
-            )
-            return send(request, reply, request_id)
+            return crowded(request)
         self._in_flight += 1
         try:
+            if delay:  # the gateway's own time, before it looks at anything
+                await asyncio.sleep(delay)
             return await handler(request)
         finally:
             self._in_flight -= 1
 
     async def _create_capped(self, request: web.Request) -> web.StreamResponse:
         request_id = new_request_id()
-        if self.create_delay:  # the gateway's own time, before it looks at anything
-            await asyncio.sleep(self.create_delay)
         fault = self._scripts.next("create")
         if not self._authorized(request):
             return send(request, invalid_token(request_id), request_id)
@@ -369,6 +371,8 @@ class FakeCometAPI:
             return send(request, invalid_token(request_id), request_id)
         prediction_id = request.match_info["id"]
         request[PREDICTION_ID] = prediction_id
+        if fault is None and self.rate_counts_queries:
+            fault = refusal(self._limiter, time.monotonic())
         if fault is None:
             fault = self._scripts.next_poll(prediction_id)
         if fault is None:
@@ -416,10 +420,6 @@ class FakeCometAPI:
     async def _reset(self, request: web.Request) -> web.StreamResponse:
         self.reset()
         return web.json_response({"reset": True})
-
-    async def _moved(self, request: web.Request) -> web.StreamResponse:
-        # Where a followed redirect lands: a 200 that is not a prediction.
-        return web.json_response({"moved": True, "path": request.path})
 
     # -- helpers ------------------------------------------------------------
 
