@@ -203,8 +203,11 @@ class Calls:
     ) -> Prediction:
         # Creates have waited their turn in the pacer, which holds the 429 pauses.
         query = spec.kind == "query"
-        if query and self._query_throttle.paused_for > 0:
-            await self._query_throttle.wait()
+        if query:
+            if self._query_throttle.paused_for > 0:
+                await self._query_throttle.wait()
+            if self.pacer.counts_queries:
+                await self.pacer.query_turn()
         budget = self.budget
         ticket = budget.take(query=query) or await budget.wait(query=query)
         sent_at = self._clock.now()
@@ -223,6 +226,8 @@ class Calls:
                     starting.set_limit(starting.limit + 1)
                     if starting.limit >= _SLOW_START_END:
                         self._end_slow_start()
+            elif self.pacer.counts_queries:
+                self.pacer.on_accepted()
             return prediction
         except RateLimitError as error:
             self._on_refused(spec, error, ticket, sent_at)
@@ -250,6 +255,8 @@ class Calls:
         # only slows them, so results of running predictions are still seen.
         pause = min(error.retry_after, self.retry.max_retry_after)
         self._end_slow_start()  # the pacer takes over
+        if spec.kind == "query":
+            self.pacer.counts_queries = True
         self.pacer.on_refused(sent_at)
         self.pacer.pause(pause)
         if spec.kind == "create":

@@ -184,6 +184,10 @@ class CreatePacer:
         self._hint_until = -math.inf
         self._next_slot = -math.inf
         self._last_turn = -math.inf
+        # Whether the server's rate counts queries too (a query was refused with
+        # a wait named): then queries take turns as well.
+        self.counts_queries = False
+        self._queries_waiting = 0
         self._paused_until = -math.inf
         self._pauses = 0
         self._waited_at = -math.inf
@@ -209,22 +213,48 @@ class CreatePacer:
         while True:
             pauses = self._pauses
             delay = self.reserve()
-            if delay <= 0:
+            if delay <= 0 and not self.counts_queries:
                 self._last_turn = self._clock.now()
                 return
-            await self._clock.sleep(delay)
+            if delay > 0:
+                await self._clock.sleep(delay)
             now = self._clock.now()
             # A slot inside a pause that began meanwhile is void: the callers
             # whose slots it swallowed would otherwise all go at its end at once.
             if self._pauses == pauses or now >= self._paused_until:
-                # The caller before woke late: keep the full gap after it, as a
-                # token bucket with no burst refuses a create that comes early.
+                # The caller before woke late, or a query went: keep the full
+                # gap after it (a bucket with no burst refuses what comes early).
                 spacing = self._spacing(now)
-                while (early := self._last_turn + spacing - now) > spacing * 1e-6:
-                    await self._clock.sleep(early)
+                while True:
+                    if (early := self._last_turn + spacing - now) > spacing * 1e-6:
+                        await self._clock.sleep(early)
+                    elif self._queries_waiting:
+                        await self._clock.sleep(spacing)  # polls first
+                    else:
+                        break
                     now = self._clock.now()
                 self._last_turn = now
                 return
+
+    async def query_turn(self) -> None:
+        """A query's turn, once a refused query showed that the server's rate
+        counts queries (`counts_queries`): the gap after the last request, ahead
+        of every create waiting for its slot (a poll may end a prediction; a
+        create only adds one). A create whose slot comes right after waits on."""
+        self._queries_waiting += 1
+        try:
+            while True:
+                now = self._clock.now()
+                if now < self._paused_until:
+                    await self._clock.sleep(self._paused_until - now)
+                    continue
+                spacing = self._spacing(now)
+                if (early := self._last_turn + spacing - now) <= spacing * 1e-6:
+                    self._last_turn = now
+                    return
+                await self._clock.sleep(early)
+        finally:
+            self._queries_waiting -= 1
 
     def _spacing(self, now: float) -> float:
         spacing = 0.0 if (rate := self.rate) is None else 1.0 / rate

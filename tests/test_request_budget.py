@@ -13,6 +13,7 @@ import anyio
 import pytest
 
 from comet_replicate_async import Session
+from comet_replicate_async._limits import CreatePacer
 from comet_replicate_async._request_budget import RequestBudget
 from comet_replicate_async.testing import FakeCometAPI, Latency
 
@@ -195,3 +196,47 @@ async def test_a_bucket_with_a_burst_of_one_refuses_few_creates() -> None:
         # The first wave goes out one by one (a burst of ten would see nine
         # refused), then the pace keeps the full gap a burst of 1 needs.
         assert fake.stats.count("create", 429) <= 4
+
+
+# A rate that counts queries too
+
+
+async def test_once_queries_count_they_keep_the_gap_and_creates_keep_theirs() -> None:
+    clock = FakeClock()
+    pacer = CreatePacer(per_minute=60, clock=clock)  # one request a second
+    pacer.counts_queries = True
+    with anyio.fail_after(5):
+        await pacer.wait_turn()  # a create, at once
+        assert clock.now() == 100.0
+        await pacer.query_turn()  # a poll: the gap after the create
+        assert clock.now() == 101.0
+        # The next create's slot was at 101: the poll took it, the create keeps
+        # a full gap after the poll.
+        await pacer.wait_turn()
+        assert clock.now() == 102.0
+        await pacer.query_turn()
+        assert clock.now() == 103.0
+
+
+async def test_a_rate_that_counts_queries_is_kept_with_nothing_lost() -> None:
+    async with FakeCometAPI(
+        creates_per_second=4,
+        burst=2,
+        rate_counts_queries=True,
+        default_latency=Latency.constant(0.3),
+    ) as fake:
+        async with Session(
+            fake.api_key, base_url=fake.base_url, max_concurrency=8
+        ) as session:
+            with anyio.fail_after(25):
+                results = await session.gather(
+                    SCHNELL, [{"prompt": f"p{k}"} for k in range(16)]
+                )
+            stats = session.stats
+        assert all(item.ok for item in results)
+        assert len(fake.predictions) == 16
+        assert fake.stats.duplicates == 0
+        requests = fake.stats.count("create") + fake.stats.count("query")
+        refused = fake.stats.count("create", 429) + fake.stats.count("query", 429)
+        assert refused <= 0.25 * requests
+        assert stats.create_rate is not None
