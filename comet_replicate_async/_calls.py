@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import anyio
 
-from ._clock import SYSTEM_CLOCK, Clock
+from ._clock import SYSTEM_CLOCK, Clock, Timer
 from ._exceptions import (
     AmbiguousSubmitError,
     BatchStoppedError,
@@ -44,8 +44,10 @@ T = TypeVar("T")
 # task of its own, so that no cancellation loses the id).
 SendCreate = Callable[[], Awaitable[Prediction]]
 
-# Creates in flight at which the slow start ends: no burst is noticed above it.
+# Creates in flight at which the slow start ends: no burst is noticed above it;
+# and the seconds after which it ends anyway.
 _SLOW_START_END = 64
+_SLOW_START_SECONDS = 1.0
 
 
 class Calls:
@@ -72,6 +74,7 @@ class Calls:
         self._emit = emit
         self.budget = RequestBudget(clock)
         self._starting: ConcurrencyWindow | None = ConcurrencyWindow(1)
+        self._slow_start_timer: Timer | None = None
         # The polls' 429 pause (creates wait theirs in the pacer): see _send_once.
         self._query_throttle = Throttle(clock)
         self._clock = clock
@@ -124,8 +127,13 @@ class Calls:
         async def attempt() -> Prediction:
             # Slow start: a limit with no burst to spare refuses all but one of
             # a first wave of creates, so they go out 1, 2, 4, ... per round trip
-            # until the first 429, and then wait their turn in the pacer.
+            # until the first 429, and then wait their turn in the pacer. Slow
+            # replies (`Prefer: wait`) would make it crawl: it ends after a while.
             if (starting := self._starting) is not None:
+                if self._slow_start_timer is None:
+                    self._slow_start_timer = self._clock.call_at(
+                        self._clock.now() + _SLOW_START_SECONDS, self._end_slow_start
+                    )
                 await starting.acquire()
                 try:
                     return await paced()
@@ -270,6 +278,8 @@ class Calls:
         if (starting := self._starting) is not None:
             self._starting = None
             starting.set_limit(_SLOW_START_END << 20)  # wakes every waiter
+            if self._slow_start_timer is not None:
+                self._slow_start_timer.cancel()
 
     def _note_unknown_status(self, prediction: Prediction) -> None:
         status = prediction.status

@@ -151,8 +151,8 @@ class CreatePacer:
     guess. The next refusal sets it to the lower of the rate just measured and
     95 % of the rate that overshot, close under the limit (a token bucket with a
     burst of 1 refuses any create that comes early); from then on each refusal
-    cuts it by 2 % and each accepted create raises it by 0.05 %, probing gently
-    (about one refusal per 40 creates, each costing one wait the server names).
+    cuts it by 2 % and accepted creates raise it by 0.03 % a second, probing
+    gently (about one refusal a minute, each costing one wait the server names).
     One burst of 429s counts once: a request sent before the last cut was sent
     at the old pace and teaches nothing, and a cut waits for a cooldown after
     the previous one. The rate only rises while it holds callers back.
@@ -283,7 +283,10 @@ class CreatePacer:
         # (A caller waited within the last two gaps, or the last second.)
         learned = self._learned
         if learned is not None and now - self._waited_at < max(_BINDING, 2 / learned):
-            step = _FAST_PROBE if self._fast_probe else _SLOW_PROBE
+            # Probing slowly: by a share per second, not per create, so that a
+            # fast limit is not overshot (each 429 costs a whole named wait,
+            # rounded up to a second) more often than a slow one.
+            step = _FAST_PROBE if self._fast_probe else _SLOW_PROBE / learned
             self._learned = min(learned * (1.0 + step), _MAX_RATE)
         if remaining is None or reset is None:
             return
@@ -333,7 +336,7 @@ _COOLDOWN = 1.0
 _FIRST_CUT = 0.98
 _CUT = 0.98
 _FAST_PROBE = 0.05
-_SLOW_PROBE = 0.0005
+_SLOW_PROBE = 0.0003  # a share of the rate per second of accepted creates
 _FIRST_GUESS = 1.0
 _BINDING = 1.0
 _MIN_RATE = 1 / 60

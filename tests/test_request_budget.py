@@ -240,3 +240,29 @@ async def test_a_rate_that_counts_queries_is_kept_with_nothing_lost() -> None:
         refused = fake.stats.count("create", 429) + fake.stats.count("query", 429)
         assert refused <= 0.25 * requests
         assert stats.create_rate is not None
+
+
+async def test_slow_replies_end_the_slow_start_after_a_second() -> None:
+    # Creates that take 1.5 s each: a slow start of 1, 2, 4, ... per reply would
+    # crawl; after a second the rest go together.
+    async with FakeCometAPI(
+        create_delay=1.5, default_latency=Latency.constant(0.05)
+    ) as fake:
+        async with Session(
+            fake.api_key, base_url=fake.base_url, max_concurrency=8
+        ) as session:
+            with anyio.fail_after(20):
+                results = await session.gather(
+                    SCHNELL, [{"prompt": f"p{k}"} for k in range(8)]
+                )
+        assert all(item.ok for item in results)
+        arrived = sorted(
+            record.monotonic
+            for record in fake.stats.requests_log
+            if record.route == "create"
+        )
+        assert len(arrived) == 8
+        # One at first, then, a second later, the other seven at once (not two,
+        # then four 1.5 s apart).
+        assert arrived[1] - arrived[0] == pytest.approx(1.0, abs=0.4)
+        assert arrived[-1] - arrived[1] < 0.5
