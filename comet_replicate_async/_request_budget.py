@@ -28,8 +28,9 @@ from ._clock import SYSTEM_CLOCK, Clock
 
 __all__ = ["RequestBudget"]
 
-# Answered requests, in caps, before the cap grows by one.
-_PATIENCE = 2
+# Requests answered while others wait, in caps, before the cap grows by one:
+# slowly, as polls answered at once come by the hundred.
+_PATIENCE = 8
 # A refusal that teaches nothing new (this session already kept to the cap, so
 # another client of the key holds places) cuts the cap by one at most this often.
 _COOLDOWN = 1.0
