@@ -4,8 +4,9 @@ Creates, queries, downloads and the poller's queries all go through `Calls`. It
 counts each request, holds the session-wide 429 throttle (one refusal slows every
 caller, not only the one refused), keeps every request inside the session's
 request budget (a cap on requests in flight, creates and queries together) and
-feeds the create pacer and the budget what the server's replies teach. `Calls.retrying` is the single retry loop; the
-decisions it follows are `RetryPolicy`'s, pure code in `_retry.py`.
+feeds the create pacer and the budget what the server's replies teach.
+`Calls.retrying` is the single retry loop; the decisions it follows are
+`RetryPolicy`'s, pure code in `_retry.py`.
 """
 
 from __future__ import annotations
@@ -254,6 +255,7 @@ class Calls:
             # budget learns the cap, and the request waits for a place when it
             # is tried again. A pause would only leave places empty.
             self.budget.on_crowded(ticket)
+            self._window.on_throttled()
             self._emit(Event("rate_limited", error=error, delay=0.0))
             return
         # A rate: the whole session slows down, not only this caller. Creates

@@ -149,7 +149,7 @@ class CreatePacer:
     sets it to the rate creates were accepted at just before, and every accepted
     create then raises it by 5 %, to find the limit quickly from a poor first
     guess. The next refusal sets it to the lower of the rate just measured and
-    95 % of the rate that overshot, close under the limit (a token bucket with a
+    98 % of the rate that overshot, close under the limit (a token bucket with a
     burst of 1 refuses any create that comes early); from then on each refusal
     cuts it by 2 % and accepted creates raise it by 0.03 % a second, probing
     gently (about one refusal a minute, each costing one wait the server names).
