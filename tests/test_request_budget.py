@@ -188,10 +188,10 @@ async def test_a_bucket_with_a_burst_of_one_refuses_few_creates() -> None:
         ) as session:
             with anyio.fail_after(25):
                 results = await session.gather(
-                    SCHNELL, [{"prompt": f"p{k}"} for k in range(16)]
+                    SCHNELL, [{"prompt": f"p{k}"} for k in range(12)]
                 )
         assert all(item.ok for item in results)
-        assert len(fake.predictions) == 16
+        assert len(fake.predictions) == 12
         assert fake.stats.duplicates == 0
         # The first wave goes out one by one (a burst of ten would see nine
         # refused), then the pace keeps the full gap a burst of 1 needs.
@@ -230,11 +230,11 @@ async def test_a_rate_that_counts_queries_is_kept_with_nothing_lost() -> None:
         ) as session:
             with anyio.fail_after(25):
                 results = await session.gather(
-                    SCHNELL, [{"prompt": f"p{k}"} for k in range(16)]
+                    SCHNELL, [{"prompt": f"p{k}"} for k in range(12)]
                 )
             stats = session.stats
         assert all(item.ok for item in results)
-        assert len(fake.predictions) == 16
+        assert len(fake.predictions) == 12
         assert fake.stats.duplicates == 0
         requests = fake.stats.count("create") + fake.stats.count("query")
         refused = fake.stats.count("create", 429) + fake.stats.count("query", 429)
