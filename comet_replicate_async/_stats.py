@@ -50,7 +50,9 @@ class SessionStats:
         watched: predictions the poller is watching now.
         concurrency_limit: the current size of the concurrency window.
         create_rate: creates per second the session paces to now (learned from
-            the server, or `creates_per_minute`); None while nothing limits them.
+            the server, or `creates_per_minute`); requests per second, polls
+            included, once a refused poll showed that the server's rate counts
+            them. None while nothing limits them.
         in_flight_cap: requests (creates and queries together) the session
             lets be in flight at once, learned from 429s that name no wait (a
             per-key cap of the gateway); None while nothing limits them.
