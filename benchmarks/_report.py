@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from _metrics import Metrics
-from _workloads import Workload
+from _workloads import CAP_HOLD, CAP_IN_FLIGHT, Workload
 
 __all__ = ["CLIENTS", "Context", "WorkloadResult", "plot_requests_vs_lag", "render"]
 
@@ -270,6 +270,52 @@ def _limits_targets(result: WorkloadResult) -> list[list[str]]:
     ]  # fmt: skip
 
 
+def _cap_targets(result: WorkloadResult) -> list[list[str]]:
+    ours = result.metrics["ours"]
+    refused = ours.non_2xx  # every one a 429: the fake injects nothing else here
+    # What the cap allows: the requests sent, CAP_IN_FLIGHT at a time, each held
+    # CAP_HOLD s; and never less than the workload's own ideal.
+    allows = max(ours.requests * CAP_HOLD / CAP_IN_FLIGHT, ours.ideal_seconds)
+    return [
+        ["zero lost", f"{ours.lost:,}", _check(ours.lost == 0)],
+        ["zero duplicates", f"{ours.duplicates:,}", _check(ours.duplicates == 0)],
+        [
+            "refused requests (429) <= 10% of all requests",
+            f"{refused:,} of {ours.requests:,} ({refused / max(ours.requests, 1):.1%})",
+            _check(refused <= 0.1 * ours.requests),
+        ],
+        ["lag p99 <= 2 s", f"{ours.lag_p99:.2f} s", _check(ours.lag_p99 <= 2.0)],
+        [
+            f"wall <= 1.3 {TIMES} what the cap allows",
+            f"{ours.wall_seconds:.1f} s (allows {allows:.1f} s)",
+            _check(ours.wall_seconds <= 1.3 * allows),
+        ],
+    ]  # fmt: skip
+
+
+def _burst1_targets(result: WorkloadResult) -> list[list[str]]:
+    ours, limit = result.metrics["ours"], result.workload.limit
+    assert limit is not None
+    attempts = ours.requests_by_route.get("create", 0)
+    refused = ours.outcomes.throttled
+    # The first create goes at once, each other one a token later.
+    ideal = (ours.created - 1) / limit.allowed_rate + ours.latency_max
+    return [
+        ["zero lost", f"{ours.lost:,}", _check(ours.lost == 0)],
+        [
+            "refused creates (429) <= 10% of create attempts",
+            f"{refused:,} of {attempts:,} ({refused / max(attempts, 1):.1%})",
+            _check(refused <= 0.1 * attempts),
+        ],
+        [
+            f"wall <= 1.15 {TIMES} ideal",
+            f"{ours.wall_seconds:.1f} s (ideal {ideal:.1f} s, "
+            f"{ours.wall_seconds / ideal:.3f}{TIMES})",
+            _check(ours.wall_seconds <= 1.15 * ideal),
+        ],
+    ]  # fmt: skip
+
+
 _TARGETS: dict[str, Callable[[WorkloadResult], list[list[str]]]] = {
     "mixed": _mixed_targets,
     "scale": _scale_targets,
@@ -277,6 +323,8 @@ _TARGETS: dict[str, Callable[[WorkloadResult], list[list[str]]]] = {
     "limits-bucket": _limits_targets,
     "limits-window": _limits_targets,
     "limits-inflight": _limits_targets,
+    "limits-cap": _cap_targets,
+    "limits-burst1": _burst1_targets,
 }
 
 
@@ -393,7 +441,7 @@ def _workload_section(result: WorkloadResult, chart: str | None) -> list[str]:
         ]
         lines += [
             f"Create limit: {w.limit.description}. Every client runs at its "
-            "defaults. The three limit shapes ran at the same time, each against "
+            "defaults. The limit shapes ran at the same time, each against "
             "its own fake server: their CPU figures share the machine.",
             "",
             "### What became of each input",

@@ -203,9 +203,57 @@ WORKLOADS |= {
     ),
 }
 
+# Two limits that count every request or leave no slack: a gateway's per-key cap
+# on requests in flight (queries included), and a token bucket with a burst of 1.
+CAP_IN_FLIGHT = 20
+CAP_HOLD = 0.2  # seconds the gateway holds each request, create or query
+_CAP_ARGS = (
+    "--max-in-flight", str(CAP_IN_FLIGHT),
+    "--create-delay", f"{CAP_HOLD:g}",
+    "--query-delay", f"{CAP_HOLD:g}",
+)  # fmt: skip
+WORKLOADS |= {
+    "limits-cap": Workload(
+        name="limits-cap",
+        title="limits: per-key cap",
+        total=300,
+        concurrency=100,
+        mix=(ModelMix(_FLUX + "flux-schnell", 1.0, 1.0, 3.0),),
+        limit=Limit(
+            f"a per-key cap of {CAP_IN_FLIGHT} requests in flight (creates and "
+            f"queries), each held {CAP_HOLD:g} s on the server (429 without "
+            "Retry-After once more are in flight, as new-api gateways do): "
+            f"{CAP_IN_FLIGHT / CAP_HOLD:g} requests/s, polls included",
+            _CAP_ARGS,
+            allowed_rate=CAP_IN_FLIGHT / CAP_HOLD / 2,  # half left for the polls
+        ),
+    ),
+    "limits-burst1": Workload(
+        name="limits-burst1",
+        title="limits: bucket, burst 1",
+        total=100,
+        concurrency=20,
+        mix=(ModelMix(_FLUX + "flux-schnell", 1.0, 1.0, 3.0),),
+        limit=Limit(
+            "a token bucket of 1 create/s with a burst of 1 (429 with "
+            "Retry-After), Replicate's limit for accounts with little credit "
+            "made 10 times faster",
+            ("--creates-per-second", "1", "--burst", "1"),
+            allowed_rate=1.0,
+        ),
+    ),
+}
+
 #: Workloads run together under one name (``--workload limits``).
 GROUPS: dict[str, tuple[str, ...]] = {
-    "limits": ("limits-bucket", "limits-window", "limits-inflight"),
+    "limits": (
+        "limits-bucket",
+        "limits-window",
+        "limits-inflight",
+        "limits-cap",
+        "limits-burst1",
+    ),
+    "budget": ("limits-cap", "limits-burst1"),
 }
 
 

@@ -2,13 +2,14 @@
 
 Usage (from the repository root)::
 
-    python benchmarks/run.py [--workload mixed|scale|faults|limits|shared|all]
+    python benchmarks/run.py [--workload mixed|scale|faults|limits|budget|shared|all]
                              [--scale-factor F] [--out docs/benchmarks.md]
 
 For each workload: one fake server process; each client in its own child process,
 one after another on the same workload, with the fake's stats reset before each.
-The three limits workloads are rate-bound, not CPU-bound: they run at the same
-time, each with its own fake server (`--only limits` runs just them).
+The limits workloads are rate-bound, not CPU-bound: they run at the same time,
+each with its own fake server (`--only limits` runs just them; `--only budget`
+only the per-key cap and the bucket with a burst of 1).
 The shared workload runs one batch with 1, 2 and 4 worker processes through a
 PostgreSQL journal (`shared_journal.py`); run alone, it replaces its own section
 of the `--out` report and leaves the others as they are.

@@ -5,8 +5,9 @@ created a prediction, so it is never sent again (the money rule) and its input
 ends `AmbiguousSubmitError`. Without a breaker, a batch under an outage turns
 every input into one of those within a second. With it:
 
-- one create at a time goes until one is accepted: the session's first, and
-  every create after an ambiguous failure;
+- after an ambiguous failure, one create at a time goes until one is accepted
+  (a session's first creates are already let out slowly by the request
+  budget's slow start: one, then two, four, ... per reply);
 - `failures` ambiguous failures in a row, with none accepted between, open the
   breaker: no create is sent, the others wait (up to their deadlines);
 - after `backoff` seconds (doubling per failed probe, up to `max_backoff`, with
@@ -79,8 +80,10 @@ class CreateBreaker:
         #: Times the breaker opened (a failed probe reopening it is not counted).
         self.openings = 0
         self._failures = 0
-        # One at a time until a create is accepted: the first, and after a failure.
-        self._solo = True
+        # One at a time until a create is accepted, after a failure. (Not for
+        # the session's first: the request budget's slow start has it go alone,
+        # but for a second at most, so a slow gateway does not hold the rest.)
+        self._solo = False
         self._solo_out = False
         self._generation = 0
         self._free = Ticket(solo=False, generation=0)

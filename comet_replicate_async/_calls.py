@@ -2,9 +2,11 @@
 
 Creates, queries, downloads and the poller's queries all go through `Calls`. It
 counts each request, holds the session-wide 429 throttle (one refusal slows every
-caller, not only the one refused) and feeds the create pacer what the server's
-replies teach about its rate. `Calls.retrying` is the single retry loop; the
-decisions it follows are `RetryPolicy`'s, pure code in `_retry.py`.
+caller, not only the one refused), keeps every request inside the session's
+request budget (a cap on requests in flight, creates and queries together) and
+feeds the create pacer and the budget what the server's replies teach.
+`Calls.retrying` is the single retry loop; the decisions it follows are
+`RetryPolicy`'s, pure code in `_retry.py`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any, TypeVar
 
 import anyio
 
-from ._clock import SYSTEM_CLOCK, Clock
+from ._clock import SYSTEM_CLOCK, Clock, Timer
 from ._exceptions import (
     AmbiguousSubmitError,
     BatchStoppedError,
@@ -25,6 +27,7 @@ from ._exceptions import (
     RateLimitError,
 )
 from ._limits import ConcurrencyWindow, CreatePacer, Throttle
+from ._request_budget import RequestBudget
 from ._retry import CallKind, RetryPolicy, create_may_have_happened, quota_from_headers
 from ._sansio import RequestSpec, build_query_request, decipher_response
 from ._schedule import PollPolicy
@@ -43,8 +46,10 @@ T = TypeVar("T")
 # task of its own, so that no cancellation loses the id).
 SendCreate = Callable[[], Awaitable[Prediction]]
 
-# Creates in flight: unbounded until the server refuses too many at once.
-_UNCAPPED = 1 << 30
+# Creates in flight at which the slow start ends: no burst is noticed above it;
+# and the seconds after which it ends anyway.
+_SLOW_START_END = 64
+_SLOW_START_SECONDS = 1.0
 
 
 class Calls:
@@ -69,7 +74,9 @@ class Calls:
         self.pacer = pacer
         self._counters = counters
         self._emit = emit
-        self._creates_sending = ConcurrencyWindow(_UNCAPPED)
+        self.budget = RequestBudget(clock)
+        self._starting: ConcurrencyWindow | None = ConcurrencyWindow(1)
+        self._slow_start_timer: Timer | None = None
         # The polls' 429 pause (creates wait theirs in the pacer): see _send_once.
         self._query_throttle = Throttle(clock)
         self._clock = clock
@@ -120,6 +127,23 @@ class Calls:
         may_exist = False
 
         async def attempt() -> Prediction:
+            # Slow start: a limit with no burst to spare refuses all but one of
+            # a first wave of creates, so they go out 1, 2, 4, ... per round trip
+            # until the first 429, and then wait their turn in the pacer. Slow
+            # replies (`Prefer: wait`) would make it crawl: it ends after a while.
+            if (starting := self._starting) is not None:
+                if self._slow_start_timer is None:
+                    self._slow_start_timer = self._clock.call_at(
+                        self._clock.now() + _SLOW_START_SECONDS, self._end_slow_start
+                    )
+                await starting.acquire()
+                try:
+                    return await paced()
+                finally:
+                    starting.release()
+            return await paced()
+
+        async def paced() -> Prediction:
             nonlocal may_exist
             await self.pacer.wait_turn()
             if not may_exist and stopped is not None and (reason := stopped()):
@@ -178,12 +202,6 @@ class Calls:
         asked_id: str | None = None,
     ) -> Prediction:
         """Send one request and read its reply, once."""
-        if spec.kind == "create":
-            await self._creates_sending.acquire()
-            try:
-                return await self._send_once(spec, read_timeout, previous, asked_id)
-            finally:
-                self._creates_sending.release()
         return await self._send_once(spec, read_timeout, previous, asked_id)
 
     async def _send_once(
@@ -194,56 +212,77 @@ class Calls:
         asked_id: str | None,
     ) -> Prediction:
         # Creates have waited their turn in the pacer, which holds the 429 pauses.
-        if spec.kind == "query" and self._query_throttle.paused_for > 0:
-            await self._query_throttle.wait()
+        query = spec.kind == "query"
+        if query:
+            if self._query_throttle.paused_for > 0:
+                await self._query_throttle.wait()
+            if self.pacer.counts_queries:
+                await self.pacer.query_turn()
+        budget = self.budget
+        ticket = budget.take(query=query) or await budget.wait(query=query)
+        sent_at = self._clock.now()
         self._counters.requests += 1
-        if spec.kind == "create":
-            self._counters.creates += 1
-        else:
+        if query:
             self._counters.queries += 1
+        else:
+            self._counters.creates += 1
         try:
             response = await self.transport.send(spec, read_timeout=read_timeout)
             prediction = decipher_response(response, previous, asked_id=asked_id)
             self._note_unknown_status(prediction)
-            if spec.kind == "create":
+            if not query:
                 self.pacer.on_accepted(*(quota_from_headers(response.headers) or ()))
-                self._cap_creates_sending()
+                if (starting := self._starting) is not None:
+                    starting.set_limit(starting.limit + 1)
+                    if starting.limit >= _SLOW_START_END:
+                        self._end_slow_start()
+            elif self.pacer.counts_queries:
+                self.pacer.on_accepted()
             return prediction
         except RateLimitError as error:
-            self._on_refused(spec, error)
+            self._on_refused(spec, error, ticket, sent_at)
             raise
+        finally:
+            budget.done(ticket)
 
-    def _on_refused(self, spec: RequestSpec, error: RateLimitError) -> None:
+    def _on_refused(
+        self, spec: RequestSpec, error: RateLimitError, ticket: int, sent_at: float
+    ) -> None:
         self._counters.rate_limited += 1
         if spec.kind == "create":
             self._counters.creates_refused += 1
-        crowded = error.retry_after is None and self._creates_sending.in_use > 0
-        if spec.kind == "create" or crowded:
-            # A refused poll with no wait named: too many requests at once, and
-            # creates must leave room for polls.
-            self.pacer.on_refused(
-                retry_after=error.retry_after is not None,
-                in_flight=self._creates_sending.in_use,
-            )
-            self._cap_creates_sending()
-        # The whole session slows down, not only this caller: creates wait as long
-        # as the server asked; polls too when a poll was refused, but a refused
-        # create (the create limit is the one usually hit) only slows them, so
-        # results of running predictions are still seen. A create refused without
-        # a wait named was one too many at once: the cap on creates in flight
-        # answers that, not a pause.
-        pause = error.retry_after
-        if pause is None:
-            pause = self.retry.backoff(1, self._rng)
-        pause = min(pause, self.retry.max_retry_after)
-        if spec.kind == "query" or error.retry_after is not None:
-            self.pacer.pause(pause)
+        if error.retry_after is None:
+            # Too many requests at once (a per-key cap counts queries too): the
+            # budget learns the cap, and the request waits for a place when it
+            # is tried again. A pause would only leave places empty.
+            self.budget.on_crowded(ticket)
+            self._window.on_throttled()
+            self._emit(Event("rate_limited", error=error, delay=0.0))
+            return
+        # A rate: the whole session slows down, not only this caller. Creates
+        # wait as long as the server asked and learn a lower pace (from a
+        # refused query too: the rate counts queries, which leaves creates
+        # less); polls wait too when a poll was refused, but a refused create
+        # only slows them, so results of running predictions are still seen.
+        pause = min(error.retry_after, self.retry.max_retry_after)
+        self._end_slow_start()  # the pacer takes over
+        if spec.kind == "query":
+            self.pacer.counts_queries = True
+        self.pacer.on_refused(sent_at)
+        self.pacer.pause(pause)
         if spec.kind == "create":
             self._query_throttle.pause(min(pause, self._poll.min_interval * 4))
         else:
             self._query_throttle.pause(pause)
         self._window.on_throttled(cooldown=max(pause, 1.0))
         self._emit(Event("rate_limited", error=error, delay=pause))
+
+    def _end_slow_start(self) -> None:
+        if (starting := self._starting) is not None:
+            self._starting = None
+            starting.set_limit(_SLOW_START_END << 20)  # wakes every waiter
+            if self._slow_start_timer is not None:
+                self._slow_start_timer.cancel()
 
     def _note_unknown_status(self, prediction: Prediction) -> None:
         status = prediction.status
@@ -254,7 +293,3 @@ class Calls:
                 status.value,
                 extra=log_extra(prediction.id, prediction.model or None),
             )
-
-    def _cap_creates_sending(self) -> None:
-        if (cap := self.pacer.in_flight_cap) is not None:
-            self._creates_sending.set_limit(cap)

@@ -148,16 +148,18 @@ class CreatePacer:
     The learned rate starts unknown (no pacing). The first refused create (429)
     sets it to the rate creates were accepted at just before, and every accepted
     create then raises it by 5 %, to find the limit quickly from a poor first
-    guess. The next refusal after ten accepted creates sets it to the lower of
-    the rate just measured and 80 % of the rate that overshot; from then on each refusal cuts it by 5 % and
-    each accepted create raises it by 0.02 %, probing gently. One burst of 429s
-    counts once: a cut waits for a cooldown after the previous one. The rate
-    only rises while it holds callers back.
+    guess. The next refusal sets it to the lower of the rate just measured and
+    98 % of the rate that overshot, close under the limit (a token bucket with a
+    burst of 1 refuses any create that comes early); from then on each refusal
+    cuts it by 2 % and accepted creates raise it by 0.03 % a second, probing
+    gently (about one refusal a minute, each costing one wait the server names).
+    One burst of 429s counts once: a request sent before the last cut was sent
+    at the old pace and teaches nothing, and a cut waits for a cooldown after
+    the previous one. The rate only rises while it holds callers back.
 
-    A 429 without `Retry-After` is what gateways built on new-api send when a
-    key has too many requests in flight: it caps the creates in flight instead,
-    one below the count that was refused, growing back by one per eight caps'
-    worth of accepted creates (`in_flight_cap`, for the session to apply).
+    A 429 without `Retry-After` is not a rate: gateways built on new-api send it
+    when a key has too many requests in flight, which the session's
+    `RequestBudget` answers.
 
     All decisions are pure: the clock is injectable and `reserve` returns the
     wait instead of sleeping.
@@ -181,17 +183,14 @@ class CreatePacer:
         self._hint_spacing = 0.0
         self._hint_until = -math.inf
         self._next_slot = -math.inf
-        self._cap = math.inf
-        self._cap_growth = 0.0
+        self._last_turn = -math.inf
+        # Whether the server's rate counts queries too (a query was refused with
+        # a wait named): then queries take turns as well.
+        self.counts_queries = False
+        self._queries_waiting = 0
         self._paused_until = -math.inf
         self._pauses = 0
-        self._accepted_since_cut = 0
         self._waited_at = -math.inf
-
-    @property
-    def in_flight_cap(self) -> int | None:
-        """Most creates to have in flight at once; None while nothing limits them."""
-        return None if self._cap == math.inf else int(self._cap)
 
     @property
     def rate(self) -> float | None:
@@ -202,9 +201,7 @@ class CreatePacer:
     def reserve(self) -> float:
         """Take the next slot; return how many seconds to wait for it."""
         now = self._clock.now()
-        spacing = 0.0 if (rate := self.rate) is None else 1.0 / rate
-        if now < self._hint_until:
-            spacing = max(spacing, self._hint_spacing)
+        spacing = self._spacing(now)
         slot = max(self._next_slot, now)
         self._next_slot = slot + spacing
         if slot > now:
@@ -216,12 +213,54 @@ class CreatePacer:
         while True:
             pauses = self._pauses
             delay = self.reserve()
+            if delay <= 0 and not self.counts_queries:
+                self._last_turn = self._clock.now()
+                return
             if delay > 0:
                 await self._clock.sleep(delay)
+            now = self._clock.now()
             # A slot inside a pause that began meanwhile is void: the callers
             # whose slots it swallowed would otherwise all go at its end at once.
-            if self._pauses == pauses or self._clock.now() >= self._paused_until:
+            if self._pauses == pauses or now >= self._paused_until:
+                # The caller before woke late, or a query went: keep the full
+                # gap after it (a bucket with no burst refuses what comes early).
+                spacing = self._spacing(now)
+                while True:
+                    if (early := self._last_turn + spacing - now) > spacing * 1e-6:
+                        await self._clock.sleep(early)
+                    elif self._queries_waiting:
+                        await self._clock.sleep(spacing)  # polls first
+                    else:
+                        break
+                    now = self._clock.now()
+                self._last_turn = now
                 return
+
+    async def query_turn(self) -> None:
+        """A query's turn, once a refused query showed that the server's rate
+        counts queries (`counts_queries`): the gap after the last request, ahead
+        of every create waiting for its slot (a poll may end a prediction; a
+        create only adds one). A create whose slot comes right after waits on."""
+        self._queries_waiting += 1
+        try:
+            while True:
+                now = self._clock.now()
+                if now < self._paused_until:
+                    await self._clock.sleep(self._paused_until - now)
+                    continue
+                spacing = self._spacing(now)
+                if (early := self._last_turn + spacing - now) <= spacing * 1e-6:
+                    self._last_turn = now
+                    return
+                await self._clock.sleep(early)
+        finally:
+            self._queries_waiting -= 1
+
+    def _spacing(self, now: float) -> float:
+        spacing = 0.0 if (rate := self.rate) is None else 1.0 / rate
+        if now < self._hint_until:
+            spacing = max(spacing, self._hint_spacing)
+        return spacing
 
     def pause(self, seconds: float) -> None:
         """Send no create for `seconds` from now (the server asked for it)."""
@@ -237,19 +276,18 @@ class CreatePacer:
         """A create went through; `remaining` and `reset` from its headers, if sent."""
         now = self._clock.now()
         self._accepted.append(now)
-        self._accepted_since_cut += 1
         while self._accepted[0] < now - _MEASURE_SECONDS:
             self._accepted.popleft()
         # Only a pace that holds callers back is worth raising: otherwise it
         # would climb far above what is sent, and take many 429s to come down.
-        if self._learned is not None and now - self._waited_at < _BINDING:
-            step = _FAST_PROBE if self._fast_probe else _SLOW_PROBE
-            self._learned = min(self._learned * (1.0 + step), _MAX_RATE)
-        if self._cap != math.inf:
-            self._cap_growth += 1.0 / (self._cap * _CAP_PATIENCE)
-            if self._cap_growth >= 1.0:
-                self._cap_growth = 0.0
-                self._cap += 1
+        # (A caller waited within the last two gaps, or the last second.)
+        learned = self._learned
+        if learned is not None and now - self._waited_at < max(_BINDING, 2 / learned):
+            # Probing slowly: by a share per second, not per create, so that a
+            # fast limit is not overshot (each 429 costs a whole named wait,
+            # rounded up to a second) more often than a slow one.
+            step = _FAST_PROBE if self._fast_probe else _SLOW_PROBE / learned
+            self._learned = min(learned * (1.0 + step), _MAX_RATE)
         if remaining is None or reset is None:
             return
         if remaining <= 0:
@@ -260,19 +298,12 @@ class CreatePacer:
             self._hint_spacing = reset / remaining
             self._hint_until = now + reset
 
-    def on_refused(self, *, retry_after: bool = True, in_flight: int = 1) -> None:
-        """A create was refused with 429: learn a lower rate, or a lower cap.
-
-        `retry_after`: whether the reply said when to retry; `in_flight`: creates
-        in flight when it came, this one included.
-        """
+    def on_refused(self, sent_at: float = math.inf) -> None:
+        """A request sent at `sent_at` was refused with 429 and a wait named:
+        learn a lower rate."""
         now = self._clock.now()
-        if not retry_after:
-            if now - self._last_cut >= _COOLDOWN:
-                self._last_cut = now
-                self._cap = float(max(1, min(self._cap, in_flight) - 1))
-                self._cap_growth = 0.0
-            return
+        if sent_at < self._last_cut:
+            return  # sent at the pace before the last cut
         current = self.rate
         cooldown = max(_COOLDOWN, 2.0 / current) if current else _COOLDOWN
         if now - self._last_cut < cooldown:
@@ -280,11 +311,7 @@ class CreatePacer:
         self._last_cut = now
         if self._learned is None:
             self._learned = self._measured(now) or _FIRST_GUESS
-            self._accepted_since_cut = 0
             return
-        if self._fast_probe and self._accepted_since_cut < _SETTLE:
-            return  # creates that went before the first cut: not a new limit
-        self._accepted_since_cut = 0
         if self._fast_probe:
             self._fast_probe = False
             overshot = self._learned * _FIRST_CUT
@@ -306,13 +333,11 @@ class CreatePacer:
 # How the learned create rate moves (see CreatePacer).
 _MEASURE_SECONDS = 2.0
 _COOLDOWN = 1.0
-_FIRST_CUT = 0.8
-_CUT = 0.95
+_FIRST_CUT = 0.98
+_CUT = 0.98
 _FAST_PROBE = 0.05
-_SLOW_PROBE = 0.0002
+_SLOW_PROBE = 0.0003  # a share of the rate per second of accepted creates
 _FIRST_GUESS = 1.0
-_CAP_PATIENCE = 8
-_SETTLE = 10
 _BINDING = 1.0
 _MIN_RATE = 1 / 60
 _MAX_RATE = 1e6

@@ -140,6 +140,7 @@ class SessionParts:
             watched=len(self.registry),
             concurrency_limit=self.window.limit,
             create_rate=self.calls.pacer.rate,
+            budget=self.calls.budget,
             spent=ledger.spent,
             reserved=ledger.reserved,
             breaker=breaker.state,

@@ -9,6 +9,7 @@ from typing import Literal
 import attrs
 
 from ._breaker import BreakerState
+from ._request_budget import RequestBudget
 from ._values import Prediction
 
 __all__ = [
@@ -53,7 +54,13 @@ class SessionStats:
         watched: predictions the poller is watching now.
         concurrency_limit: the current size of the concurrency window.
         create_rate: creates per second the session paces to now (learned from
-            the server, or `creates_per_minute`); None while nothing limits them.
+            the server, or `creates_per_minute`); requests per second, polls
+            included, once a refused poll showed that the server's rate counts
+            them. None while nothing limits them.
+        in_flight_cap: requests (creates and queries together) the session
+            lets be in flight at once, learned from 429s that name no wait (a
+            per-key cap of the gateway); None while nothing limits them.
+        requests_in_flight: requests sent and not answered yet, now.
         spent: US dollars billed or possibly billed (ambiguous creates,
             predictions left running), including what earlier runs of a batch's
             journal spent. Without `max_cost`, only models priced through
@@ -79,6 +86,8 @@ class SessionStats:
     watched: int = 0
     concurrency_limit: int = 0
     create_rate: float | None = None
+    in_flight_cap: int | None = None
+    requests_in_flight: int = 0
     spent: float = 0.0
     reserved: float = 0.0
     breaker: BreakerState = "closed"
@@ -125,6 +134,7 @@ class StatsCounter:
         watched: int,
         concurrency_limit: int,
         create_rate: float | None,
+        budget: RequestBudget | None = None,
         spent: float = 0.0,
         reserved: float = 0.0,
         breaker: BreakerState = "closed",
@@ -136,6 +146,8 @@ class StatsCounter:
             watched=watched,
             concurrency_limit=concurrency_limit,
             create_rate=create_rate,
+            in_flight_cap=None if budget is None else budget.in_flight_cap,
+            requests_in_flight=0 if budget is None else budget.in_flight,
             spent=spent,
             reserved=reserved,
             breaker=breaker,

@@ -180,10 +180,10 @@ async def test_one_prediction_from_a_model_and_input(
 async def test_batch_streams_each_result_as_it_finishes(
     serve: Serve, fake: FakeCometAPI
 ) -> None:
-    # The second create to arrive is held back (a session's first create goes
-    # alone, the others after it): its prediction starts (and so finishes)
-    # last, whichever item it is.
-    fake.script("create", Fault.ok(), Fault.delay(0.3, after_create=False))
+    # The third create to arrive is held back: its prediction starts (and so
+    # finishes) last, whichever item it is. (Not the first: the session's first
+    # creates go out one, two, then more at a time, each wave after a reply.)
+    fake.script("create", Fault.ok(), Fault.ok(), Fault.delay(0.3, after_create=False))
     prompts = [f"a fox, study {n}" for n in range(5)]
 
     async with serve(fake, max_concurrency=5) as service:

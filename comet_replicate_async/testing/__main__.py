@@ -90,10 +90,15 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     add("--burst", type=int, default=1, metavar="N", help="token bucket size")
     add(
+        "--rate-counts-queries", action="store_true",
+        help="the window or the bucket counts queries as well as creates",
+    )  # fmt: skip
+    add(
         "--max-in-flight", type=int, default=None, metavar="K",
         help="429 past K requests in flight at once",
     )  # fmt: skip
     add("--create-delay", type=float, default=0.0, metavar="S")
+    add("--query-delay", type=float, default=0.0, metavar="S")
     add(
         "--ratelimit-headers", action="store_true",
         help="send ratelimit-limit/-remaining/-reset on creates",
@@ -152,8 +157,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             rate_window=args.rate_window,
             creates_per_second=args.creates_per_second,
             burst=args.burst,
+            rate_counts_queries=args.rate_counts_queries,
             max_in_flight=args.max_in_flight,
             create_delay=args.create_delay,
+            query_delay=args.query_delay,
             ratelimit_headers=args.ratelimit_headers,
             prices=dict(args.price) or FALLBACK_PRICES,
             extra_models=args.extra_model,

@@ -18,13 +18,15 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from ._faults import Fault
-from ._replies import Reply, apply_fault, comet_error
+from ._replies import Reply, apply_fault, comet_error, new_request_id
 from ._stats import FakeStats, RequestRecord
 
 __all__ = [
     "PREDICTION_ID",
     "Dropped",
     "answer",
+    "authorized",
+    "crowded",
     "invalid_token",
     "moved",
     "moved_url",
@@ -92,6 +94,11 @@ async def read_input(request: web.Request, request_id: str) -> dict[str, Any] | 
     return input
 
 
+def authorized(request: web.Request, api_key: str) -> bool:
+    """Whether *request* carries the one accepted bearer token."""
+    return request.headers.get("Authorization") == f"Bearer {api_key}"
+
+
 def invalid_token(request_id: str) -> Reply:
     return comet_error(401, "invalid token", request_id, code="")
 
@@ -111,6 +118,13 @@ async def moved(request: web.Request) -> web.StreamResponse:
 
 def moved_url(request: web.Request) -> str:
     return f"{request.url.origin()}/moved{request.path}"
+
+
+def crowded(request: web.Request) -> web.StreamResponse:
+    """new-api's refusal past a key's requests in flight: 429, no `Retry-After`."""
+    request_id = new_request_id()
+    message = "too many concurrent requests for this key"
+    return send(request, comet_error(429, message, request_id, code=""), request_id)
 
 
 def send(request: web.Request, reply: Reply, request_id: str) -> web.StreamResponse:

@@ -7,6 +7,7 @@ report its quota in `ratelimit-*` headers as some gateways do. The third shape,
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections import deque
 
@@ -15,8 +16,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from ._faults import Fault
-from ._http import send
-from ._replies import comet_error, new_request_id
+from ._http import crowded
 
 __all__ = [
     "CreateLimiter",
@@ -160,16 +160,18 @@ class InFlightCap:
     limit: int | None
     _count: int = attrs.field(default=0, init=False)
 
-    async def run(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """*handler*'s answer to *request*, or the 429 past the cap."""
+    async def run(
+        self, request: web.Request, handler: Handler, delay: float = 0.0
+    ) -> web.StreamResponse:
+        """*handler*'s answer to *request*, or the 429 past the cap; the request
+        counts as in flight from its arrival, through *delay* (the gateway's own
+        time, before it looks at anything)."""
         if self.limit is not None and self._count >= self.limit:
-            request_id = new_request_id()
-            reply = comet_error(
-                429, "too many concurrent requests for this key", request_id, code=""
-            )
-            return send(request, reply, request_id)
+            return crowded(request)
         self._count += 1
         try:
+            if delay:
+                await asyncio.sleep(delay)
             return await handler(request)
         finally:
             self._count -= 1

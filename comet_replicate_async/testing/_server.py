@@ -19,6 +19,7 @@ from ._faults import Fault, FaultRates, check_probability
 from ._http import (
     PREDICTION_ID,
     answer,
+    authorized,
     invalid_token,
     moved,
     prefer_wait,
@@ -97,11 +98,13 @@ class FakeCometAPI:
         creates_per_second: A token bucket instead: this many creates a
             second, bursts of *burst*; more get 429 with `Retry-After`.
         burst: The bucket's size.
+        rate_counts_queries: The window or the bucket counts queries too.
         max_in_flight: A per-key cap on API requests (creates and queries) in
             flight at once, as gateways built on new-api have: one more gets a
             429 without `Retry-After`.
         create_delay: Seconds each create takes on the server (the gateway
             forwarding it), during which it counts as in flight.
+        query_delay: The same for queries.
         ratelimit_headers: Send `ratelimit-limit`, `ratelimit-remaining` and
             `ratelimit-reset` (seconds, decimals) on create replies, for the
             window or the bucket.
@@ -133,8 +136,10 @@ class FakeCometAPI:
     rate_window: float = 60.0
     creates_per_second: float | None = None
     burst: int = 1
+    rate_counts_queries: bool = False
     max_in_flight: int | None = None
     create_delay: float = 0.0
+    query_delay: float = 0.0
     ratelimit_headers: bool = False
     prices: Mapping[str, float] = FALLBACK_PRICES
     filtered_outputs: int = attrs.field(default=0, validator=attrs.validators.ge(0))
@@ -334,17 +339,15 @@ class FakeCometAPI:
     # -- handlers -----------------------------------------------------------
 
     async def _create(self, request: web.Request) -> web.StreamResponse:
-        return await self._cap.run(request, self._create_capped)
+        return await self._cap.run(request, self._create_capped, self.create_delay)
 
     async def _query(self, request: web.Request) -> web.StreamResponse:
-        return await self._cap.run(request, self._query_capped)
+        return await self._cap.run(request, self._query_capped, self.query_delay)
 
     async def _create_capped(self, request: web.Request) -> web.StreamResponse:
         request_id = new_request_id()
-        if self.create_delay:  # the gateway's own time, before it looks at anything
-            await asyncio.sleep(self.create_delay)
         fault = self._scripts.next("create")
-        if not self._authorized(request):
+        if not authorized(request, self.api_key):
             return send(request, invalid_token(request_id), request_id)
         model = f"{request.match_info['owner']}/{request.match_info['name']}"
         unserved = self._served.refusal(model, request_id)
@@ -376,10 +379,12 @@ class FakeCometAPI:
     async def _query_capped(self, request: web.Request) -> web.StreamResponse:
         request_id = new_request_id()
         fault = self._scripts.next("query")
-        if not self._authorized(request):
+        if not authorized(request, self.api_key):
             return send(request, invalid_token(request_id), request_id)
         prediction_id = request.match_info["id"]
         request[PREDICTION_ID] = prediction_id
+        if fault is None and self.rate_counts_queries:
+            fault = refusal(self._limiter, time.monotonic())
         if fault is None:
             fault = self._scripts.next_poll(prediction_id)
         if fault is None:
@@ -443,6 +448,3 @@ class FakeCometAPI:
         self.stats.record_prediction(prediction)
         self._scripts.created(prediction)
         return prediction
-
-    def _authorized(self, request: web.Request) -> bool:
-        return request.headers.get("Authorization") == f"Bearer {self.api_key}"

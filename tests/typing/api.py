@@ -105,6 +105,8 @@ async def batch() -> list[BatchItem]:
         print(stats.requests, stats.in_flight)
         refused: int = stats.creates_refused
         pace: float | None = stats.create_rate
+        cap: int | None = stats.in_flight_cap
+        print(pace, cap, stats.requests_in_flight)
         print(refused, pace)
         return await session.gather("black-forest-labs/flux-schnell", [{"prompt": "b"}])
 
