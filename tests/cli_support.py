@@ -16,6 +16,8 @@ from typing import Any
 
 import attrs
 
+from comet_replicate_async.testing import FakeCometAPI
+
 API_KEY = "cli-test-key"
 
 
@@ -128,3 +130,9 @@ def results(out: Path) -> list[dict[str, Any]]:
     """The lines of results.jsonl."""
     lines = (out / "results.jsonl").read_text().splitlines()
     return [json.loads(line) for line in lines]
+
+
+def environment(fake: FakeCometAPI) -> dict[str, str]:
+    """This process's environment, pointed at *fake* (no other COMETAPI_*)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMETAPI_")}
+    return env | {"COMETAPI_KEY": fake.api_key, "COMETAPI_BASE_URL": fake.base_url}

@@ -13,6 +13,9 @@ import attrs
 
 from comet_replicate_async import (
     Event,
+    Flux11Pro,
+    FluxDev,
+    FluxSchnell,
     PollPolicy,
     Prediction,
     RawResponse,
@@ -21,6 +24,7 @@ from comet_replicate_async import (
     Session,
 )
 from comet_replicate_async._calls import Calls
+from comet_replicate_async._inputs import FluxInput
 from comet_replicate_async._limits import ConcurrencyWindow, CreatePacer
 from comet_replicate_async._sansio import build_create_request
 from comet_replicate_async._stats import StatsCounter
@@ -175,3 +179,16 @@ class Timer:
 
     def cancel(self) -> None:
         self.cancelled = True
+
+
+#: A near miss of flux-schnell: a model the gateway (and the fake) does not serve.
+TYPO = "black-forest-labs/flux-schnel"
+
+
+#: Three typed classes, for batches of several models.
+MODELS = (FluxSchnell, FluxDev, Flux11Pro)
+
+
+def mixed(prompts: int) -> list[FluxInput]:
+    """Every prompt on each of the three models, prompt by prompt."""
+    return [kind(f"a lighthouse, take {n}") for n in range(prompts) for kind in MODELS]

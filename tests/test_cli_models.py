@@ -15,6 +15,7 @@ import anyio
 import pytest
 from cli_support import (
     FakeProcess,
+    environment,
     fake_process,
     journal_states,
     results,
@@ -22,7 +23,6 @@ from cli_support import (
     start_cli,
     wait_for,
 )
-from test_cli_shared_batch import environment
 from test_journal_postgres import sql
 from test_shared_batch import with_query
 

@@ -10,13 +10,12 @@ from pathlib import Path
 import pytest
 from anyio.from_thread import start_blocking_portal
 from cli_support import API_KEY
-from test_refusals import TYPO
 
 from comet_replicate_async._cli import main
 from comet_replicate_async._cli._doctor import render, run_checks
 from comet_replicate_async.testing import FakeCometAPI, Fault, Latency
 
-from helpers import SCHNELL
+from helpers import SCHNELL, TYPO
 
 
 @pytest.fixture

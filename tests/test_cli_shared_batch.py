@@ -7,7 +7,6 @@ CometAPI in the test's process.
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -18,7 +17,7 @@ from typing import IO
 
 import anyio
 import pytest
-from cli_support import results
+from cli_support import environment, results
 from test_journal_postgres import sql
 from test_shared_batch import end_all, kill_the_first_midway, with_query
 
@@ -35,11 +34,6 @@ def prompt_file(folder: Path, count: int, *, name: str = "prompts.txt") -> Path:
     path = folder / name
     path.write_text("".join(f"a paper boat, study {n}\n" for n in range(count)))
     return path
-
-
-def environment(fake: FakeCometAPI) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COMETAPI_")}
-    return env | {"COMETAPI_KEY": fake.api_key, "COMETAPI_BASE_URL": fake.base_url}
 
 
 def batch_arguments(prompts: Path, journal: str, out: Path) -> list[str]:

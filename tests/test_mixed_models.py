@@ -12,9 +12,6 @@ from pathlib import Path
 import pytest
 
 from comet_replicate_async import (
-    Flux11Pro,
-    FluxDev,
-    FluxInput,
     FluxSchnell,
     InputValidationError,
     JournalInputChanged,
@@ -26,11 +23,9 @@ from comet_replicate_async._batch_journal import (
 )
 from comet_replicate_async.testing import FakeCometAPI, Latency
 
-from helpers import SCHNELL, session_for
+from helpers import MODELS, SCHNELL, mixed, session_for
 
 pytestmark = pytest.mark.anyio
-
-MODELS = (FluxSchnell, FluxDev, Flux11Pro)
 
 # The items table as the first journal layout (schema 1) made it, with the
 # cost column that opening added before models were recorded.
@@ -53,11 +48,6 @@ create table items (
 );
 pragma user_version = 1;
 """
-
-
-def mixed(prompts: int) -> list[FluxInput]:
-    """Every prompt on each of the three models, prompt by prompt."""
-    return [kind(f"a lighthouse, take {n}") for n in range(prompts) for kind in MODELS]
 
 
 @pytest.fixture

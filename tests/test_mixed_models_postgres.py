@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from test_journal_postgres import sql
-from test_mixed_models import MODELS, mixed
 from test_shared_batch import with_query
 
 from comet_replicate_async import JournalInputChanged, _journal_postgres_schema
@@ -15,7 +14,7 @@ from comet_replicate_async._journal_postgres import (
 )
 from comet_replicate_async.testing import FakeCometAPI, Latency
 
-from helpers import SCHNELL, session_for
+from helpers import MODELS, SCHNELL, mixed, session_for
 
 pytestmark = pytest.mark.anyio
 

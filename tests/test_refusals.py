@@ -39,9 +39,8 @@ from comet_replicate_async._sansio import (
 )
 from comet_replicate_async.testing import FakeCometAPI, Fault
 
-from helpers import SCHNELL, session_for
+from helpers import SCHNELL, TYPO, session_for
 
-TYPO = "black-forest-labs/flux-schnel"
 # CometAPI's real reply to an unknown model (the request id shortened).
 MODEL_NOT_FOUND_BODY = {
     "error": {
