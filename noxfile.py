@@ -12,7 +12,7 @@ import subprocess
 
 import nox
 
-nox.options.sessions = ["tests", "coverage", "lint", "typing", "docs"]
+nox.options.sessions = ["tests", "coverage", "lint", "lint-imports", "typing", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_external_run = True
 # A Python of the classifiers that is not installed is skipped, on CI too (where
@@ -74,19 +74,19 @@ def _install(session: nox.Session, *groups: str, extras: str = "") -> None:
 # whole runs would take CI on 2 cores well past 8 minutes; these add about a
 # minute per Python. Arguments (`nox -s tests -- ...`) replace them.
 SMOKE_TESTS = [
-    "tests/test_batch_engine.py",
+    "tests/batch/test_engine.py",
     "tests/test_calls.py",
     "tests/test_cancellation.py",
     "tests/test_config.py",
     "tests/test_exported_members.py",
     "tests/test_limits.py",
-    "tests/test_mock_transport.py",
-    "tests/test_poller.py",
-    "tests/test_registry.py",
+    "tests/transports/test_mock.py",
+    "tests/polling/test_poller.py",
+    "tests/polling/test_registry.py",
     "tests/test_retry.py",
     "tests/test_sansio.py",
-    "tests/test_schedule.py",
-    "tests/test_typed_inputs.py",
+    "tests/polling/test_schedule.py",
+    "tests/inputs/test_flux.py",
     "tests/test_values.py",
 ]
 
@@ -116,6 +116,14 @@ def lint(session: nox.Session) -> None:
     session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(name="lint-imports")
+def lint_imports(session: nox.Session) -> None:
+    """import-linter: the package's layers, its cycles and who imports aiohttp
+    (the contracts are in pyproject.toml)."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
+    session.run("lint-imports")
 
 
 @nox.session

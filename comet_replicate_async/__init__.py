@@ -16,8 +16,7 @@ from typing import Any
 import attrs
 
 from ._asgi import CancelOnDisconnect
-from ._batch import BatchIterator
-from ._batch_journal import Journal, JournalRecord
+from ._batch.tracker import BatchIterator
 from ._config import RequestTimeout
 from ._exceptions import (
     AmbiguousSubmitError,
@@ -47,7 +46,10 @@ from ._exceptions import (
     ServerError,
     UnexpectedResponseError,
 )
-from ._flux import (
+from ._futures import PredictionFuture
+from ._html import HtmlGrid, html_grid
+from ._inputs.base import FluxInput
+from ._inputs.flux import (
     Flux11Pro,
     Flux11ProUltra,
     FluxDev,
@@ -57,15 +59,13 @@ from ._flux import (
     FluxSchnell,
     typed_input_class,
 )
-from ._futures import PredictionFuture
-from ._html import HtmlGrid, html_grid
-from ._inputs import FluxInput
+from ._journal.base import Journal, JournalRecord
+from ._polling.schedule import PollPolicy
 from ._retry import RetryPolicy
 from ._sansio import RawResponse, RequestSpec
-from ._schedule import PollPolicy
 from ._session import Session
 from ._stats import Event, SessionStats
-from ._transport_protocol import Transport
+from ._transports.base import Transport
 from ._values import BatchItem, Metrics, Prediction, Status
 
 __all__ = [

@@ -27,13 +27,13 @@ from ._exceptions import (
     RateLimitError,
 )
 from ._limits import ConcurrencyWindow, CreatePacer, Throttle
+from ._polling.schedule import PollPolicy
 from ._request_budget import RequestBudget
 from ._retry import CallKind, RetryPolicy, create_may_have_happened, quota_from_headers
 from ._sansio import RequestSpec, build_query_request, decipher_response
-from ._schedule import PollPolicy
 from ._stats import Event, StatsCounter
-from ._telemetry import log_extra
-from ._transport_protocol import Transport
+from ._telemetry.base import log_extra
+from ._transports.base import Transport
 from ._values import Prediction
 
 __all__ = ["Calls", "SendCreate"]

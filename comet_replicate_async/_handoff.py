@@ -21,19 +21,19 @@ from typing import Any
 import anyio
 import attrs
 
-from ._batch import log_abandoned
+from ._batch.tracker import log_abandoned
 from ._breaker import CreateBreaker, Ticket
-from ._budget import Reservation
 from ._calls import Calls
 from ._exceptions import BatchStoppedError, CometReplicateError, ModelNotFoundError
-from ._flux import near_miss
+from ._inputs.flux import near_miss
 from ._lifecycle import Lifecycle, not_started
 from ._limits import ConcurrencyWindow
+from ._money.ledger import Reservation
+from ._money.spending import Spending
 from ._retry import create_may_have_happened
 from ._sansio import RequestSpec, build_create_request
-from ._spending import Spending
 from ._stats import Event
-from ._telemetry import log_extra, note_cost
+from ._telemetry.base import log_extra, note_cost
 from ._values import Prediction
 
 __all__ = ["CreateHandoff", "Creates", "OnCreated"]

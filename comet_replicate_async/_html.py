@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 
 from ._exceptions import AmbiguousSubmitError, BatchStoppedError, BudgetExceededError
-from ._inputs import FluxInput
+from ._inputs.base import FluxInput
 from ._values import BatchItem, Prediction
 
 __all__ = [

@@ -23,9 +23,9 @@ from anyio.abc import TaskGroup
 from ._breaker import CreateBreaker
 from ._exceptions import PredictionAbandoned
 from ._limits import ConcurrencyWindow
-from ._registry import Registry
-from ._spending import Spending
-from ._transport_protocol import Transport
+from ._money.spending import Spending
+from ._polling.registry import Registry
+from ._transports.base import Transport
 from ._values import Prediction
 
 __all__ = ["Lifecycle", "State", "closed_while_waiting", "not_started"]

@@ -19,15 +19,15 @@ from ._exceptions import CometReplicateError
 from ._handoff import Creates
 from ._lifecycle import Lifecycle
 from ._limits import ConcurrencyWindow
-from ._poller import Poller
-from ._registry import Registry
+from ._money.spending import Spending
+from ._polling.poller import Poller
+from ._polling.registry import Registry
+from ._polling.schedule import PollPolicy
 from ._retry import RetryPolicy
 from ._runner import Runner
-from ._schedule import PollPolicy
-from ._spending import Spending
 from ._stats import Event, EventHandler, Events, SessionStats, StatsCounter
-from ._telemetry import NO_TELEMETRY, Telemetry
-from ._transport_protocol import Transport
+from ._telemetry.base import NO_TELEMETRY, Telemetry
+from ._transports.base import Transport
 
 __all__ = ["SessionParts"]
 

@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._batch import log_abandoned
-from ._budget import Reservation
+from ._batch.tracker import log_abandoned
 from ._exceptions import (
     CometReplicateError,
     PredictionAbandoned,
@@ -28,15 +27,16 @@ from ._exceptions import (
 from ._futures import PredictionFuture
 from ._handoff import Creates, OnCreated
 from ._lifecycle import Lifecycle, State, closed_while_waiting
-from ._poller import Poller
-from ._registry import Registry
+from ._money.ledger import Reservation
+from ._polling.poller import Poller
+from ._polling.registry import Registry
 from ._sansio import build_query_request
 from ._stats import StatsCounter
-from ._telemetry import Telemetry
+from ._telemetry.base import Telemetry
 from ._values import Prediction, Status
 
 if TYPE_CHECKING:
-    from ._telemetry_trace import PredictionTrace
+    from ._telemetry.trace import PredictionTrace
 
 __all__ = ["Runner", "outcome"]
 

@@ -2,7 +2,7 @@
 
 Its lifecycle is `Lifecycle`'s (`_lifecycle.py`), its creates `Creates`'s
 (`_handoff.py`), its runs and waits `Runner`'s (`_runner.py`), its requests the
-call layer's (`_calls.py`) and its batches the batch engine's (`_batch_feed.py`),
+call layer's (`_calls.py`) and its batches the batch engine's (`_batch/feed.py`),
 through the batch calls it inherits (`_session_batches.py`).
 """
 
@@ -18,7 +18,7 @@ from typing import Self
 
 from anyio.abc import TaskGroup
 
-from ._batch_feed import BATCH_CREATES
+from ._batch.feed import BATCH_CREATES
 from ._config import (
     DEFAULT_TIMEOUT,
     RequestTimeout,
@@ -27,15 +27,15 @@ from ._config import (
 )
 from ._futures import PredictionFuture
 from ._handoff import OnCreated
-from ._inputs import InputArg, ModelArg, resolve_call
+from ._inputs.base import InputArg, ModelArg, resolve_call
 from ._parts import SessionParts
+from ._polling.schedule import PollPolicy
 from ._retry import RetryPolicy
-from ._schedule import PollPolicy
 from ._session_batches import BatchCalls
 from ._stats import EventHandler, SessionStats
-from ._telemetry import MeterProvider, TracerProvider, build_telemetry
-from ._transport import ClientSession, session_transport
-from ._transport_protocol import Transport
+from ._telemetry.base import MeterProvider, TracerProvider, build_telemetry
+from ._transports.aiohttp import ClientSession, session_transport
+from ._transports.base import Transport
 from ._values import Prediction
 
 __all__ = ["Session"]

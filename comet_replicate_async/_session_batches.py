@@ -1,15 +1,15 @@
 """`Session`'s batch calls, `as_completed` and `gather`: their two forms (with a
 model for every input, or typed inputs that each name their own), handed to the
-batch engine (`_batch_feed.py`)."""
+batch engine (`_batch/feed.py`)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, cast, overload
 
-from ._batch import BatchIterator
-from ._batch_feed import JournalArg, start_batch
-from ._inputs import FluxInput
+from ._batch.feed import JournalArg, start_batch
+from ._batch.tracker import BatchIterator
+from ._inputs.base import FluxInput
 from ._values import BatchItem
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ import pathlib
 
 import attrs
 
-from comet_replicate_async._flux import FLUX_INPUTS
+from comet_replicate_async._inputs.flux import FLUX_INPUTS
 
 PAGE = pathlib.Path(__file__).with_name("typed-inputs.md")
 BEGIN = "<!-- begin generated tables -->"

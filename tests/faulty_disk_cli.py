@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from comet_replicate_async._sansio import RawResponse
-from comet_replicate_async._transport import AiohttpTransport
+from comet_replicate_async._transports.aiohttp import AiohttpTransport
 
 AFTER = int(os.environ["FAULTY_DISK_AFTER"])
 ERRNO = getattr(errno, os.environ.get("FAULTY_DISK_ERRNO", "ENOSPC"))

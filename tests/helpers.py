@@ -5,7 +5,10 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+import sqlite3
 from collections.abc import Callable
+from contextlib import closing
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -24,7 +27,8 @@ from comet_replicate_async import (
     Session,
 )
 from comet_replicate_async._calls import Calls
-from comet_replicate_async._inputs import FluxInput
+from comet_replicate_async._inputs.base import FluxInput
+from comet_replicate_async._journal.sqlite.format import SCHEMA_VERSION
 from comet_replicate_async._limits import ConcurrencyWindow, CreatePacer
 from comet_replicate_async._sansio import build_create_request
 from comet_replicate_async._stats import StatsCounter
@@ -192,3 +196,12 @@ MODELS = (FluxSchnell, FluxDev, Flux11Pro)
 def mixed(prompts: int) -> list[FluxInput]:
     """Every prompt on each of the three models, prompt by prompt."""
     return [kind(f"a lighthouse, take {n}") for n in range(prompts) for kind in MODELS]
+
+
+def newer_journal(path: Path) -> None:
+    """A journal of ours, as a newer version would write it."""
+    with closing(sqlite3.connect(path)) as connection:
+        connection.execute("create table meta (key text primary key, value text)")
+        connection.execute("create table items (key text primary key)")
+        connection.execute(f"pragma user_version = {SCHEMA_VERSION + 1}")
+        connection.commit()

@@ -16,7 +16,7 @@ import sys
 
 import anyio
 
-from comet_replicate_async._journal_postgres import PostgresJournal
+from comet_replicate_async._journal.postgres.store import PostgresJournal
 
 
 async def claim_all(url: str, batch: str) -> None:

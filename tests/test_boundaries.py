@@ -16,7 +16,7 @@ import comet_replicate_async
 
 PACKAGE = Path(comet_replicate_async.__file__).parent
 # The one I/O module, and the fake server that is a real aiohttp app.
-MAY_IMPORT_AIOHTTP = ("_transport.py", "testing/")
+MAY_IMPORT_AIOHTTP = ("_transports/aiohttp.py", "testing/")
 MUTABLE_CALLS = {"set", "list", "dict", "bytearray", "defaultdict", "deque", "Counter"}
 MUTABLE_DISPLAYS = (
     ast.List,

@@ -31,7 +31,7 @@ from comet_replicate_async import (
     SessionStats,
     Status,
 )
-from comet_replicate_async._batch_journal import SqliteBatchJournal, input_digest
+from comet_replicate_async._journal.base import SqliteBatchJournal, input_digest
 from comet_replicate_async.testing import FakeCometAPI, Fault, Latency
 
 from helpers import PRO, SCHNELL, eventually, session_for

@@ -165,6 +165,7 @@ def test_which_create_errors_stop_a_batch(error: APIError, fatal: bool) -> None:
 # Against the fake
 
 
+@pytest.mark.slow
 async def test_every_refused_create_is_retried_and_counted() -> None:
     async with FakeCometAPI(
         creates_per_second=50, burst=2, default_latency=Latency.constant(0.01)

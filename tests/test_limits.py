@@ -15,9 +15,9 @@ from comet_replicate_async import PollPolicy, RawResponse, Session
 from comet_replicate_async._handoff import Creates
 from comet_replicate_async._lifecycle import Lifecycle
 from comet_replicate_async._limits import ConcurrencyWindow, CreatePacer
-from comet_replicate_async._poller import Poller
-from comet_replicate_async._registry import Registry
-from comet_replicate_async._spending import Spending
+from comet_replicate_async._money.spending import Spending
+from comet_replicate_async._polling.poller import Poller
+from comet_replicate_async._polling.registry import Registry
 from comet_replicate_async.testing import MockTransport, mock_reply
 
 from helpers import SCHNELL, FakeClock, MockCalls, eventually

@@ -28,8 +28,8 @@ from comet_replicate_async import (
     Status,
     UnexpectedResponseError,
 )
-from comet_replicate_async._poller import Poller
-from comet_replicate_async._registry import Registry
+from comet_replicate_async._polling.poller import Poller
+from comet_replicate_async._polling.registry import Registry
 from comet_replicate_async.testing import FakeCometAPI, Fault, PredictionRecord
 
 from helpers import PRO, SCHNELL, session_for
@@ -97,6 +97,7 @@ async def test_a_poll_reply_naming_another_id_is_read_as_the_one_asked_for(
 # 2. `Z` on one timestamp, no zone on another
 
 
+@pytest.mark.slow
 async def test_a_zoned_and_a_naive_timestamp_in_one_reply_do_not_crash_the_session(
     fake_comet: FakeCometAPI,
 ) -> None:
@@ -291,6 +292,7 @@ async def test_the_poller_outlives_a_reply_it_cannot_handle() -> None:
 # Deliver 4: unreadable replies are bounded
 
 
+@pytest.mark.slow
 async def test_replies_that_are_never_a_prediction_fail_within_a_minute_at_the_defaults(
     fake_comet: FakeCometAPI,
 ) -> None:

@@ -9,7 +9,7 @@ import pytest
 from comet_replicate_async import FluxSchnell, OutputExpiredError, PollPolicy
 from comet_replicate_async._config import ApiKey, RequestTimeout
 from comet_replicate_async._sansio import download_error
-from comet_replicate_async._transport import AiohttpTransport
+from comet_replicate_async._transports.aiohttp import AiohttpTransport
 from comet_replicate_async.testing import FakeCometAPI, Fault, Latency
 
 from helpers import SCHNELL, session_for

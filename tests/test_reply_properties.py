@@ -189,6 +189,7 @@ def odd_replies(draw: st.DrawFn) -> OddReply:
 # Pure: the sans-I/O reader, many examples.
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(reply=odd_replies(), asked_id=st.none() | ids)
 def test_reading_any_reply_gives_a_prediction_or_an_api_error(
@@ -242,6 +243,7 @@ def _odd(record: PredictionRecord) -> bool:
     return str(record.input["prompt"]).startswith("odd")
 
 
+@pytest.mark.slow
 @settings(
     max_examples=25,
     deadline=None,

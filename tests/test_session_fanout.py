@@ -135,6 +135,7 @@ async def test_failed_and_aborted_predictions_raise_their_errors() -> None:
     assert aborted.value.prediction.status is Status.ABORTED
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 async def test_gather_keeps_order_under_the_concurrency_limit(
     fake: FakeCometAPI,
@@ -435,6 +436,7 @@ async def test_stopping_a_batch_early_logs_the_abandoned_ids(
     assert all(prediction_id in caplog.text for prediction_id in slow_ids)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("stop", ["after three items", "while creates are slow"])
 async def test_a_batch_stopped_half_way_gives_every_slot_back(stop: str) -> None:

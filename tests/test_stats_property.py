@@ -14,6 +14,7 @@ import asyncio
 from contextlib import aclosing, suppress
 
 import anyio
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -43,6 +44,7 @@ def adds_up(stats: SessionStats) -> bool:
     )
 
 
+@pytest.mark.slow
 @settings(
     max_examples=15,
     deadline=None,

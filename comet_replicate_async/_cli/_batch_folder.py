@@ -25,9 +25,8 @@ from typing import TYPE_CHECKING
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from comet_replicate_async._batch import BatchIterator, stop_creating
-from comet_replicate_async._batch_feed import start_batch
-from comet_replicate_async._budget import Charge
+from comet_replicate_async._batch.feed import start_batch
+from comet_replicate_async._batch.tracker import BatchIterator, stop_creating
 from comet_replicate_async._downloads import output_paths
 from comet_replicate_async._exceptions import (
     AmbiguousSubmitError,
@@ -39,7 +38,8 @@ from comet_replicate_async._exceptions import (
     PredictionAbandoned,
 )
 from comet_replicate_async._html import Tile
-from comet_replicate_async._inputs import ModelCall
+from comet_replicate_async._inputs.base import ModelCall
+from comet_replicate_async._money.ledger import Charge
 from comet_replicate_async._retry import stops_creates
 from comet_replicate_async._session import Session
 from comet_replicate_async._values import BatchItem, Prediction

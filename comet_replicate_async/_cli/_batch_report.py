@@ -13,9 +13,9 @@ from typing import Any, Literal
 
 import attrs
 
-from comet_replicate_async._budget import Charge
 from comet_replicate_async._exceptions import CometReplicateError
-from comet_replicate_async._prices import Price
+from comet_replicate_async._money.ledger import Charge
+from comet_replicate_async._money.prices import Price
 from comet_replicate_async._values import Status
 
 from ._costs import CostTotals, charge_of

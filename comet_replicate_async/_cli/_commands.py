@@ -15,8 +15,8 @@ import anyio
 import attrs
 import click
 
-from comet_replicate_async._flux import typed_input_class
-from comet_replicate_async._inputs import resolve_call
+from comet_replicate_async._inputs.base import resolve_call
+from comet_replicate_async._inputs.flux import typed_input_class
 from comet_replicate_async._retry import RetryPolicy
 from comet_replicate_async._session import Session
 from comet_replicate_async._values import Prediction

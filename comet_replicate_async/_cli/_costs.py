@@ -21,12 +21,16 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from comet_replicate_async._budget import Charge, charge_for
 from comet_replicate_async._config import ApiKey, RequestTimeout, resolve_base_url
-from comet_replicate_async._estimates import CostEstimate, billed_images, estimate_cost
-from comet_replicate_async._price_cache import load_price_book
-from comet_replicate_async._prices import Price, PriceBook, PriceSource
-from comet_replicate_async._transport import AiohttpTransport
+from comet_replicate_async._money.estimates import (
+    CostEstimate,
+    billed_images,
+    estimate_cost,
+)
+from comet_replicate_async._money.ledger import Charge, charge_for
+from comet_replicate_async._money.price_cache import load_price_book
+from comet_replicate_async._money.prices import Price, PriceBook, PriceSource
+from comet_replicate_async._transports.aiohttp import AiohttpTransport
 from comet_replicate_async._values import Status
 
 from ._errors import CliError

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from comet_replicate_async._prices import PriceBook
+from comet_replicate_async._money.prices import PriceBook
 
 from ._batch_report import BulkOptions
 from ._batch_run import exit_code, run_batch

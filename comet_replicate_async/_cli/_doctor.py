@@ -20,7 +20,7 @@ from comet_replicate_async._exceptions import (
     NotFoundError,
     PermissionDeniedError,
 )
-from comet_replicate_async._prices import build_catalogue_request, read_catalogue
+from comet_replicate_async._money.prices import build_catalogue_request, read_catalogue
 from comet_replicate_async._retry import RetryPolicy
 from comet_replicate_async._session import Session
 

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Self
 
-from comet_replicate_async._batch_journal import JournalRecord, SqliteBatchJournal
 from comet_replicate_async._exceptions import JournalInputChanged
+from comet_replicate_async._journal.base import JournalRecord, SqliteBatchJournal
 
 from ._journal_costs import CostsKept
 

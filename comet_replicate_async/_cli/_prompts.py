@@ -23,8 +23,8 @@ import attrs
 import click
 
 from comet_replicate_async._exceptions import InputValidationError
-from comet_replicate_async._flux import typed_input_class
-from comet_replicate_async._inputs import resolve_call
+from comet_replicate_async._inputs.base import resolve_call
+from comet_replicate_async._inputs.flux import typed_input_class
 from comet_replicate_async._sansio import validate_model_id
 
 __all__ = [

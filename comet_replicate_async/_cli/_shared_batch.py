@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from comet_replicate_async._journal_shared import split_journal_url
+from comet_replicate_async._journal.shared import split_journal_url
 
 from ._errors import CliError
 from ._prompts import PromptFile

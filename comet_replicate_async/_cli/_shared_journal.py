@@ -15,10 +15,10 @@ from typing import Any
 
 import psycopg
 
-from comet_replicate_async._batch_journal import input_digest
 from comet_replicate_async._exceptions import JournalInputChanged
-from comet_replicate_async._journal_postgres import PostgresJournal
-from comet_replicate_async._journal_shared import split_journal_url
+from comet_replicate_async._journal.base import input_digest
+from comet_replicate_async._journal.postgres.store import PostgresJournal
+from comet_replicate_async._journal.shared import split_journal_url
 
 from ._errors import CliError
 from ._journal_costs import CostsKept

@@ -15,7 +15,7 @@ from pathlib import Path
 import anyio
 import click
 
-from comet_replicate_async._journal_shared import BatchStatus
+from comet_replicate_async._journal.shared import BatchStatus
 
 from ._errors import CliError
 
@@ -39,7 +39,7 @@ def status(journal: str) -> None:
 
 async def _read_shared(url: str) -> BatchStatus:
     try:
-        from comet_replicate_async._journal_postgres_status import batch_status
+        from comet_replicate_async._journal.postgres.status import batch_status
     except ImportError as error:
         raise CliError(str(error)) from error
     try:

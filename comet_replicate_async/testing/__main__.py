@@ -18,7 +18,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from comet_replicate_async._prices import FALLBACK_PRICES
+from comet_replicate_async._money.prices import FALLBACK_PRICES
 
 from ._predictions import Latency
 from ._server import FakeCometAPI

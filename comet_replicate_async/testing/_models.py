@@ -12,7 +12,7 @@ from typing import Final
 
 import attrs
 
-from comet_replicate_async._flux import FLUX_INPUTS
+from comet_replicate_async._inputs.flux import FLUX_INPUTS
 
 from ._replies import Reply, comet_error
 

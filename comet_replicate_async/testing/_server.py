@@ -12,7 +12,7 @@ from typing import Any, Final, Self
 import attrs
 from aiohttp import web
 
-from comet_replicate_async._prices import FALLBACK_PRICES
+from comet_replicate_async._money.prices import FALLBACK_PRICES
 
 from ._catalogue import catalogue_json
 from ._faults import Fault, FaultRates, check_probability

@@ -1,0 +1,332 @@
+"""The span of one prediction (and of one batch), from the call to the outcome.
+
+A `PredictionTrace` starts at the call (`run`, `submit`, or a batch input
+pulled), as a child of the caller's current span (or of its batch's span, which
+it also links to). It is the current prediction (`CURRENT`) of the task that
+creates it, so the create's HTTP span and the create's pauses, retries and 429s
+land on it; the poller finds it on the registry entry and adds each poll as an
+event. `end` sets the outcome and records the prediction's metrics, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import time
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import trace
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+
+from comet_replicate_async._exceptions import (
+    AmbiguousSubmitError,
+    BatchStoppedError,
+    PredictionAbandoned,
+    PredictionCanceled,
+    PredictionFailed,
+    PredictionTimeout,
+    RateLimitError,
+)
+from comet_replicate_async._sansio import RequestSpec
+from comet_replicate_async._values import BatchItem, Prediction
+
+from .base import CURRENT
+
+if TYPE_CHECKING:
+    from .otel import OtelTelemetry
+
+__all__ = ["BatchTrace", "PredictionTrace", "error_type", "outcome_of"]
+
+# Not a GenAI operation of its own yet: "generate_content" is the conventions'
+# value for multimodal generation, and gen_ai.output.type says "image".
+OPERATION = "generate_content"
+PROVIDER = "cometapi"
+
+STATUS = "comet_replicate.prediction.status"
+OUTCOME = "comet_replicate.outcome"
+
+# Local endings by error class; the first match wins (subclasses first).
+_OUTCOMES: tuple[tuple[type[BaseException], str], ...] = (
+    (PredictionFailed, "failed"),
+    (PredictionCanceled, "canceled"),
+    (PredictionTimeout, "timeout"),
+    (PredictionAbandoned, "abandoned"),
+    (AmbiguousSubmitError, "ambiguous"),
+    (BatchStoppedError, "stopped"),
+    (asyncio.CancelledError, "cancelled"),
+)
+
+
+def outcome_of(error: BaseException | None) -> str:
+    """How a prediction ended, for the `comet_replicate.outcome` attribute."""
+    if error is None:
+        return "succeeded"
+    for kind, outcome in _OUTCOMES:
+        if isinstance(error, kind):
+            return outcome
+    return "error"
+
+
+def error_type(error: BaseException | None) -> str:
+    """The `error.type` of an exception: its class name."""
+    return type(error).__name__ if error is not None else "_OTHER"
+
+
+class BatchTrace:
+    """The span of one `as_completed` or `gather` (or command-line batch), and
+    the spans of its items, each a child of it and linked to it."""
+
+    def __init__(self, telemetry: OtelTelemetry, model: str, batch_id: str) -> None:
+        self.telemetry = telemetry
+        self.model = model
+        # A batch of several models (typed inputs, no model given) names none.
+        attributes = {
+            "gen_ai.provider.name": PROVIDER,
+            "comet_replicate.batch.id": batch_id,
+        }
+        if model:
+            attributes["gen_ai.request.model"] = model
+        self.span = telemetry.tracer.start_span(
+            f"batch {model}" if model else "batch", attributes=attributes
+        )
+        self.context = trace.set_span_in_context(self.span)
+        self.links = (Link(self.span.get_span_context()),)
+        self.counts = {"inputs": 0, "succeeded": 0, "failed": 0, "resumed": 0}
+        # The models its items ran on: a batch of one model is named after it.
+        self.models: set[str] = {model} if model else set()
+        # Items started and not ended yet, by index.
+        self._items: dict[int, PredictionTrace] = {}
+
+    def item(
+        self,
+        index: int,
+        model: str,
+        *,
+        resumed: bool = False,
+        known: Prediction | None = None,
+    ) -> PredictionTrace:
+        """Start the span of item `index` (`known`: taken up from a journal)."""
+        traced = PredictionTrace(
+            self.telemetry, model, batch=self, index=index, resumed=resumed
+        )
+        if known is not None:
+            traced.watching(known)
+        self.models.add(model)
+        self._items[index] = traced
+        return traced
+
+    def item_ended(self, item: BatchItem) -> None:
+        """An item is out: end its span (one that ended without a request, such
+        as a finished item read from a journal, gets a span of its own now)."""
+        traced = self._items.pop(item.index, None)
+        if traced is None:
+            self.models.add(item.model or self.model)
+            traced = PredictionTrace(
+                self.telemetry,
+                item.model or self.model,
+                batch=self,
+                index=item.index,
+                resumed=item.resumed,
+            )
+        traced.end_item(item)
+        counts = self.counts
+        counts["inputs"] += 1
+        counts["succeeded" if item.error is None else "failed"] += 1
+        if item.resumed:
+            counts["resumed"] += 1
+
+    def end(self, error: BaseException | None) -> None:
+        """The batch is over: its counts go on its span."""
+        span = self.span
+        if not self.model and len(self.models) == 1:
+            [model] = self.models
+            span.update_name(f"batch {model}")
+            span.set_attribute("gen_ai.request.model", model)
+        for name, count in self.counts.items():
+            span.set_attribute(f"comet_replicate.batch.{name}", count)
+        if error is not None:
+            span.set_attribute("error.type", error_type(error))
+            span.set_status(Status(StatusCode.ERROR))
+        span.end()
+
+
+class PredictionTrace:
+    """One prediction's span and its measurements."""
+
+    __slots__ = (
+        "_token",
+        "attempts",
+        "context",
+        "cost",
+        "ended",
+        "model",
+        "polls",
+        "prediction",
+        "queued",
+        "span",
+        "started",
+        "telemetry",
+    )
+
+    def __init__(
+        self,
+        telemetry: OtelTelemetry,
+        model: str,
+        *,
+        batch: BatchTrace | None = None,
+        index: int | None = None,
+        resumed: bool = False,
+    ) -> None:
+        self.telemetry = telemetry
+        self.model = model
+        self.started = time.monotonic()
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": OPERATION,
+            "gen_ai.provider.name": PROVIDER,
+            "gen_ai.request.model": model,
+            "gen_ai.output.type": "image",
+        }
+        if index is not None:
+            attributes["comet_replicate.batch.index"] = index
+        if resumed:
+            attributes["comet_replicate.resumed"] = True
+        # The caller's current span is the parent, unless it is a batch's item.
+        self.span = telemetry.tracer.start_span(
+            f"{OPERATION} {model}",
+            context=None if batch is None else batch.context,
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+            links=None if batch is None else batch.links,
+        )
+        self.context = trace.set_span_in_context(self.span)
+        self.prediction: Prediction | None = None
+        self.attempts = 0
+        self.polls = 0
+        self.cost: float | None = None
+        self.queued: float | None = None
+        self.ended = False
+        self._token: contextvars.Token[PredictionTrace | None] | None = None
+
+    # The current prediction of a task, while it creates.
+
+    def __enter__(self) -> PredictionTrace:
+        self._token = CURRENT.set(self)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._token is not None:
+            CURRENT.reset(self._token)
+            self._token = None
+
+    # Along the way.
+
+    # What is known along the way is kept and set on the span at its end, in
+    # one call: each attribute set costs the SDK a check and a lock.
+
+    def slot_taken(self) -> None:
+        """The call got its slot (and, in a batch, a creator): record the wait."""
+        self.queued = time.monotonic() - self.started
+
+    def create_span(self, spec: RequestSpec) -> trace.Span:
+        """The HTTP client span of one create attempt, under this prediction's."""
+        self.attempts += 1
+        telemetry = self.telemetry
+        return telemetry.tracer.start_span(
+            spec.method,
+            context=self.context,
+            kind=SpanKind.CLIENT,
+            attributes={
+                "http.request.method": spec.method,
+                "server.address": telemetry.server_address,
+                "server.port": telemetry.server_port,
+                "url.full": telemetry.url_root + spec.path,
+            },
+        )
+
+    def watching(self, prediction: Prediction) -> None:
+        """Created (or taken up again): the id is known."""
+        self.prediction = prediction
+
+    def polled(self, prediction: Prediction) -> None:
+        """One poll's reply."""
+        self.polls += 1
+        self.prediction = prediction
+        self.span.add_event("poll", {STATUS: prediction.status.value})
+
+    def poll_failed(self, error: BaseException) -> None:
+        """One poll that failed (it is retried, unless this was the last)."""
+        self.polls += 1
+        name = "rate_limited" if isinstance(error, RateLimitError) else "poll"
+        self.span.add_event(name, {"error.type": error_type(error)})
+
+    def told(self, kind: str, error: BaseException, delay: float | None) -> None:
+        """A retry or a 429 during the create (from the session's events)."""
+        attributes: dict[str, Any] = {"error.type": error_type(error)}
+        if delay is not None:
+            attributes["comet_replicate.delay"] = delay
+        self.span.add_event(kind, attributes)
+
+    def paused(self, waited: float) -> None:
+        """The create waited this long for its turn (a 429 pause or the pace)."""
+        self.span.add_event("create_paused", {"comet_replicate.delay": waited})
+
+    # The end.
+
+    def end(
+        self,
+        prediction: Prediction | None,
+        error: BaseException | None,
+    ) -> None:
+        """The prediction ended: its outcome goes on the span and the metrics."""
+        if self.ended:
+            return
+        self.ended = True
+        if prediction is None:
+            prediction = getattr(error, "prediction", None) or self.prediction
+        span = self.span
+        outcome = outcome_of(error)
+        attributes: dict[str, Any] = {
+            "comet_replicate.create.attempts": self.attempts,
+            "comet_replicate.polls": self.polls,
+            OUTCOME: outcome,
+        }
+        if self.queued is not None:
+            attributes["comet_replicate.queue.duration"] = self.queued
+        if isinstance(prediction, Prediction):
+            attributes["comet_replicate.prediction.id"] = prediction.id
+            attributes["gen_ai.response.id"] = prediction.id
+            attributes[STATUS] = prediction.status.value
+        if self.cost is not None:
+            attributes["comet_replicate.cost.usd"] = self.cost
+        metric_attributes: dict[str, Any] = {
+            "gen_ai.operation.name": OPERATION,
+            "gen_ai.provider.name": PROVIDER,
+            "gen_ai.request.model": self.model,
+            OUTCOME: outcome,
+        }
+        if error is not None:
+            kind = error_type(error)
+            attributes["error.type"] = metric_attributes["error.type"] = kind
+            span.set_status(Status(StatusCode.ERROR, str(error)[:200] or kind))
+        span.set_attributes(attributes)
+        span.end()
+        instruments = self.telemetry.instruments
+        instruments.operation_duration.record(
+            time.monotonic() - self.started, metric_attributes
+        )
+        instruments.predictions[self.model, outcome] += 1
+
+    def ended_with(self, result: Prediction) -> Prediction:
+        """End as succeeded with `result`, and return it."""
+        self.end(result, None)
+        return result
+
+    def end_item(self, item: BatchItem) -> None:
+        """End with a batch item's outcome."""
+        self.end(item.prediction, item.error)
