@@ -1,14 +1,13 @@
 """The batch engine: pulls a batch's inputs, creates them, and resumes a journal.
 
-`Session.as_completed` and `gather` delegate here. One feeder task per batch
-pulls an input for each free concurrency slot (backpressure), hands it to a few
-creator tasks, and leaves each created prediction to the tracker and the poller.
-
-With a journal the batch is resumable: each input is recorded (position and
-digest) before its create and its id after. A rerun first checks every recorded
-position against its input (a changed one raises before any create), then yields
-finished items from the journal without a request, polls the created ones, and
-reports an input whose create was in flight as ambiguous instead of paying again.
+`Session.as_completed` and `gather` delegate here. One feeder task per batch pulls
+an input for each free concurrency slot (backpressure), hands it to a few creator
+tasks, and leaves each created prediction to the tracker and the poller. With a
+journal the batch is resumable: each input is recorded (position and digest)
+before its create and its id after. A rerun first checks every recorded position
+against its input (a changed one raises before any create), then yields finished
+items from the journal without a request, polls the created ones, and reports an
+input whose create was in flight as ambiguous instead of paying again.
 """
 
 from __future__ import annotations
@@ -17,10 +16,7 @@ import functools
 import itertools
 import math
 import os
-from collections.abc import (
-    AsyncGenerator,
-    Mapping,
-)
+from collections.abc import AsyncGenerator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -119,6 +115,8 @@ class _Feed:
     ) -> None:
         self.session = session
         self.model = model
+        # The batch's one model, or "" for typed inputs of several.
+        self.model_id = item_model(model, None)
         self.inputs = inputs
         self.timeout = timeout
         self.journal = journal
@@ -145,9 +143,7 @@ class _Feed:
         session = self.session
         assert session._task_group is not None
         # Its span starts in the consumer's context (None when nothing records).
-        self.traced = session._parts.telemetry.batch(
-            item_model(self.model, None), tracker.batch_id
-        )
+        self.traced = session._parts.telemetry.batch(self.model_id, tracker.batch_id)
         if self.traced is not None:
             tracker.on_item = self.traced.item_ended
         session._job_started()
@@ -184,9 +180,7 @@ class _Feed:
             async with journal:
                 records = await self._recorded(journal)
                 # The cap counts what earlier runs of this journal spent.
-                await self.session._spending.carry(
-                    records, item_model(self.model, None)
-                )
+                await self.session._spending.carry(records, self.model_id)
                 send, receive = anyio.create_memory_object_stream[BatchItem](math.inf)
                 self._ends = send
                 async with anyio.create_task_group() as group:

@@ -28,8 +28,8 @@ from comet_replicate_async import (
     AmbiguousSubmitError,
     PredictionTimeout,
     Session,
-    _telemetry,
 )
+from comet_replicate_async._telemetry import base as _telemetry
 from comet_replicate_async._telemetry.base import NO_TELEMETRY, build_telemetry
 from comet_replicate_async._telemetry.otel import OtelTelemetry, TracedTransport
 from comet_replicate_async.testing import FakeCometAPI, Fault, Latency

@@ -1,9 +1,8 @@
 """A batch journal in PostgreSQL, shared by many workers on many machines.
 
-Every worker opens the same URL and batch name. The inputs are recorded once
-(position and digest); each worker then claims items with
-`SELECT ... FOR UPDATE SKIP LOCKED` under a lease that a background task renews
-while the worker lives. An item moves
+Every worker opens the same URL and batch name. The inputs are recorded once;
+each worker then claims items with `SELECT ... FOR UPDATE SKIP LOCKED` under a
+lease that a background task renews while the worker lives. An item moves
 
     queued -> pending (durable, before its create) -> created (durable, with the id)
            -> succeeded | failed | canceled | ambiguous
@@ -13,7 +12,7 @@ handed over to be polled by id, a `pending` one (its create was in flight) becom
 `ambiguous` and is never created again unless the claimer opted in. Every write is
 one transaction; every change of a claimed item names its worker, so a worker that
 lost its lease cannot overwrite the new owner's work (`ClaimLost`). The create
-pacing of all workers is `_journal_postgres_budget`'s.
+pacing of all workers is `create_rate.py`'s.
 """
 
 from __future__ import annotations
