@@ -1,7 +1,7 @@
 """What a command-line batch reports: its options, each item's outcome, the
 live counts and the summary of how it ended.
 
-An `Outcome` is one line of `results.jsonl`; `BulkSummary.exit_code` is the
+An `ItemReport` is one line of `results.jsonl`; `BulkSummary.exit_code` is the
 command's exit code.
 """
 
@@ -24,16 +24,16 @@ from ._prompts import PromptItem
 __all__ = [
     "BulkOptions",
     "BulkSummary",
-    "ItemState",
-    "Outcome",
+    "ItemReport",
     "Progress",
     "ProgressCallback",
+    "ReportedState",
     "cost_json",
     "cost_rows",
 ]
 
 #: Where an item stands: "created" is still running (a rerun polls it).
-ItemState = Literal["succeeded", "failed", "ambiguous", "created"]
+ReportedState = Literal["succeeded", "failed", "ambiguous", "created"]
 
 
 @attrs.frozen
@@ -55,11 +55,11 @@ class BulkOptions:
 
 
 @attrs.define
-class Outcome:
+class ItemReport:
     """Where one item stands; one line of results.jsonl."""
 
     item: PromptItem
-    state: ItemState | None = None  # None: not sent in any run
+    state: ReportedState | None = None  # None: not sent in any run
     prediction_id: str | None = None
     error: str | None = None
     output_urls: tuple[str, ...] = ()
