@@ -134,8 +134,7 @@ def test_no_module_outgrows_one_job() -> None:
 # `os._exit`, are public despite their underscore.
 PUBLIC_UNDERSCORED = {"_replace", "_asdict", "_fields", "_make", "_name_", "_value_"}
 # Sites still to go, as "module:attribute": the batch engine reads the session's
-# parts until it takes a context of its own, and the command line starts its batch
-# through the engine's entry point, which changes with it. Empty it as they go.
+# parts until it takes a context of its own. Empty it as they go.
 REACH_THROUGH_LEFT = {
     *(
         f"_batch/feed.py:{name}"
@@ -165,7 +164,6 @@ REACH_THROUGH_LEFT = {
         )
     ),
     "_batch/tracker.py:_tracker",
-    "_cli/_batch_folder.py:_life",
 }
 
 
