@@ -92,14 +92,24 @@ class PredictionFuture:
     def __await__(self) -> Generator[Any, None, Prediction]:
         return self.wait().__await__()
 
-    # Called by the session.
+    # The runner's driver API (`_runner.py`): not for users, and left out of the
+    # API reference (docs/reference.md filters these three names out).
 
-    def _update(self, prediction: Prediction) -> None:
+    def attach(self, scope: anyio.CancelScope) -> None:
+        """For the runner: the scope `cancel()` cancels, cancelled at once if
+        `cancel()` came first."""
+        self._cancel_scope = scope
+        if self._cancel_requested:
+            scope.cancel()
+
+    def created(self, prediction: Prediction) -> None:
+        """For the runner: the create answered (or the poller saw a new state)."""
         self._prediction = prediction
 
-    def _finish(
+    def settle(
         self, prediction: Prediction | None, error: BaseException | None
     ) -> None:
+        """For the runner: how it ended; a second call is ignored."""
         if self._finished.is_set():
             return
         if prediction is not None:

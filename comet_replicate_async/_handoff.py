@@ -1,6 +1,6 @@
 """A create sent from a task of the session, so that no cancellation loses its id.
 
-`Creates` builds each create request and runs its attempts through the call
+`CreateCalls` builds each create request and runs its attempts through the call
 layer's retry loop; the caller hands each create attempt to a task in the session's task group and
 waits for the answer. Cancelling the caller ends its wait at once; the task, if
 it has sent the create, finishes it and logs the id (with how to pick it up
@@ -36,7 +36,7 @@ from ._stats import Event
 from ._telemetry.base import log_extra, note_cost
 from ._values import Prediction
 
-__all__ = ["CreateHandoff", "Creates", "OnCreated"]
+__all__ = ["CreateCalls", "CreateHandoff", "OnCreated"]
 
 logger = logging.getLogger("comet_replicate_async")
 
@@ -44,7 +44,7 @@ logger = logging.getLogger("comet_replicate_async")
 OnCreated = Callable[[Prediction], Awaitable[None] | None]
 
 
-class Creates:
+class CreateCalls:
     """A session's creates: each priced, then each attempt sent from a task of the
     session."""
 

@@ -18,11 +18,12 @@ import attrs
 
 from ._exceptions import AmbiguousSubmitError, BatchStoppedError, BudgetExceededError
 from ._inputs.base import FluxInput
-from ._values import BatchItem, Prediction
+from ._values import BatchItem, Prediction, cards
 
 __all__ = [
     "HtmlGrid",
     "Tile",
+    "card_html",
     "grid_html",
     "html_grid",
     "item_model",
@@ -147,6 +148,11 @@ def _status_without_prediction(error: BaseException | None) -> str:
 def tile_html(tile: Tile) -> str:
     """One card on its own, with its style (a notebook cell's output)."""
     return f"<style>{_STYLE}</style><div class='cra cra-single'>{_card(tile)}</div>"
+
+
+def card_html(value: Prediction | BatchItem) -> str:
+    """`Prediction._repr_html_` and `BatchItem._repr_html_`: one card on its own."""
+    return tile_html(tile_of(value))
 
 
 def grid_html(tiles: Sequence[Tile]) -> str:
@@ -313,3 +319,8 @@ def _image_urls(prediction: Prediction) -> tuple[str, ...]:
 
 def _e(text: str) -> str:
     return html.escape(text, quote=True)
+
+
+# The values' `_repr_html_` draw through this module; it reads them, so it is the
+# one that plugs in (the arrow runs from here to `_values` only).
+cards.install(card_html)

@@ -16,7 +16,7 @@ from ._breaker import BreakerState, CreateBreaker
 from ._calls import Calls
 from ._downloads import Downloads
 from ._exceptions import CometReplicateError
-from ._handoff import Creates
+from ._handoff import CreateCalls
 from ._lifecycle import Lifecycle
 from ._limits import ConcurrencyWindow
 from ._money.spending import Spending
@@ -47,7 +47,7 @@ class SessionParts:
     registry: Registry
     poller: Poller
     life: Lifecycle
-    creates: Creates
+    creates: CreateCalls
     runner: Runner
     telemetry: Telemetry
 
@@ -101,7 +101,7 @@ class SessionParts:
             on_change=_breaker_news(events),
         )
         life = Lifecycle(transport, registry, window, spending, held_creates=breaker)
-        creates = Creates(
+        creates = CreateCalls(
             calls,
             life,
             window,

@@ -1,7 +1,7 @@
 """One prediction from a concurrency slot to its outcome: `run`, `wait`, `submit`.
 
 `Runner` takes a slot of the window (not past the deadline), creates through
-`Creates`, then waits for the poller to resolve the prediction's entry, counting
+`CreateCalls`, then waits for the poller to resolve the prediction's entry, counting
 itself as a waiter in the registry; the slot goes back to the window however it
 ends. `submit` runs the same steps in a task of the session, reported through a
 `PredictionFuture`; the batch creators call `create_by` for their creates.
@@ -25,7 +25,7 @@ from ._exceptions import (
     error_for_status,
 )
 from ._futures import PredictionFuture
-from ._handoff import Creates, OnCreated
+from ._handoff import CreateCalls, OnCreated
 from ._lifecycle import Lifecycle, State, closed_while_waiting
 from ._money.ledger import Reservation
 from ._polling.poller import Poller
@@ -47,7 +47,7 @@ class Runner:
     def __init__(
         self,
         life: Lifecycle,
-        creates: Creates,
+        creates: CreateCalls,
         registry: Registry,
         poller: Poller,
         counters: StatsCounter,
@@ -222,9 +222,7 @@ class Runner:
         error: BaseException | None = None
         try:
             with anyio.CancelScope() as scope:
-                future._cancel_scope = scope
-                if future._cancel_requested:
-                    scope.cancel()
+                future.attach(scope)
                 if trace is not None:
                     trace.__enter__()  # the current prediction of this task
                 await self.acquire_slot(deadline, trace)
@@ -232,7 +230,7 @@ class Runner:
                     future.model,
                     future.input,
                     deadline,
-                    on_created=future._update,
+                    on_created=future.created,
                     trace=trace,
                 )
             if prediction is None:
@@ -245,7 +243,7 @@ class Runner:
         finally:
             if trace is not None:
                 trace.end(prediction, error)
-            future._finish(prediction, error)
+            future.settle(prediction, error)
             self._futures.discard(future)
             self._life.job_done()
 

@@ -1,6 +1,6 @@
 """`Session`: the one object users hold, the public face of the parts it delegates to.
 
-Its lifecycle is `Lifecycle`'s (`_lifecycle.py`), its creates `Creates`'s
+Its lifecycle is `Lifecycle`'s (`_lifecycle.py`), its creates `CreateCalls`'s
 (`_handoff.py`), its runs and waits `Runner`'s (`_runner.py`), its requests the
 call layer's (`_calls.py`) and its batches the batch engine's (`_batch/feed.py`),
 through the batch calls it inherits (`_session_batches.py`).

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
 import attrs
 
-__all__ = ["BatchItem", "Metrics", "Prediction", "Status"]
+__all__ = ["BatchItem", "CardSlot", "Metrics", "Prediction", "Status", "cards"]
 
 
 class Status(enum.StrEnum):
@@ -111,10 +111,7 @@ class Prediction:
 
     def _repr_html_(self) -> str:
         """A notebook shows the images, the status, the prompt, the id and the error."""
-        # Imported here: the renderer reads these values, so it imports this module.
-        from ._html import tile_html, tile_of
-
-        return tile_html(tile_of(self))
+        return cards.render(self)
 
 
 def _is_url(value: object) -> bool:
@@ -156,6 +153,33 @@ class BatchItem:
 
     def _repr_html_(self) -> str:
         """A notebook shows the item's images, status, prompt, id and error."""
-        from ._html import tile_html, tile_of
+        return cards.render(self)
 
-        return tile_html(tile_of(self))
+
+class CardSlot:
+    """The renderer behind `_repr_html_`, installed once by `_html.py`.
+
+    The renderer reads these values and the errors (which name `Prediction`), so
+    this module cannot import it without a cycle: it declares the slot, and
+    `_html` fills it as it is imported. The package's `__init__` imports `_html`,
+    so the slot is filled before any value can be shown.
+    """
+
+    def __init__(self) -> None:
+        self._render: Callable[[Prediction | BatchItem], str] | None = None
+
+    def install(self, render: Callable[[Prediction | BatchItem], str]) -> None:
+        """Fill the slot; only once (a second renderer would be a wiring bug)."""
+        if self._render is not None:
+            raise RuntimeError("the HTML card renderer is already installed")
+        self._render = render
+
+    def render(self, value: Prediction | BatchItem) -> str:
+        """The card of `value`, as HTML."""
+        if self._render is None:
+            raise RuntimeError("the HTML card renderer is not installed")
+        return self._render(value)
+
+
+#: The one slot both `_repr_html_` render through.
+cards = CardSlot()

@@ -127,3 +127,86 @@ def test_no_module_outgrows_one_job() -> None:
     too_long = {name: n for name, n in lengths.items() if n > MODULE_LINES}
     assert not too_long, f"split these modules (over {MODULE_LINES} lines): {too_long}"
     assert lengths["_session.py"] <= SESSION_LINES, lengths["_session.py"]
+
+
+# Reach-through: one object reading another's underscore attributes (`x._name`
+# where `x` is not `self` or `cls`). The namedtuple and enum APIs, and
+# `os._exit`, are public despite their underscore.
+PUBLIC_UNDERSCORED = {"_replace", "_asdict", "_fields", "_make", "_name_", "_value_"}
+# Sites still to go, as "module:attribute": the batch engine reads the session's
+# parts until it takes a context of its own. Empty it as they go.
+REACH_THROUGH_LEFT = {
+    *(
+        f"_batch/feed.py:{name}"
+        for name in (
+            "_counters",
+            "_create_by",
+            "_deadline",
+            "_job_done",
+            "_job_started",
+            "_parts",
+            "_poller",
+            "_registry",
+            "_spending",
+            "_task_group",
+            "_window",
+        )
+    ),
+    *(
+        f"_batch/shared.py:{name}"
+        for name in (
+            "_counters",
+            "_create_item",
+            "_deadline",
+            "_parts",
+            "_poller",
+            "_window",
+        )
+    ),
+    "_batch/tracker.py:_tracker",
+}
+
+
+def reach_through(tree: ast.Module) -> Iterator[tuple[int, str]]:
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute) or not node.attr.startswith("_"):
+            continue
+        if node.attr.startswith("__") or node.attr in PUBLIC_UNDERSCORED:
+            continue
+        owner = node.value
+        if isinstance(owner, ast.Name) and (
+            owner.id in {"self", "cls"} or (owner.id, node.attr) == ("os", "_exit")
+        ):
+            continue
+        yield node.lineno, node.attr
+
+
+def test_no_module_reads_another_objects_underscore_attributes() -> None:
+    found = sorted(
+        f"{name_of(module)}:{line} {attr}"
+        for module in modules()
+        for line, attr in reach_through(ast.parse(module.read_text(encoding="utf-8")))
+        if f"{name_of(module)}:{attr}" not in REACH_THROUGH_LEFT
+    )
+
+    assert found == []
+
+
+def test_the_reach_through_check_sees_each_kind_of_read() -> None:
+    tree = ast.parse(
+        "self._mine\n"
+        "cls._ours\n"
+        "session._window\n"
+        "self.session._counters\n"
+        "super()._create_item()\n"
+        "point._replace(x=1)\n"
+        "Colour.RED._value_\n"
+        "os._exit(1)\n"
+        "other.__class__\n"
+    )
+
+    assert sorted(reach_through(tree)) == [
+        (3, "_window"),
+        (4, "_counters"),
+        (5, "_create_item"),
+    ]

@@ -12,7 +12,7 @@ import anyio
 import pytest
 
 from comet_replicate_async import PollPolicy, RawResponse, Session
-from comet_replicate_async._handoff import Creates
+from comet_replicate_async._handoff import CreateCalls
 from comet_replicate_async._lifecycle import Lifecycle
 from comet_replicate_async._limits import ConcurrencyWindow, CreatePacer
 from comet_replicate_async._money.spending import Spending
@@ -164,7 +164,7 @@ def created(prediction_id: str) -> RawResponse:
 
 
 @contextlib.asynccontextmanager
-async def creates_on(layer: MockCalls) -> AsyncIterator[Creates]:
+async def creates_on(layer: MockCalls) -> AsyncIterator[CreateCalls]:
     """A session's create hand-off over `layer`, its sends run by a lifecycle."""
     registry = Registry()
     spending = Spending(layer.transport, base_url="http://mock", cap=None, prices=None)
@@ -180,7 +180,7 @@ async def creates_on(layer: MockCalls) -> AsyncIterator[Creates]:
     await life.open(poller.run)
     try:
         with anyio.fail_after(5):
-            yield Creates(
+            yield CreateCalls(
                 layer.calls,
                 life,
                 layer.window,

@@ -20,12 +20,11 @@ import contextlib
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from comet_replicate_async._batch.feed import start_batch
 from comet_replicate_async._batch.tracker import BatchIterator, stop_creating
 from comet_replicate_async._downloads import output_paths
 from comet_replicate_async._exceptions import (
@@ -38,13 +37,19 @@ from comet_replicate_async._exceptions import (
     PredictionAbandoned,
 )
 from comet_replicate_async._html import Tile
-from comet_replicate_async._inputs.base import ModelCall
+from comet_replicate_async._inputs.base import FluxInput, ModelCall
 from comet_replicate_async._money.ledger import Charge
 from comet_replicate_async._retry import stops_creates
 from comet_replicate_async._session import Session
 from comet_replicate_async._values import BatchItem, Prediction
 
-from ._batch_report import BulkOptions, BulkSummary, Outcome, Progress, ProgressCallback
+from ._batch_report import (
+    BulkOptions,
+    BulkSummary,
+    ItemReport,
+    Progress,
+    ProgressCallback,
+)
 from ._costs import CostTotals
 from ._disk_faults import DiskFault, journal_refused
 from ._folder_journal import FolderJournal
@@ -107,7 +112,8 @@ class _Batch:
         self.on_progress = on_progress
         self.stop = stop
         self.outcomes = [
-            Outcome(item, model=item.model or options.model) for item in prompts.items
+            ItemReport(item, model=item.model or options.model)
+            for item in prompts.items
         ]
         self.progress = Progress(total=len(prompts.items))
         self.ended = 0
@@ -129,12 +135,15 @@ class _Batch:
         calls = [
             ModelCall(outcome.model, outcome.item.input) for outcome in self.outcomes
         ]
-        self.session._life.check_usable()
-        items = self.items = start_batch(self.session, None, calls, None, self.journal)
-        self._report()
-        send, receive = anyio.create_memory_object_stream[tuple[Outcome, Prediction]](
-            math.inf
+        # Through the session's own batch call: a `ModelCall` names its model as
+        # a typed input does, so the batch takes them as typed inputs.
+        items = self.items = self.session.as_completed(
+            cast("list[FluxInput]", calls), journal=self.journal
         )
+        self._report()
+        send, receive = anyio.create_memory_object_stream[
+            tuple[ItemReport, Prediction]
+        ](math.inf)
         refused: Exception | None = None
         async with anyio.create_task_group() as background:
             background.start_soon(self._keep_gallery_fresh)
@@ -165,7 +174,7 @@ class _Batch:
     async def _read(
         self,
         items: BatchIterator,
-        downloads: MemoryObjectSendStream[tuple[Outcome, Prediction]],
+        downloads: MemoryObjectSendStream[tuple[ItemReport, Prediction]],
     ) -> None:
         with self.reading:
             async for item in items:
@@ -181,7 +190,7 @@ class _Batch:
     def _take(
         self,
         item: BatchItem,
-        downloads: MemoryObjectSendStream[tuple[Outcome, Prediction]],
+        downloads: MemoryObjectSendStream[tuple[ItemReport, Prediction]],
     ) -> None:
         outcome = self.outcomes[item.index]
         prediction, error = item.prediction, item.error
@@ -224,9 +233,9 @@ class _Batch:
 
     def _save(
         self,
-        outcome: Outcome,
+        outcome: ItemReport,
         prediction: Prediction,
-        downloads: MemoryObjectSendStream[tuple[Outcome, Prediction]],
+        downloads: MemoryObjectSendStream[tuple[ItemReport, Prediction]],
     ) -> None:
         """Download the files, unless an earlier run saved them all."""
         paths = output_paths(prediction, self.options.out_dir, _stem(outcome))
@@ -236,7 +245,7 @@ class _Batch:
             downloads.send_nowait((outcome, prediction))
 
     async def _download(
-        self, receive: MemoryObjectReceiveStream[tuple[Outcome, Prediction]]
+        self, receive: MemoryObjectReceiveStream[tuple[ItemReport, Prediction]]
     ) -> None:
         async with receive:
             async for outcome, prediction in receive:
@@ -262,7 +271,7 @@ class _Batch:
                     outcome.files = tuple(path.name for path in paths)
                 self.gallery_dirty.set()
 
-    def _forget_parts(self, outcome: Outcome, prediction: Prediction) -> None:
+    def _forget_parts(self, outcome: ItemReport, prediction: Prediction) -> None:
         """Remove what a refused download left: it takes space a rerun needs."""
         for path in output_paths(prediction, self.options.out_dir, _stem(outcome)):
             with contextlib.suppress(OSError):
@@ -273,7 +282,7 @@ class _Batch:
         if self.disk_fault.record(failure, where) and self.items is not None:
             stop_creating(self.items, self.disk_fault.reason())
 
-    def _count(self, outcome: Outcome, *, resumed: bool) -> None:
+    def _count(self, outcome: ItemReport, *, resumed: bool) -> None:
         self.ended += 1
         if outcome.state == "succeeded":
             self.progress.succeeded += 1
@@ -405,6 +414,6 @@ class _Batch:
         )
 
 
-def _stem(outcome: Outcome) -> str:
+def _stem(outcome: ItemReport) -> str:
     """The files of an item are `{index:05d}-{prediction id}-{n}{ext}`."""
     return f"{outcome.item.index:05d}-{outcome.prediction_id}"

@@ -1,7 +1,7 @@
 """What a command-line batch reports: its options, each item's outcome, the
 live counts and the summary of how it ended.
 
-An `Outcome` is one line of `results.jsonl`; `BulkSummary.exit_code` is the
+An `ItemReport` is one line of `results.jsonl`; `BulkSummary.exit_code` is the
 command's exit code.
 """
 
@@ -18,20 +18,22 @@ from comet_replicate_async._money.ledger import Charge
 from comet_replicate_async._money.prices import Price
 from comet_replicate_async._values import Status
 
-from ._costs import CostTotals, charge_of
+from ._costs import CostTotals, charge_of, describe_price, price_json
 from ._prompts import PromptItem
 
 __all__ = [
     "BulkOptions",
     "BulkSummary",
-    "ItemState",
-    "Outcome",
+    "ItemReport",
     "Progress",
     "ProgressCallback",
+    "ReportedState",
+    "cost_json",
+    "cost_rows",
 ]
 
 #: Where an item stands: "created" is still running (a rerun polls it).
-ItemState = Literal["succeeded", "failed", "ambiguous", "created"]
+ReportedState = Literal["succeeded", "failed", "ambiguous", "created"]
 
 
 @attrs.frozen
@@ -53,11 +55,11 @@ class BulkOptions:
 
 
 @attrs.define
-class Outcome:
+class ItemReport:
     """Where one item stands; one line of results.jsonl."""
 
     item: PromptItem
-    state: ItemState | None = None  # None: not sent in any run
+    state: ReportedState | None = None  # None: not sent in any run
     prediction_id: str | None = None
     error: str | None = None
     output_urls: tuple[str, ...] = ()
@@ -155,3 +157,48 @@ class BulkSummary:
 
 
 ProgressCallback = Callable[[Progress], None]
+
+
+def cost_rows(summary: BulkSummary) -> list[tuple[str, str | int]]:
+    """The summary table's rows about money and outputs."""
+    rows: list[tuple[str, str | int]] = [("cost, all runs", summary.costs.text())]
+    if len(summary.prices) > 1:
+        for model, price in summary.prices.items():
+            costs = summary.model_costs.get(model, CostTotals())
+            rows.append((f"{model}: cost", costs.text()))
+            rows.append((f"{model}: price", describe_price(price)))
+    else:
+        rows.append(("price", describe_price(summary.price)))
+    if summary.max_cost is not None:
+        rows.append(("cost cap (--max-cost)", f"${summary.max_cost:.4f}"))
+        rows.append(("not started: cost cap reached", summary.over_budget))
+    rows.append(("fewer outputs than asked", summary.short_outputs))
+    if summary.downloads_failed:
+        rows.append(("outputs not saved (see results)", summary.downloads_failed))
+    return rows
+
+
+def cost_json(summary: BulkSummary) -> dict[str, Any]:
+    """The JSON summary's fields about money and outputs."""
+    return {
+        "cost": {
+            "spent": summary.costs.spent,
+            "possibly_billed": summary.costs.possibly_billed,
+            "unpriced_items": summary.costs.unpriced,
+            "max_cost": summary.max_cost,
+            **price_json(summary.price),
+            "models": {
+                model: {
+                    "spent": summary.model_costs.get(model, CostTotals()).spent,
+                    "possibly_billed": summary.model_costs.get(
+                        model, CostTotals()
+                    ).possibly_billed,
+                    **price_json(price),
+                }
+                for model, price in summary.prices.items()
+            },
+        },
+        "not_started_over_budget": summary.over_budget,
+        "short_outputs": summary.short_outputs,
+        "downloads_failed": summary.downloads_failed,
+    }

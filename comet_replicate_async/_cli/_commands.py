@@ -34,6 +34,7 @@ from ._demo import demo
 from ._doctor import check_reachable, doctor_report
 from ._errors import EXIT_FAILED, EXIT_INTERRUPTED, CliError, report
 from ._log_policy import apply_log_policy
+from ._options import json_summary, out_folder
 from ._prompts import (
     coerce_parameter,
     read_models,
@@ -206,13 +207,7 @@ def get(ctx: click.Context, prediction_id: str) -> None:
     metavar="A,B,...",
     help="Run every line that names no model on each of these models.",
 )
-@click.option(
-    "--out",
-    "-o",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder for images, journal and manifest.",
-)
+@out_folder("Folder for images, journal and manifest.", required=True)
 @click.option(
     "--concurrency",
     "-c",
@@ -272,9 +267,7 @@ def get(ctx: click.Context, prediction_id: str) -> None:
     help="Send Cancel-After, so the server stops a prediction nobody waits for "
     "(whether CometAPI passes it on is unconfirmed).",
 )
-@click.option(
-    "--json", "as_json", is_flag=True, help="Print a machine-readable summary."
-)
+@json_summary()
 @click.option(
     "--log-format",
     type=click.Choice(["text", "json"]),

@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 import click
@@ -36,17 +36,13 @@ from comet_replicate_async._values import Status
 from ._errors import CliError
 from ._prompts import PromptFile
 
-if TYPE_CHECKING:
-    from ._batch_report import BulkSummary  # which imports this module
-
 __all__ = [
     "CostTotals",
     "batch_prices",
     "charge_of",
-    "cost_json",
-    "cost_rows",
     "describe_price",
     "dry_run_lines",
+    "price_json",
     "print_dry_run",
     "read_price_book",
     "read_prices",
@@ -164,7 +160,7 @@ def print_dry_run(
             "total": estimate.total,
             "unpriced": list(estimate.unpriced),
             "max_cost": max_cost,
-            **_price_json(price),
+            **price_json(price),
             "sent": 0,
         }
         print(json.dumps(summary), flush=True)
@@ -282,52 +278,8 @@ class CostTotals:
         return words
 
 
-def cost_rows(summary: BulkSummary) -> list[tuple[str, str | int]]:
-    """The summary table's rows about money and outputs."""
-    rows: list[tuple[str, str | int]] = [("cost, all runs", summary.costs.text())]
-    if len(summary.prices) > 1:
-        for model, price in summary.prices.items():
-            costs = summary.model_costs.get(model, CostTotals())
-            rows.append((f"{model}: cost", costs.text()))
-            rows.append((f"{model}: price", describe_price(price)))
-    else:
-        rows.append(("price", describe_price(summary.price)))
-    if summary.max_cost is not None:
-        rows.append(("cost cap (--max-cost)", f"${summary.max_cost:.4f}"))
-        rows.append(("not started: cost cap reached", summary.over_budget))
-    rows.append(("fewer outputs than asked", summary.short_outputs))
-    if summary.downloads_failed:
-        rows.append(("outputs not saved (see results)", summary.downloads_failed))
-    return rows
-
-
-def cost_json(summary: BulkSummary) -> dict[str, Any]:
-    """The JSON summary's fields about money and outputs."""
-    return {
-        "cost": {
-            "spent": summary.costs.spent,
-            "possibly_billed": summary.costs.possibly_billed,
-            "unpriced_items": summary.costs.unpriced,
-            "max_cost": summary.max_cost,
-            **_price_json(summary.price),
-            "models": {
-                model: {
-                    "spent": summary.model_costs.get(model, CostTotals()).spent,
-                    "possibly_billed": summary.model_costs.get(
-                        model, CostTotals()
-                    ).possibly_billed,
-                    **_price_json(price),
-                }
-                for model, price in summary.prices.items()
-            },
-        },
-        "not_started_over_budget": summary.over_budget,
-        "short_outputs": summary.short_outputs,
-        "downloads_failed": summary.downloads_failed,
-    }
-
-
-def _price_json(price: Price | None) -> dict[str, Any]:
+def price_json(price: Price | None) -> dict[str, Any]:
+    """A price's fields in the JSON outputs (none when unknown)."""
     return {
         "price": None if price is None else price.usd,
         "price_source": None if price is None else str(price.source),

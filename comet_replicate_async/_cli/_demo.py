@@ -11,18 +11,14 @@ from comet_replicate_async._money.prices import PriceBook
 
 from ._batch_report import BulkOptions
 from ._batch_run import exit_code, run_batch
+from ._options import json_summary, out_folder
 from ._prompts import PromptFile, PromptItem
 
 __all__ = ["demo"]
 
 
 @click.command()
-@click.option(
-    "--out",
-    "-o",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder for the results (default: a new temporary folder).",
-)
+@out_folder("Folder for the results (default: a new temporary folder).")
 @click.option(
     "--count",
     default=50,
@@ -30,9 +26,7 @@ __all__ = ["demo"]
     type=click.IntRange(1, 10_000),
     help="How many prompts.",
 )
-@click.option(
-    "--json", "as_json", is_flag=True, help="Print a machine-readable summary."
-)
+@json_summary()
 def demo(out: Path | None, count: int, as_json: bool) -> None:
     """Run a batch against the built-in fake server: no key, no network."""
     from comet_replicate_async.testing import FakeCometAPI, Latency

@@ -12,7 +12,7 @@ from importlib import metadata
 import anyio
 import attrs
 
-from comet_replicate_async._config import resolve_base_url
+from comet_replicate_async._config import ApiKey, RequestTimeout, resolve_base_url
 from comet_replicate_async._exceptions import (
     APIConnectionError,
     AuthenticationError,
@@ -23,6 +23,7 @@ from comet_replicate_async._exceptions import (
 from comet_replicate_async._money.prices import build_catalogue_request, read_catalogue
 from comet_replicate_async._retry import RetryPolicy
 from comet_replicate_async._session import Session
+from comet_replicate_async._transports.aiohttp import AiohttpTransport
 
 from ._errors import EXIT_FATAL, CliError
 
@@ -78,14 +79,14 @@ async def run_checks(api_key: str | None, base_url: str | None) -> list[Check]:
     ]
     if api_key:
         async with Session(api_key, base_url=base_url, retry=_PROBE_RETRY) as session:
-            checks += await _remote_checks(session, url)
+            checks += await _remote_checks(session, url, api_key)
     else:
         checks.append(Check("API", False, f"{url}: not checked without a key"))
     checks.append(Check("versions", True, _versions()))
     return checks
 
 
-async def _remote_checks(session: Session, url: str) -> list[Check]:
+async def _remote_checks(session: Session, url: str, api_key: str) -> list[Check]:
     try:
         await session.get(UNKNOWN_ID)
     except NotFoundError:
@@ -104,8 +105,7 @@ async def _remote_checks(session: Session, url: str) -> list[Check]:
         key = Check("key accepted", False, "a query of an unknown id found one")
     answers = Check("API answers", True, url)
     try:
-        reply = await session._transport.send(build_catalogue_request())
-        prices = read_catalogue(reply)
+        prices = await _read_catalogue(url, api_key)
     except CometReplicateError as error:
         # Not a failure: the bundled estimates stand in for the catalogue.
         catalogue = Check(
@@ -117,6 +117,17 @@ async def _remote_checks(session: Session, url: str) -> list[Check]:
     else:
         catalogue = Check("price catalogue", True, f"{len(prices)} model prices")
     return [answers, key, catalogue]
+
+
+async def _read_catalogue(url: str, api_key: str) -> dict[str, float]:
+    # A transport of its own, as `_costs` has for the catalogue: the session's
+    # sends the API's calls, and this is not one of them.
+    transport = AiohttpTransport(url, ApiKey(api_key), RequestTimeout())
+    transport.open()
+    try:
+        return read_catalogue(await transport.send(build_catalogue_request()))
+    finally:
+        await transport.aclose()
 
 
 def _versions() -> str:

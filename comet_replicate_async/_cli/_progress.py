@@ -19,9 +19,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from ._batch_report import BulkSummary
+from ._batch_report import BulkSummary, cost_json, cost_rows
 from ._batch_report import Progress as Counts
-from ._costs import cost_json, cost_rows
 from ._shared_batch import shown_url
 
 __all__ = ["ProgressView"]

@@ -12,16 +12,8 @@ from typing import ClassVar, Literal
 
 import attrs
 
-from .base import (
-    FluxInput,
-    OutputShape,
-    choice,
-    dimension,
-    image,
-    integer,
-    number,
-    switch,
-)
+from . import fields
+from .base import FluxInput, OutputShape, choice, image, integer, number, switch
 
 __all__ = [
     "FLUX_INPUTS",
@@ -35,7 +27,6 @@ __all__ = [
     "typed_input_class",
 ]
 
-_OUTPUT_FORMATS = ("webp", "jpg", "png")
 _SCHNELL_RATIOS = (
     "1:1",
     "16:9",
@@ -123,24 +114,14 @@ class FluxSchnell(FluxInput):
     aspect_ratio: SchnellRatio | None = choice(
         "image proportions (default 1:1)", *_SCHNELL_RATIOS
     )
-    num_outputs: int | None = integer("images to make (default 1)", 1, 4)
+    num_outputs: int | None = fields.num_outputs()
     num_inference_steps: int | None = integer("denoising steps (default 4)", 1, 4)
-    seed: int | None = integer("random seed, for repeatable results")
-    output_format: OutputFormat | None = choice(
-        "file format (default webp)", *_OUTPUT_FORMATS
-    )
-    output_quality: int | None = integer(
-        "0 to 100, ignored for png (default 80)", 0, 100
-    )
-    disable_safety_checker: bool | None = switch(
-        "skip the safety checker (default false)"
-    )
-    go_fast: bool | None = switch(
-        "fp8 speed-up, not repeatable with a seed (default true)"
-    )
-    megapixels: Megapixels | None = choice(
-        "approximate size (default '1')", "1", "0.25"
-    )
+    seed: int | None = fields.seed()
+    output_format: OutputFormat | None = fields.output_format()
+    output_quality: int | None = fields.output_quality()
+    disable_safety_checker: bool | None = fields.disable_safety_checker()
+    go_fast: bool | None = fields.go_fast()
+    megapixels: Megapixels | None = fields.megapixels()
 
 
 @attrs.frozen
@@ -159,27 +140,17 @@ class FluxDev(FluxInput):
     prompt_strength: float | None = number(
         "img2img: how much the prompt changes the image (default 0.8)", 0, 1
     )
-    num_outputs: int | None = integer("images to make (default 1)", 1, 4)
+    num_outputs: int | None = fields.num_outputs()
     num_inference_steps: int | None = integer("denoising steps (default 28)", 1, 50)
     guidance: float | None = number(
         "how closely to follow the prompt (default 3)", 0, 10
     )
-    seed: int | None = integer("random seed, for repeatable results")
-    output_format: OutputFormat | None = choice(
-        "file format (default webp)", *_OUTPUT_FORMATS
-    )
-    output_quality: int | None = integer(
-        "0 to 100, ignored for png (default 80)", 0, 100
-    )
-    disable_safety_checker: bool | None = switch(
-        "skip the safety checker (default false)"
-    )
-    go_fast: bool | None = switch(
-        "fp8 speed-up, not repeatable with a seed (default true)"
-    )
-    megapixels: Megapixels | None = choice(
-        "approximate size (default '1')", "1", "0.25"
-    )
+    seed: int | None = fields.seed()
+    output_format: OutputFormat | None = fields.output_format()
+    output_quality: int | None = fields.output_quality()
+    disable_safety_checker: bool | None = fields.disable_safety_checker()
+    go_fast: bool | None = fields.go_fast()
+    megapixels: Megapixels | None = fields.megapixels()
 
 
 @attrs.frozen
@@ -189,30 +160,22 @@ class FluxPro(FluxInput):
     model: ClassVar[str] = "black-forest-labs/flux-pro"
     output_shape: ClassVar[OutputShape] = "single"
 
-    image_prompt: Image | None = image("Redux image to guide the composition")
+    image_prompt: Image | None = fields.image_prompt()
     aspect_ratio: ProRatio | None = choice(
         "image proportions (default 1:1)", *_PRO_RATIOS
     )
-    width: int | None = dimension("with aspect_ratio='custom' only")
-    height: int | None = dimension("with aspect_ratio='custom' only")
+    width: int | None = fields.custom_width()
+    height: int | None = fields.custom_height()
     steps: int | None = integer("diffusion steps, deprecated (default 25)", 1, 50)
     guidance: float | None = number(
         "how closely to follow the prompt (default 3)", 2, 5
     )
     interval: float | None = number("variance, deprecated (default 2)", 1, 4)
-    safety_tolerance: int | None = integer(
-        "1 strictest to 6 most permissive (default 2)", 1, 6
-    )
-    seed: int | None = integer("random seed, for repeatable results")
-    prompt_upsampling: bool | None = switch(
-        "let the model rewrite the prompt (default false)"
-    )
-    output_format: OutputFormat | None = choice(
-        "file format (default webp)", *_OUTPUT_FORMATS
-    )
-    output_quality: int | None = integer(
-        "0 to 100, ignored for png (default 80)", 0, 100
-    )
+    safety_tolerance: int | None = fields.safety_tolerance()
+    seed: int | None = fields.seed()
+    prompt_upsampling: bool | None = fields.prompt_upsampling()
+    output_format: OutputFormat | None = fields.output_format()
+    output_quality: int | None = fields.output_quality()
 
     def _cross_field_problems(self) -> list[str]:
         return _custom_size_problems(self.aspect_ratio, self.width, self.height)
@@ -225,25 +188,17 @@ class Flux11Pro(FluxInput):
     model: ClassVar[str] = "black-forest-labs/flux-1.1-pro"
     output_shape: ClassVar[OutputShape] = "single"
 
-    image_prompt: Image | None = image("Redux image to guide the composition")
+    image_prompt: Image | None = fields.image_prompt()
     aspect_ratio: ProRatio | None = choice(
         "image proportions (default 1:1)", *_PRO_RATIOS
     )
-    width: int | None = dimension("with aspect_ratio='custom' only")
-    height: int | None = dimension("with aspect_ratio='custom' only")
-    safety_tolerance: int | None = integer(
-        "1 strictest to 6 most permissive (default 2)", 1, 6
-    )
-    seed: int | None = integer("random seed, for repeatable results")
-    prompt_upsampling: bool | None = switch(
-        "let the model rewrite the prompt (default false)"
-    )
-    output_format: OutputFormat | None = choice(
-        "file format (default webp)", *_OUTPUT_FORMATS
-    )
-    output_quality: int | None = integer(
-        "0 to 100, ignored for png (default 80)", 0, 100
-    )
+    width: int | None = fields.custom_width()
+    height: int | None = fields.custom_height()
+    safety_tolerance: int | None = fields.safety_tolerance()
+    seed: int | None = fields.seed()
+    prompt_upsampling: bool | None = fields.prompt_upsampling()
+    output_format: OutputFormat | None = fields.output_format()
+    output_quality: int | None = fields.output_quality()
 
     def _cross_field_problems(self) -> list[str]:
         return _custom_size_problems(self.aspect_ratio, self.width, self.height)
@@ -260,14 +215,12 @@ class Flux11ProUltra(FluxInput):
         "image proportions (default 1:1)", *_ULTRA_RATIOS
     )
     raw: bool | None = switch("less processed, more natural images (default false)")
-    image_prompt: Image | None = image("Redux image to guide the composition")
+    image_prompt: Image | None = fields.image_prompt()
     image_prompt_strength: float | None = number(
         "weight of image_prompt (default 0.1)", 0, 1
     )
-    safety_tolerance: int | None = integer(
-        "1 strictest to 6 most permissive (default 2)", 1, 6
-    )
-    seed: int | None = integer("random seed, for repeatable results")
+    safety_tolerance: int | None = fields.safety_tolerance()
+    seed: int | None = fields.seed()
     output_format: JpgOrPng | None = choice(
         "file format, no webp (default jpg)", "jpg", "png"
     )
@@ -288,10 +241,8 @@ class FluxKontextPro(FluxInput):
     safety_tolerance: int | None = integer(
         "0 strictest to 6; at most 2 with an input image (default 2)", 0, 6
     )
-    prompt_upsampling: bool | None = switch(
-        "let the model rewrite the prompt (default false)"
-    )
-    seed: int | None = integer("random seed, for repeatable results")
+    prompt_upsampling: bool | None = fields.prompt_upsampling()
+    seed: int | None = fields.seed()
 
     def _cross_field_problems(self) -> list[str]:
         tolerance = self.safety_tolerance

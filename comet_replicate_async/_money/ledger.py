@@ -36,8 +36,8 @@ from .prices import PriceBook, PriceSource
 __all__ = [
     "BudgetLedger",
     "Charge",
-    "Outcome",
     "Reservation",
+    "Settlement",
     "charge_for",
     "outcome_of",
 ]
@@ -46,7 +46,7 @@ __all__ = [
 #: two words are for creates without one: `"ambiguous"` (sent, outcome unknown:
 #: it may have been created and billed) and `"not_created"` (provably refused,
 #: e.g. 429 or a connection that failed before sending).
-Outcome = Status | Literal["ambiguous", "not_created"]
+Settlement = Status | Literal["ambiguous", "not_created"]
 
 
 class Charge(StrEnum):
@@ -60,7 +60,7 @@ class Charge(StrEnum):
 _BILLED: Final = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELED})
 
 
-def charge_for(outcome: Outcome) -> Charge:
+def charge_for(outcome: Settlement) -> Charge:
     """How `outcome` counts: succeeded, failed and canceled are billed; aborted
     (stopped before it started) and not created are free; an ambiguous create,
     or a prediction left unfinished (it runs on, and may be billed), is counted
@@ -72,7 +72,7 @@ def charge_for(outcome: Outcome) -> Charge:
     return Charge.POSSIBLY_BILLED
 
 
-def outcome_of(result: Prediction | BaseException) -> Outcome:
+def outcome_of(result: Prediction | BaseException) -> Settlement:
     """The outcome of a create from what the call gave: a prediction or an error.
 
     A prediction's error stands for its last known status. An error without a
@@ -201,7 +201,7 @@ class BudgetLedger:
             self._open[reservation.number] = reservation
         return reservation
 
-    def settle(self, reservation: Reservation, outcome: Outcome) -> Charge:
+    def settle(self, reservation: Reservation, outcome: Settlement) -> Charge:
         """Count `reservation` as `outcome` says: spent, or released when free.
 
         Raises:

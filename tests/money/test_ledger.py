@@ -26,8 +26,8 @@ from comet_replicate_async import (
 from comet_replicate_async._money.ledger import (
     BudgetLedger,
     Charge,
-    Outcome,
     Reservation,
+    Settlement,
     charge_for,
     outcome_of,
 )
@@ -51,7 +51,7 @@ BOOK = PriceBook(overrides={SCHNELL: 0.01, PRO: 0.05})
         (Status("queued-somewhere"), Charge.POSSIBLY_BILLED),
     ],
 )
-def test_what_each_outcome_costs(outcome: Outcome, charge: Charge) -> None:
+def test_what_each_outcome_costs(outcome: Settlement, charge: Charge) -> None:
     assert charge_for(outcome) is charge
 
 
@@ -71,7 +71,7 @@ def test_a_cap_of_fifty_cents_admits_exactly_fifty_one_cent_creates() -> None:
 
 def test_billed_outcomes_stay_spent_and_free_ones_give_the_money_back() -> None:
     ledger = BudgetLedger(BOOK, cap=0.04)
-    settled: dict[Outcome, Reservation] = {
+    settled: dict[Settlement, Reservation] = {
         outcome: ledger.reserve(SCHNELL)
         for outcome in (Status.SUCCEEDED, Status.FAILED, Status.CANCELED, "ambiguous")
     }
@@ -90,7 +90,7 @@ def test_billed_outcomes_stay_spent_and_free_ones_give_the_money_back() -> None:
 
 
 @pytest.mark.parametrize("outcome", [Status.ABORTED, "not_created"])
-def test_aborted_and_uncreated_release_their_reservation(outcome: Outcome) -> None:
+def test_aborted_and_uncreated_release_their_reservation(outcome: Settlement) -> None:
     ledger = BudgetLedger(BOOK, cap=0.01)
     first = ledger.reserve(SCHNELL)
 
@@ -238,7 +238,7 @@ def api_error(error_class: type[APIError], status: int) -> APIError:
     ],
 )
 def test_outcome_of_a_call(
-    result: Prediction | BaseException, outcome: Outcome
+    result: Prediction | BaseException, outcome: Settlement
 ) -> None:
     assert outcome_of(result) == outcome
 
