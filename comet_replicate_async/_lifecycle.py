@@ -25,10 +25,17 @@ from ._exceptions import PredictionAbandoned
 from ._limits import ConcurrencyWindow
 from ._money.spending import Spending
 from ._polling.registry import Registry
+from ._telemetry.base import log_extra
 from ._transports.base import Transport
 from ._values import Prediction
 
-__all__ = ["Lifecycle", "State", "closed_while_waiting", "not_started"]
+__all__ = [
+    "Lifecycle",
+    "State",
+    "closed_while_waiting",
+    "log_abandoned",
+    "not_started",
+]
 
 logger = logging.getLogger("comet_replicate_async")
 
@@ -201,4 +208,17 @@ def closed_while_waiting(prediction: Prediction | None) -> PredictionAbandoned:
         f"{prediction.id} (last status: {prediction.status}); it may still run "
         f"and be billed: another session's wait({prediction.id!r}) picks it up",
         prediction,
+    )
+
+
+def log_abandoned(prediction: Prediction, why: str, batch: str | None = None) -> None:
+    """Say that a prediction nobody waits for any more keeps running (and billing)."""
+    # At WARNING: the prediction is billed, and this line is how to find it.
+    logger.warning(
+        "%s: prediction %s keeps running and is billed; "
+        "session.wait(%r) picks it up again",
+        why,
+        prediction.id,
+        prediction.id,
+        extra=log_extra(prediction.id, prediction.model or None, batch),
     )

@@ -30,6 +30,7 @@ from comet_replicate_async._exceptions import (
     error_for_status,
 )
 from comet_replicate_async._inputs.base import FluxInput, ModelCall
+from comet_replicate_async._lifecycle import log_abandoned
 from comet_replicate_async._money.estimates import billed_images
 from comet_replicate_async._polling.registry import Entry, Registry
 from comet_replicate_async._stats import StatsCounter
@@ -41,7 +42,6 @@ __all__ = [
     "BatchTracker",
     "CreateJob",
     "Creators",
-    "log_abandoned",
     "missing_outputs",
     "stop_creating",
 ]
@@ -428,19 +428,6 @@ def missing_outputs(input: Any, prediction: Prediction | None) -> int:
     if not isinstance(input, Mapping):
         return 0
     return max(0, billed_images(input) - len(prediction.output_urls))
-
-
-def log_abandoned(prediction: Prediction, why: str, batch: str | None = None) -> None:
-    """Say that a prediction nobody waits for any more keeps running (and billing)."""
-    # At WARNING: the prediction is billed, and this line is how to find it.
-    logger.warning(
-        "%s: prediction %s keeps running and is billed; "
-        "session.wait(%r) picks it up again",
-        why,
-        prediction.id,
-        prediction.id,
-        extra=log_extra(prediction.id, prediction.model or None, batch),
-    )
 
 
 def _wake(future: asyncio.Future[None] | None) -> None:
