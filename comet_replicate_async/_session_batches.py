@@ -4,10 +4,11 @@ batch engine (`_batch/feed.py`)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, cast, overload
+from collections.abc import AsyncIterable, Iterable
+from typing import TYPE_CHECKING, cast, overload
 
 from ._batch.feed import JournalArg, start_batch
+from ._batch.inputs import BatchInputs, TypedInputs
 from ._batch.tracker import BatchIterator
 from ._inputs.base import FluxInput
 from ._values import BatchItem
@@ -16,12 +17,7 @@ if TYPE_CHECKING:
     from ._lifecycle import Lifecycle
     from ._session import Session
 
-__all__ = ["BatchCalls", "BatchInput", "BatchInputs", "TypedInputs"]
-
-BatchInput = Mapping[str, Any] | FluxInput
-BatchInputs = Iterable[BatchInput] | AsyncIterable[BatchInput]
-# A batch with no model argument: each input is typed and names its model.
-TypedInputs = Iterable[FluxInput] | AsyncIterable[FluxInput]
+__all__ = ["BatchCalls"]
 
 
 class BatchCalls:
