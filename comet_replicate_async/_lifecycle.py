@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import enum
 import logging
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any
 
 import anyio
@@ -125,6 +125,18 @@ class Lifecycle:
         self._jobs -= 1
         if self._jobs == 0:
             self._jobs_finished.set()
+
+    def start_job(self, job: Callable[[], Awaitable[None]]) -> None:
+        """Run `job` in the session's task group; a normal close waits for it."""
+        assert self.task_group is not None, "the session is open"
+        self.job_started()
+        self.task_group.start_soon(self._run_job, job)
+
+    async def _run_job(self, job: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await job()
+        finally:
+            self.job_done()
 
     @contextlib.contextmanager
     def job(self) -> Iterator[None]:

@@ -58,26 +58,21 @@ from comet_replicate_async._sansio import validate_model_id
 from comet_replicate_async._telemetry.base import CURRENT
 from comet_replicate_async._values import BatchItem, Prediction, Status
 
+from .context import BATCH_CREATES, BatchContext
 from .inputs import Inputs, aiter_inputs, checked_inputs
 from .tracker import BatchIterator, BatchTracker, CreateJob, Creators, missing_outputs
 
 if TYPE_CHECKING:
-    from comet_replicate_async._session import Session
     from comet_replicate_async._telemetry.trace import BatchTrace
 
 __all__ = ["JournalArg", "start_batch"]
-
-# Creates a batch has in flight at once. Sixteen at 0.5 s each is far above the
-# create rate limits seen in practice (hundreds a minute), and each waiting create
-# would hold a task, a request and, past the pool, a queue place.
-BATCH_CREATES = 16
 
 
 JournalArg = str | os.PathLike[str] | Journal
 
 
 def start_batch(
-    session: Session,
+    context: BatchContext,
     model: BatchModel,
     inputs: Inputs,
     timeout: float | None,
@@ -96,13 +91,7 @@ def start_batch(
         from .shared import SharedFeed  # builds on _Feed: an import cycle
 
         kind = SharedFeed
-    feed = kind(
-        session,
-        model,
-        inputs,
-        timeout,
-        opened,
-    )
+    feed = kind(context, model, inputs, timeout, opened)
     return BatchIterator(feed.items(), feed.tracker)
 
 
@@ -111,21 +100,21 @@ class _Feed:
 
     def __init__(
         self,
-        session: Session,
+        context: BatchContext,
         model: BatchModel,
         inputs: Inputs,
         timeout: float | None,
         journal: Journal | None,
     ) -> None:
-        self.session = session
+        self.context = context
         self.model = model
         self.inputs = inputs
         self.timeout = timeout
         self.journal = journal
         self.tracker = BatchTracker(
-            session._registry,
-            session._counters,
-            session._window.release,
+            context.registry,
+            context.counters,
+            context.window.release,
             on_end=None if journal is None else self._on_end,
         )
         # Positions whose create this run recorded or polls: their end is journaled.
@@ -142,16 +131,13 @@ class _Feed:
         """Start the feeder, then yield the items as they finish."""
         tracker = self.tracker
         feeder_scope = anyio.CancelScope()
-        session = self.session
-        assert session._task_group is not None
         # Its span starts in the consumer's context (None when nothing records).
-        self.traced = session._parts.telemetry.batch(
+        self.traced = self.context.telemetry.batch(
             item_model(self.model, None), tracker.batch_id
         )
         if self.traced is not None:
             tracker.on_item = self.traced.item_ended
-        session._job_started()
-        session._task_group.start_soon(self._feed, feeder_scope)
+        self.context.start_job(functools.partial(self._feed, feeder_scope))
         tracker.feeding = True
         try:
             while (item := await tracker.next_item()) is not None:
@@ -174,7 +160,6 @@ class _Feed:
             self.tracker.finish()
             if self.traced is not None:
                 self.traced.end(self.tracker.input_error)
-            self.session._job_done()
 
     async def _run_journaled(self, journal: Journal, scope: anyio.CancelScope) -> None:
         # The journal and its recorder stay open outside the feeder's scope: a
@@ -184,9 +169,7 @@ class _Feed:
             async with journal:
                 records = await self._recorded(journal)
                 # The cap counts what earlier runs of this journal spent.
-                await self.session._spending.carry(
-                    records, item_model(self.model, None)
-                )
+                await self.context.spending.carry(records, item_model(self.model, None))
                 send, receive = anyio.create_memory_object_stream[BatchItem](math.inf)
                 self._ends = send
                 async with anyio.create_task_group() as group:
@@ -222,7 +205,7 @@ class _Feed:
     async def _start_items(
         self, records: Mapping[int, JournalRecord], creators: Creators
     ) -> None:
-        session, tracker = self.session, self.tracker
+        context, tracker = self.context, self.tracker
         try:
             inputs_left = await checked_inputs(
                 aiter_inputs(self.inputs), self.model, records
@@ -233,7 +216,7 @@ class _Feed:
         for index in itertools.count():
             # Take the slot before pulling the next input: backpressure.
             try:
-                await session._window.acquire()
+                await context.window.acquire()
             except PredictionAbandoned as error:
                 # The session is closing: no more inputs; the consumer learns why
                 # once the started items are read.
@@ -251,14 +234,14 @@ class _Feed:
                 tracker.free_slot()
                 tracker.input_error = error
                 return
-            deadline = session._deadline(self.timeout)
+            deadline = context.deadline(self.timeout)
             try:
                 if tracker.stop_reason is not None:
                     raise BatchStoppedError(tracker.stop_reason)
                 model_id, body = resolve_item(self.model, input)
             except (InputValidationError, BatchStoppedError) as error:
-                session._counters.started()
-                session._counters.finished(succeeded=False)
+                context.counters.started()
+                context.counters.finished(succeeded=False)
                 model = item_model(self.model, input)
                 tracker.put(BatchItem(index, input, error=error, model=model))
                 continue
@@ -274,18 +257,18 @@ class _Feed:
         """Take up a recorded input without creating it; False: create it."""
         index = record.position
         if record.state == "created" and record.prediction_id is not None:
-            self.session._counters.started()
+            self.context.counters.started()
             self._journaled.add(index)
             known = Prediction(
                 id=record.prediction_id, status=Status.STARTING, model=model
             )
-            entry = self.session._poller.watch(known)
+            entry = self.context.poller.watch(known)
             if self.traced is not None:
                 entry.trace = self.traced.item(index, model, resumed=True, known=known)
             self.tracker.watch(entry, index, input, deadline, model=model)
             return True
         if record.state in ("pending", "ambiguous"):
-            if self.session.retry.retry_ambiguous_creates:
+            if self.context.retry.retry_ambiguous_creates:
                 return False  # opted in: may pay twice
             cause = CometReplicateError(
                 "its create was in flight when an earlier run of this journal stopped"
@@ -322,10 +305,10 @@ class _Feed:
         self, records: Mapping[int, JournalRecord], job: CreateJob
     ) -> None:
         """Create one item's prediction, then leave it to the tracker and the poller."""
-        session, tracker = self.session, self.tracker
+        context, tracker = self.context, self.tracker
         index, input, model, body, deadline = job
         # Counted from here: a job still queued when the batch stops never was.
-        session._counters.started()
+        context.counters.started()
         trace = None if self.traced is None else self.traced.item(index, model)
         if trace is not None:
             trace.slot_taken()
@@ -341,7 +324,7 @@ class _Feed:
 
             stopped = self._stopped
 
-        spending = session._spending
+        spending = context.spending
         reservation = None
         try:
             # Reserved before anything is recorded or sent: an input the cost
@@ -349,7 +332,7 @@ class _Feed:
             # larger cap sends it).
             reservation = await spending.reserve(model, body)
             if journal is None:
-                created = await session._create_by(
+                created = await context.create_by(
                     model, body, deadline, on_created, stopped, reservation
                 )
             else:
@@ -364,7 +347,7 @@ class _Feed:
                     else:
                         await journal.pending(index, digest, cost=cost)
                     self._journaled.add(index)
-                    created = await session._create_by(
+                    created = await context.create_by(
                         model, body, deadline, on_created, stopped, reservation
                     )
         except Exception as error:
@@ -381,7 +364,7 @@ class _Feed:
             # Stopped: its slot is given back when the batch finishes.
             if reservation is not None:
                 spending.unsent(reservation)
-            session._counters.cancelled()
+            context.counters.cancelled()
             if trace is not None:
                 trace.end(None, error)
             raise
@@ -389,7 +372,7 @@ class _Feed:
             failure = error_for_status(created)
             tracker.ended(index, input, created, failure, model=model)
         else:
-            entry = session._poller.watch(created)
+            entry = context.poller.watch(created)
             if trace is not None:
                 trace.watching(created)
                 entry.trace = trace

@@ -70,36 +70,36 @@ class SharedFeed(_Feed):
     async def _start_items(
         self, records: Mapping[int, JournalRecord], creators: Creators
     ) -> None:
-        session, tracker, journal = self.session, self.tracker, self.shared
+        context, tracker, journal = self.context, self.tracker, self.shared
         try:
             inputs = [input async for input in aiter_inputs(self.inputs)]
             calls = await self._record(inputs)
-            if (per_minute := session._parts.calls.pacer.per_minute) is not None:
+            if (per_minute := context.pacer.per_minute) is not None:
                 await journal.set_create_rate(per_minute / 60.0)
         except Exception as error:  # a changed input, the iterable, the database
             tracker.input_error = error
             return
-        self._refused_seen = session._counters.creates_refused
+        self._refused_seen = context.counters.creates_refused
         self._published_at = time.monotonic()
         for index, call in calls.items():
             if isinstance(call, InputValidationError):
                 # Never recorded nor sent: every worker reports it.
                 if not await self._take_slots(1):
                     return
-                session._counters.started()
-                session._counters.finished(succeeded=False)
+                context.counters.started()
+                context.counters.finished(succeeded=False)
                 input = inputs[index]
                 model = item_model(self.model, input)
                 tracker.put(BatchItem(index, input, error=call, model=model))
         # A stopped batch claims no more: what is left waits for other workers.
         while tracker.stop_reason is None:
-            free = session._window.limit - session._window.in_use
+            free = context.window.limit - context.window.in_use
             taken = await self._take_slots(1 + min(_CLAIM_MAX - 1, max(0, free - 1)))
             claims: list[Claim] = []
             if taken:
                 try:
                     claims = await journal.claim(
-                        taken, retry_ambiguous=session.retry.retry_ambiguous_creates
+                        taken, retry_ambiguous=context.retry.retry_ambiguous_creates
                     )
                 except Exception as error:
                     tracker.input_error = error
@@ -120,7 +120,7 @@ class SharedFeed(_Feed):
         taken, fewer when the session closes."""
         for taken in range(count):
             try:
-                await self.session._window.acquire()
+                await self.context.window.acquire()
             except PredictionAbandoned as error:
                 self.tracker.input_error = error
                 return taken
@@ -155,7 +155,7 @@ class SharedFeed(_Feed):
         creators: Creators,
     ) -> None:
         """Create, poll or report one claimed item; its slot is taken."""
-        session, tracker = self.session, self.tracker
+        context, tracker = self.context, self.tracker
         index = claim.position
         call = calls.get(index)
         if isinstance(call, tuple):
@@ -167,28 +167,28 @@ class SharedFeed(_Feed):
                 model, body = resolve_call(claim.model, input)
             else:  # recorded before items kept their model
                 model, body = resolve_item(self.model, input)
-        deadline = session._deadline(self.timeout)
+        deadline = context.deadline(self.timeout)
         if claim.state == "created" and claim.prediction_id is not None:
-            session._counters.started()
+            context.counters.started()
             self._journaled.add(index)
             known = Prediction(
                 id=claim.prediction_id, status=Status.STARTING, model=model
             )
-            entry = session._poller.watch(known)
+            entry = context.poller.watch(known)
             tracker.watch(entry, index, input, deadline, model=model)
         elif claim.state == "ambiguous":
             cause = CometReplicateError(
                 "its create was in flight when the worker that sent it stopped"
             )
-            session._counters.started()
-            session._counters.finished(succeeded=False)
+            context.counters.started()
+            context.counters.finished(succeeded=False)
             error = AmbiguousSubmitError(model, input, cause)
             item = BatchItem(index, input, error=error, resumed=True, model=model)
             tracker.put(item)
         elif tracker.stop_reason is not None:
             await self.shared.unsent(index)  # another worker may still send it
-            session._counters.started()
-            session._counters.finished(succeeded=False)
+            context.counters.started()
+            context.counters.finished(succeeded=False)
             stopped = BatchStoppedError(tracker.stop_reason)
             tracker.put(BatchItem(index, input, error=stopped, model=model))
         else:
@@ -200,7 +200,7 @@ class SharedFeed(_Feed):
         # One key, one budget: the turn comes from the row all workers share.
         await self.shared.wait_create_turn()
         await super()._create_item(records, job)
-        refused = self.session._counters.creates_refused
+        refused = self.context.counters.creates_refused
         now = time.monotonic()
         if refused > self._refused_seen or now - self._published_at >= _PUBLISH_EVERY:
             self._refused_seen, self._published_at = refused, now
@@ -215,7 +215,7 @@ class SharedFeed(_Feed):
         upwards only while it holds creates back, keeps finding the limit; a
         refusal anywhere lowers the row, and so every worker, at once.
         """
-        pacer = self.session._parts.calls.pacer
+        pacer = self.context.pacer
         if (rate := pacer.rate) is None:
             return
         journal = self.shared

@@ -20,12 +20,11 @@ import contextlib
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from comet_replicate_async._batch.feed import start_batch
 from comet_replicate_async._batch.tracker import BatchIterator, stop_creating
 from comet_replicate_async._downloads import output_paths
 from comet_replicate_async._exceptions import (
@@ -38,7 +37,7 @@ from comet_replicate_async._exceptions import (
     PredictionAbandoned,
 )
 from comet_replicate_async._html import Tile
-from comet_replicate_async._inputs.base import ModelCall
+from comet_replicate_async._inputs.base import FluxInput, ModelCall
 from comet_replicate_async._money.ledger import Charge
 from comet_replicate_async._retry import stops_creates
 from comet_replicate_async._session import Session
@@ -129,8 +128,10 @@ class _Batch:
         calls = [
             ModelCall(outcome.model, outcome.item.input) for outcome in self.outcomes
         ]
-        self.session._life.check_usable()
-        items = self.items = start_batch(self.session, None, calls, None, self.journal)
+        # Each `ModelCall` names its model, as a typed input does: the engine
+        # takes them where typed inputs go.
+        typed = cast("list[FluxInput]", calls)
+        items = self.items = self.session.as_completed(typed, journal=self.journal)
         self._report()
         send, receive = anyio.create_memory_object_stream[tuple[Outcome, Prediction]](
             math.inf

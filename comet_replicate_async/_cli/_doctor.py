@@ -104,7 +104,7 @@ async def _remote_checks(session: Session, url: str) -> list[Check]:
         key = Check("key accepted", False, "a query of an unknown id found one")
     answers = Check("API answers", True, url)
     try:
-        reply = await session._transport.send(build_catalogue_request())
+        reply = await session._parts.transport.send(build_catalogue_request())
         prices = read_catalogue(reply)
     except CometReplicateError as error:
         # Not a failure: the bundled estimates stand in for the catalogue.
