@@ -60,7 +60,13 @@ from comet_replicate_async._values import BatchItem, Prediction, Status
 
 from .context import BATCH_CREATES, BatchContext
 from .inputs import Inputs, aiter_inputs, checked_inputs
-from .tracker import BatchIterator, BatchTracker, CreateJob, Creators, missing_outputs
+from .tracker import (
+    BatchIterator,
+    BatchTracker,
+    CreateJob,
+    CreatorPool,
+    missing_outputs,
+)
 
 if TYPE_CHECKING:
     from comet_replicate_async._telemetry.trace import BatchTrace
@@ -191,7 +197,7 @@ class _Feed:
         tracker = self.tracker
         try:
             async with anyio.create_task_group() as group:
-                creators = Creators(
+                creators = CreatorPool(
                     BATCH_CREATES,
                     functools.partial(self._create_item, records),
                     group,
@@ -203,7 +209,7 @@ class _Feed:
             tracker.abandon()  # a no-op unless cancelled
 
     async def _start_items(
-        self, records: Mapping[int, JournalRecord], creators: Creators
+        self, records: Mapping[int, JournalRecord], creators: CreatorPool
     ) -> None:
         context, tracker = self.context, self.tracker
         try:

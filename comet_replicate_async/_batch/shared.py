@@ -37,7 +37,7 @@ from comet_replicate_async._values import BatchItem, Prediction, Status
 
 from .feed import _Feed, _record_end
 from .inputs import aiter_inputs
-from .tracker import CreateJob, Creators
+from .tracker import CreateJob, CreatorPool
 
 __all__ = ["SharedFeed"]
 
@@ -68,7 +68,7 @@ class SharedFeed(_Feed):
         return {}  # fed by claims, not by reading the whole batch back
 
     async def _start_items(
-        self, records: Mapping[int, JournalRecord], creators: Creators
+        self, records: Mapping[int, JournalRecord], creators: CreatorPool
     ) -> None:
         context, tracker, journal = self.context, self.tracker, self.shared
         try:
@@ -152,7 +152,7 @@ class SharedFeed(_Feed):
         claim: Claim,
         inputs: list[Any],
         calls: Mapping[int, tuple[str, dict[str, Any]] | InputValidationError],
-        creators: Creators,
+        creators: CreatorPool,
     ) -> None:
         """Create, poll or report one claimed item; its slot is taken."""
         context, tracker = self.context, self.tracker
