@@ -21,12 +21,11 @@ from typing import Any
 import anyio
 import attrs
 
-from ._batch.tracker import log_abandoned
 from ._breaker import CreateBreaker, Ticket
 from ._calls import Calls
 from ._exceptions import BatchStoppedError, CometReplicateError, ModelNotFoundError
 from ._inputs.flux import near_miss
-from ._lifecycle import Lifecycle, not_started
+from ._lifecycle import Lifecycle, log_abandoned, not_started
 from ._limits import ConcurrencyWindow
 from ._money.ledger import Reservation
 from ._money.spending import Spending

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import enum
 import logging
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any
 
 import anyio
@@ -25,10 +25,17 @@ from ._exceptions import PredictionAbandoned
 from ._limits import ConcurrencyWindow
 from ._money.spending import Spending
 from ._polling.registry import Registry
+from ._telemetry.base import log_extra
 from ._transports.base import Transport
 from ._values import Prediction
 
-__all__ = ["Lifecycle", "State", "closed_while_waiting", "not_started"]
+__all__ = [
+    "Lifecycle",
+    "State",
+    "closed_while_waiting",
+    "log_abandoned",
+    "not_started",
+]
 
 logger = logging.getLogger("comet_replicate_async")
 
@@ -119,6 +126,18 @@ class Lifecycle:
         if self._jobs == 0:
             self._jobs_finished.set()
 
+    def start_job(self, job: Callable[[], Awaitable[None]]) -> None:
+        """Run `job` in the session's task group; a normal close waits for it."""
+        assert self.task_group is not None, "the session is open"
+        self.job_started()
+        self.task_group.start_soon(self._run_job, job)
+
+    async def _run_job(self, job: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await job()
+        finally:
+            self.job_done()
+
     @contextlib.contextmanager
     def job(self) -> Iterator[None]:
         """Count the body as a job: a normal close waits for it, whatever task runs it."""
@@ -201,4 +220,17 @@ def closed_while_waiting(prediction: Prediction | None) -> PredictionAbandoned:
         f"{prediction.id} (last status: {prediction.status}); it may still run "
         f"and be billed: another session's wait({prediction.id!r}) picks it up",
         prediction,
+    )
+
+
+def log_abandoned(prediction: Prediction, why: str, batch: str | None = None) -> None:
+    """Say that a prediction nobody waits for any more keeps running (and billing)."""
+    # At WARNING: the prediction is billed, and this line is how to find it.
+    logger.warning(
+        "%s: prediction %s keeps running and is billed; "
+        "session.wait(%r) picks it up again",
+        why,
+        prediction.id,
+        prediction.id,
+        extra=log_extra(prediction.id, prediction.model or None, batch),
     )

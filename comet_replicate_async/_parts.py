@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 
 import attrs
 
+from ._batch.context import BatchContext
 from ._breaker import BreakerState, CreateBreaker
 from ._calls import Calls
 from ._downloads import Downloads
@@ -50,6 +51,7 @@ class SessionParts:
     creates: CreateCalls
     runner: Runner
     telemetry: Telemetry
+    batch: BatchContext
 
     @classmethod
     def build(
@@ -68,6 +70,7 @@ class SessionParts:
         max_cost: float | None,
         prices: Mapping[str, float] | None,
         server_deadline: bool,
+        deadline: Callable[[float | None], float],
         telemetry: Telemetry = NO_TELEMETRY,
     ) -> SessionParts:
         # Recording telemetry observes from outside: its transport, pacer and
@@ -118,6 +121,20 @@ class SessionParts:
             lambda: spending.ledger.spent,
             lambda: counters.queries,
         )
+        runner = Runner(life, creates, registry, poller, counters, telemetry)
+        batch = BatchContext(
+            window=window,
+            counters=counters,
+            registry=registry,
+            poller=poller,
+            spending=spending,
+            pacer=calls.pacer,
+            telemetry=telemetry,
+            retry=retry,
+            create_by=runner.create_by,
+            deadline=deadline,
+            start_job=life.start_job,
+        )
         return cls(
             transport=transport,
             counters=counters,
@@ -129,8 +146,9 @@ class SessionParts:
             poller=poller,
             life=life,
             creates=creates,
-            runner=Runner(life, creates, registry, poller, counters, telemetry),
+            runner=runner,
             telemetry=telemetry,
+            batch=batch,
         )
 
     def stats(self) -> SessionStats:

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._batch.tracker import log_abandoned
 from ._exceptions import (
     CometReplicateError,
     PredictionAbandoned,
@@ -26,7 +25,7 @@ from ._exceptions import (
 )
 from ._futures import PredictionFuture
 from ._handoff import CreateCalls, OnCreated
-from ._lifecycle import Lifecycle, State, closed_while_waiting
+from ._lifecycle import Lifecycle, State, closed_while_waiting, log_abandoned
 from ._money.ledger import Reservation
 from ._polling.poller import Poller
 from ._polling.registry import Registry

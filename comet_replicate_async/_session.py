@@ -3,7 +3,8 @@
 Its lifecycle is `Lifecycle`'s (`_lifecycle.py`), its creates `CreateCalls`'s
 (`_handoff.py`), its runs and waits `Runner`'s (`_runner.py`), its requests the
 call layer's (`_calls.py`) and its batches the batch engine's (`_batch/feed.py`),
-through the batch calls it inherits (`_session_batches.py`).
+through the batch calls it inherits (`_session_batches.py`), which hand the engine
+the session's `BatchContext`, not the session.
 """
 
 from __future__ import annotations
@@ -16,9 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from anyio.abc import TaskGroup
-
-from ._batch.feed import BATCH_CREATES
+from ._batch.context import BATCH_CREATES
 from ._config import (
     DEFAULT_TIMEOUT,
     RequestTimeout,
@@ -155,17 +154,11 @@ class Session(BatchCalls):
             max_cost=max_cost,
             prices=prices,
             server_deadline=server_deadline,
+            deadline=self._deadline,
             telemetry=build_telemetry(tracer_provider, meter_provider, self.base_url),
         )
         self._parts = parts
         self._life, self._runner = parts.life, parts.runner
-        # What the batch engine and the command line use of the session.
-        self._window, self._counters = parts.window, parts.counters
-        self._registry, self._poller = parts.registry, parts.poller
-        self._spending, self._transport = parts.spending, parts.transport
-        self._create_by = parts.runner.create_by
-        self._job_started = parts.life.job_started
-        self._job_done = parts.life.job_done
 
     def __repr__(self) -> str:
         return f"<Session base_url={self.base_url!r} state={self._life.state.value}>"
@@ -176,7 +169,7 @@ class Session(BatchCalls):
         return self._parts.stats()
 
     async def __aenter__(self) -> Self:
-        await self._life.open(self._poller.run)
+        await self._life.open(self._parts.poller.run)
         return self
 
     async def __aexit__(
@@ -200,11 +193,6 @@ class Session(BatchCalls):
         Closing twice is harmless. Call it from the task that opened the session.
         """
         await self._life.close(abandon=False, grace=grace)
-
-    @property
-    def _task_group(self) -> TaskGroup | None:
-        # The batch engine starts its feeder here.
-        return self._life.task_group
 
     async def create(
         self,

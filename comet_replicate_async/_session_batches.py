@@ -4,30 +4,27 @@ batch engine (`_batch/feed.py`)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, cast, overload
+from collections.abc import AsyncIterable, Iterable
+from typing import TYPE_CHECKING, overload
 
 from ._batch.feed import JournalArg, start_batch
+from ._batch.inputs import BatchInputs, TypedInputs
 from ._batch.tracker import BatchIterator
 from ._inputs.base import FluxInput
 from ._values import BatchItem
 
 if TYPE_CHECKING:
     from ._lifecycle import Lifecycle
-    from ._session import Session
+    from ._parts import SessionParts
 
-__all__ = ["BatchCalls", "BatchInput", "BatchInputs", "TypedInputs"]
-
-BatchInput = Mapping[str, Any] | FluxInput
-BatchInputs = Iterable[BatchInput] | AsyncIterable[BatchInput]
-# A batch with no model argument: each input is typed and names its model.
-TypedInputs = Iterable[FluxInput] | AsyncIterable[FluxInput]
+__all__ = ["BatchCalls"]
 
 
 class BatchCalls:
     """The batch calls of a `Session` (its base class)."""
 
     _life: Lifecycle
+    _parts: SessionParts
 
     @overload
     def as_completed(
@@ -129,12 +126,11 @@ class BatchCalls:
         journal: JournalArg | None,
     ) -> BatchIterator:
         self._life.check_usable()
-        model_arg, items = _batch_args(model, inputs)
-        # Only `Session` derives from this class.
-        return start_batch(cast("Session", self), model_arg, items, timeout, journal)
+        model_arg, items = batch_args(model, inputs)
+        return start_batch(self._parts.batch, model_arg, items, timeout, journal)
 
 
-def _batch_args(
+def batch_args(
     model: str | type[FluxInput] | TypedInputs, inputs: BatchInputs | None
 ) -> tuple[str | type[FluxInput] | None, BatchInputs]:
     """A batch call's model (None: each input names its own) and inputs."""

@@ -12,23 +12,20 @@ input whose create was in flight as ambiguous instead of paying again.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import itertools
 import math
 import os
-from collections.abc import AsyncGenerator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncGenerator
+from typing import TYPE_CHECKING
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from comet_replicate_async._exceptions import (
     AmbiguousSubmitError,
-    BatchStoppedError,
     CometReplicateError,
-    InputValidationError,
     JournalError,
-    PredictionAbandoned,
     error_for_status,
 )
 from comet_replicate_async._inputs.base import (
@@ -36,16 +33,11 @@ from comet_replicate_async._inputs.base import (
     FluxInput,
     item_model,
     resolve_call,
-    resolve_item,
 )
 from comet_replicate_async._journal.base import (
     Journal,
-    JournalRecord,
-    Outcome,
     input_digest,
     open_journal,
-    prediction_record,
-    recorded_prediction,
     takes_model,
 )
 from comet_replicate_async._journal.shared import SharedJournal
@@ -54,26 +46,23 @@ from comet_replicate_async._sansio import validate_model_id
 from comet_replicate_async._telemetry.base import CURRENT
 from comet_replicate_async._values import BatchItem, Prediction, Status
 
-from .inputs import Inputs, aiter_inputs, checked_inputs
-from .tracker import BatchIterator, BatchTracker, CreateJob, Creators, missing_outputs
+from .context import BATCH_CREATES, BatchContext
+from .inputs import Inputs
+from .shared import ClaimedItems
+from .sources import Create, ItemSource, LocalItems, TakeUp
+from .tracker import BatchIterator, BatchTracker, CreateJob, CreatorPool
 
 if TYPE_CHECKING:
-    from comet_replicate_async._session import Session
     from comet_replicate_async._telemetry.trace import BatchTrace
 
-__all__ = ["JournalArg", "start_batch"]
-
-# Creates a batch has in flight at once. Sixteen at 0.5 s each is far above the
-# create rate limits seen in practice (hundreds a minute), and each waiting create
-# would hold a task, a request and, past the pool, a queue place.
-BATCH_CREATES = 16
+__all__ = ["Feed", "JournalArg", "start_batch"]
 
 
 JournalArg = str | os.PathLike[str] | Journal
 
 
 def start_batch(
-    session: Session,
+    context: BatchContext,
     model: BatchModel,
     inputs: Inputs,
     timeout: float | None,
@@ -87,45 +76,40 @@ def start_batch(
     ):
         resolve_call(model, None)  # raises the usual, clear error
     opened = None if journal is None else open_journal(journal)
-    kind = _Feed
-    if isinstance(opened, SharedJournal):
-        from .shared import SharedFeed  # builds on _Feed: an import cycle
-
-        kind = SharedFeed
-    feed = kind(
-        session,
-        model,
-        inputs,
-        timeout,
-        opened,
-    )
+    feed = Feed(context, model, inputs, timeout, opened)
     return BatchIterator(feed.items(), feed.tracker)
 
 
-class _Feed:
-    """One batch's feeder, and the journal it keeps."""
+class Feed:
+    """One batch's feeder, and the journal it keeps; its items come from a
+    `LocalItems` source, or a `ClaimedItems` one on a shared journal."""
 
     def __init__(
         self,
-        session: Session,
+        context: BatchContext,
         model: BatchModel,
         inputs: Inputs,
         timeout: float | None,
         journal: Journal | None,
     ) -> None:
-        self.session = session
+        self.context = context
         self.model = model
-        # The batch's one model, or "" for typed inputs of several.
-        self.model_id = item_model(model, None)
-        self.inputs = inputs
-        self.timeout = timeout
         self.journal = journal
         self.tracker = BatchTracker(
-            session._registry,
-            session._counters,
-            session._window.release,
+            context.registry,
+            context.counters,
+            context.window.release,
             on_end=None if journal is None else self._on_end,
         )
+        self.source: ItemSource
+        if isinstance(journal, SharedJournal):
+            self.source = ClaimedItems(
+                context, self.tracker, model, inputs, timeout, journal
+            )
+        else:
+            self.source = LocalItems(
+                context, self.tracker, model, inputs, timeout, journal
+            )
         # Positions whose create this run recorded or polls: their end is journaled.
         self._journaled: set[int] = set()
         self._ends: MemoryObjectSendStream[BatchItem] | None = None
@@ -140,14 +124,13 @@ class _Feed:
         """Start the feeder, then yield the items as they finish."""
         tracker = self.tracker
         feeder_scope = anyio.CancelScope()
-        session = self.session
-        assert session._task_group is not None
         # Its span starts in the consumer's context (None when nothing records).
-        self.traced = session._parts.telemetry.batch(self.model_id, tracker.batch_id)
+        self.traced = self.context.telemetry.batch(
+            item_model(self.model, None), tracker.batch_id
+        )
         if self.traced is not None:
             tracker.on_item = self.traced.item_ended
-        session._job_started()
-        session._task_group.start_soon(self._feed, feeder_scope)
+        self.context.start_job(functools.partial(self._feed, feeder_scope))
         tracker.feeding = True
         try:
             while (item := await tracker.next_item()) is not None:
@@ -163,14 +146,13 @@ class _Feed:
         try:
             if self.journal is None:
                 with scope:
-                    await self._run({})
+                    await self._run()
             else:
                 await self._run_journaled(self.journal, scope)
         finally:
             self.tracker.finish()
             if self.traced is not None:
                 self.traced.end(self.tracker.input_error)
-            self.session._job_done()
 
     async def _run_journaled(self, journal: Journal, scope: anyio.CancelScope) -> None:
         # The journal and its recorder stay open outside the feeder's scope: a
@@ -178,16 +160,13 @@ class _Feed:
         self._scope = scope
         try:
             async with journal:
-                records = await self._recorded(journal)
-                # The cap counts what earlier runs of this journal spent.
-                await self.session._spending.carry(records, self.model_id)
                 send, receive = anyio.create_memory_object_stream[BatchItem](math.inf)
                 self._ends = send
                 async with anyio.create_task_group() as group:
                     group.start_soon(self._record_ends, journal, receive)
                     try:
                         with scope:
-                            await self._run(records)
+                            await self._run()
                     finally:
                         send.close()  # the recorder writes what came, then ends
         except Exception as error:  # in use by another run, changed, unreachable
@@ -195,131 +174,70 @@ class _Feed:
         if self.tracker.input_error is None:
             self.tracker.input_error = self._refused
 
-    async def _recorded(self, journal: Journal) -> Mapping[int, JournalRecord]:
-        return await journal.recorded()
-
-    async def _run(self, records: Mapping[int, JournalRecord]) -> None:
+    async def _run(self) -> None:
         tracker = self.tracker
         try:
             async with anyio.create_task_group() as group:
-                creators = Creators(
-                    BATCH_CREATES,
-                    functools.partial(self._create_item, records),
-                    group,
-                )
-                await self._start_items(records, creators)
+                creators = CreatorPool(BATCH_CREATES, self._create_item, group)
+                await self._start_items(creators)
                 await creators.close()
             await tracker.settled()
         finally:
             tracker.abandon()  # a no-op unless cancelled
 
-    async def _start_items(
-        self, records: Mapping[int, JournalRecord], creators: Creators
-    ) -> None:
-        session, tracker = self.session, self.tracker
+    async def _start_items(self, creators: CreatorPool) -> None:
+        """Do the source's work: create, take up or report each item."""
+        counters, tracker = self.context.counters, self.tracker
         try:
-            inputs_left = await checked_inputs(
-                aiter_inputs(self.inputs), self.model, records
-            )
-        except Exception as error:  # a changed input, or the iterable failed
+            async with contextlib.aclosing(self.source.work()) as work:
+                async for piece in work:
+                    if isinstance(piece, Create):
+                        await creators.submit(piece.job)
+                    elif isinstance(piece, TakeUp):
+                        await self._take_up(piece)
+                    else:
+                        if piece.counted:
+                            counters.started()
+                            counters.finished(succeeded=False)
+                        tracker.put(piece.item)
+        except Exception as error:  # the journal or the database failed
             tracker.input_error = error
-            return
-        for index in itertools.count():
-            # Take the slot before pulling the next input: backpressure.
-            try:
-                await session._window.acquire()
-            except PredictionAbandoned as error:
-                # The session is closing: no more inputs; the consumer learns why
-                # once the started items are read.
-                tracker.input_error = error
-                return
-            tracker.slot_taken()
-            try:
-                input = await anext(inputs_left)
-            except StopAsyncIteration:
-                tracker.free_slot()
-                return
-            except Exception as error:
-                # The user's iterable failed: started items finish, then the
-                # consumer gets the error.
-                tracker.free_slot()
-                tracker.input_error = error
-                return
-            deadline = session._deadline(self.timeout)
-            try:
-                if tracker.stop_reason is not None:
-                    raise BatchStoppedError(tracker.stop_reason)
-                model_id, body = resolve_item(self.model, input)
-            except (InputValidationError, BatchStoppedError) as error:
-                session._counters.started()
-                session._counters.finished(succeeded=False)
-                model = item_model(self.model, input)
-                tracker.put(BatchItem(index, input, error=error, model=model))
-                continue
-            record = records.get(index)
-            if record is None or not await self._resume(
-                record, input, model_id, deadline
-            ):
-                await creators.submit((index, input, model_id, body, deadline))
 
-    async def _resume(
-        self, record: JournalRecord, input: Any, model: str, deadline: float
-    ) -> bool:
-        """Take up a recorded input without creating it; False: create it."""
-        index = record.position
-        if record.state == "created" and record.prediction_id is not None:
-            self.session._counters.started()
+    async def _take_up(self, item: TakeUp) -> None:
+        """Take up an item whose create an earlier run or another worker sent:
+        poll a created one by id, report an ambiguous one; never create it."""
+        index, input, model = item.index, item.input, item.model
+        self.context.counters.started()
+        if item.state == "created" and item.prediction_id is not None:
             self._journaled.add(index)
             known = Prediction(
-                id=record.prediction_id, status=Status.STARTING, model=model
+                id=item.prediction_id, status=Status.STARTING, model=model
             )
-            entry = self.session._poller.watch(known)
+            entry = self.context.poller.watch(known)
             if self.traced is not None:
                 entry.trace = self.traced.item(index, model, resumed=True, known=known)
-            self.tracker.watch(entry, index, input, deadline, model=model)
-            return True
-        if record.state in ("pending", "ambiguous"):
-            if self.session.retry.retry_ambiguous_creates:
-                return False  # opted in: may pay twice
-            cause = CometReplicateError(
-                "its create was in flight when an earlier run of this journal stopped"
-            )
-            error = AmbiguousSubmitError(model, input, cause)
-            if record.state == "pending":
-                assert self.journal is not None
-                await self.journal.finish(index, "ambiguous", error=str(error))
-            self.tracker.put(
-                BatchItem(index, input, error=error, resumed=True, model=model)
-            )
-            return True
-        if record.prediction is not None:
-            prediction = recorded_prediction(record.prediction)
-            self.tracker.put(
-                BatchItem(
-                    index,
-                    input,
-                    prediction,
-                    error_for_status(prediction),
-                    resumed=True,
-                    missing_outputs=missing_outputs(input, prediction),
-                    model=model,
-                )
-            )
-            return True
-        failure = CometReplicateError(record.error or f"ended {record.state}")
+            self.tracker.watch(entry, index, input, item.deadline, model=model)
+            return
+        error = AmbiguousSubmitError(model, input, CometReplicateError(item.cause))
+        if item.state == "pending":  # recorded, never answered: say so from now on
+            assert self.journal is not None
+            await self.journal.finish(index, "ambiguous", error=str(error))
+        self.context.counters.finished(succeeded=False)
         self.tracker.put(
-            BatchItem(index, input, error=failure, resumed=True, model=model)
+            BatchItem(index, input, error=error, resumed=True, model=model)
         )
-        return True
 
-    async def _create_item(
-        self, records: Mapping[int, JournalRecord], job: CreateJob
-    ) -> None:
+    async def _create_item(self, job: CreateJob) -> None:
+        await self.source.create_turn()
+        await self._create(job)
+        await self.source.created()
+
+    async def _create(self, job: CreateJob) -> None:
         """Create one item's prediction, then leave it to the tracker and the poller."""
-        session, tracker = self.session, self.tracker
+        context, tracker = self.context, self.tracker
         index, input, model, body, deadline = job
         # Counted from here: a job still queued when the batch stops never was.
-        session._counters.started()
+        context.counters.started()
         trace = None if self.traced is None else self.traced.item(index, model)
         if trace is not None:
             trace.slot_taken()
@@ -335,7 +253,7 @@ class _Feed:
 
             stopped = self._stopped
 
-        spending = session._spending
+        spending = context.spending
         reservation = None
         try:
             # Reserved before anything is recorded or sent: an input the cost
@@ -343,7 +261,7 @@ class _Feed:
             # larger cap sends it).
             reservation = await spending.reserve(model, body)
             if journal is None:
-                created = await session._create_by(
+                created = await context.create_by(
                     model, body, deadline, on_created, stopped, reservation
                 )
             else:
@@ -358,7 +276,7 @@ class _Feed:
                     else:
                         await journal.pending(index, digest, cost=cost)
                     self._journaled.add(index)
-                    created = await session._create_by(
+                    created = await context.create_by(
                         model, body, deadline, on_created, stopped, reservation
                     )
         except Exception as error:
@@ -375,7 +293,7 @@ class _Feed:
             # Stopped: its slot is given back when the batch finishes.
             if reservation is not None:
                 spending.unsent(reservation)
-            session._counters.cancelled()
+            context.counters.cancelled()
             if trace is not None:
                 trace.end(None, error)
             raise
@@ -383,7 +301,7 @@ class _Feed:
             failure = error_for_status(created)
             tracker.ended(index, input, created, failure, model=model)
         else:
-            entry = session._poller.watch(created)
+            entry = context.poller.watch(created)
             if trace is not None:
                 trace.watching(created)
                 entry.trace = trace
@@ -415,36 +333,8 @@ class _Feed:
                     if self._refused is not None:
                         continue  # it stays "created": a rerun polls it
                     try:
-                        await self._record_end(journal, item)
+                        await self.source.record_end(journal, item)
                     except JournalError as error:
                         if not error.while_writing:
                             raise
                         self._journal_refused(error)
-
-    async def _record_end(self, journal: Journal, item: BatchItem) -> None:
-        await _record_end(journal, item)
-
-
-async def _record_end(journal: Journal, item: BatchItem) -> None:
-    """Journal how an item this run created or polled ended."""
-    prediction = item.prediction
-    if prediction is not None and prediction.done:
-        state: Outcome = "failed"
-        if prediction.status is Status.SUCCEEDED:
-            state = "succeeded"
-        elif prediction.status is Status.CANCELED:
-            state = "canceled"
-        # An aborted prediction was stopped before it started: it cost nothing.
-        free = prediction.status is Status.ABORTED
-        await journal.finish(
-            item.index,
-            state,
-            prediction=prediction_record(prediction),
-            cost=0.0 if free else None,
-        )
-    elif isinstance(item.error, AmbiguousSubmitError):
-        await journal.finish(item.index, "ambiguous", error=str(item.error))
-    elif prediction is None:
-        # Provably never created (the create was refused or never sent).
-        await journal.unsent(item.index)
-    # Still running (a deadline, a stop, polling gave up): a rerun polls it.

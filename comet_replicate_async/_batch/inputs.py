@@ -8,19 +8,33 @@ every recorded input before anything is created.
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
-from typing import TYPE_CHECKING, TypeAlias
+from typing import Any
 
 from comet_replicate_async._exceptions import InputValidationError, JournalInputChanged
-from comet_replicate_async._inputs.base import BatchModel, ModelCall, resolve_item
+from comet_replicate_async._inputs.base import (
+    BatchModel,
+    FluxInput,
+    ModelCall,
+    resolve_item,
+)
 from comet_replicate_async._journal.base import JournalRecord, input_digest
 
-if TYPE_CHECKING:
-    from comet_replicate_async._session_batches import BatchInput
+__all__ = [
+    "BatchInput",
+    "BatchInputs",
+    "Inputs",
+    "TypedInputs",
+    "aiter_inputs",
+    "checked_inputs",
+]
 
-__all__ = ["Inputs", "aiter_inputs", "checked_inputs"]
-
+# What `as_completed` and `gather` take: dicts or typed inputs, sync or async.
+BatchInput = Mapping[str, Any] | FluxInput
+BatchInputs = Iterable[BatchInput] | AsyncIterable[BatchInput]
+# A batch with no model argument: each input is typed and names its model.
+TypedInputs = Iterable[FluxInput] | AsyncIterable[FluxInput]
 # What the engine takes: the public inputs, or the command line's `ModelCall`s.
-Input: TypeAlias = "BatchInput | ModelCall"
+Input = BatchInput | ModelCall
 Inputs = Iterable[Input] | AsyncIterable[Input]
 
 

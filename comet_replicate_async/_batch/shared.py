@@ -1,4 +1,4 @@
-"""The batch engine on a journal that many workers share (PostgreSQL).
+"""A batch's items claimed from a journal that many workers share (PostgreSQL).
 
 Every worker runs the same inputs against the same journal URL. Each records
 them all first (a changed input raises before any create), then claims items,
@@ -18,28 +18,33 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import anyio
 
 from comet_replicate_async._exceptions import (
-    AmbiguousSubmitError,
     BatchStoppedError,
     CometReplicateError,
     InputValidationError,
     PredictionAbandoned,
 )
-from comet_replicate_async._inputs.base import item_model, resolve_call, resolve_item
-from comet_replicate_async._journal.base import Journal, JournalRecord
+from comet_replicate_async._inputs.base import (
+    BatchModel,
+    item_model,
+    resolve_call,
+    resolve_item,
+)
+from comet_replicate_async._journal.base import Journal
 from comet_replicate_async._journal.shared import Claim, SharedJournal
-from comet_replicate_async._values import BatchItem, Prediction, Status
+from comet_replicate_async._values import BatchItem
 
-from .feed import _Feed, _record_end
-from .inputs import aiter_inputs
-from .tracker import CreateJob, Creators
+from .context import BatchContext
+from .inputs import Inputs, aiter_inputs
+from .sources import Create, Report, TakeUp, Work, record_end
+from .tracker import BatchTracker
 
-__all__ = ["SharedFeed"]
+__all__ = ["ClaimedItems"]
 
 _log = logging.getLogger("comet_replicate_async.journal")
 
@@ -55,51 +60,56 @@ _PUBLISH_EVERY = 1.0
 # The shared rate's margin over the sum of the workers' learned rates.
 _ROW_HEADROOM = 1.1
 
+Call = tuple[str, dict[str, Any]] | InputValidationError
 
-class SharedFeed(_Feed):
+
+class ClaimedItems:
     """One worker's part of a batch shared through a `SharedJournal`."""
 
-    @property
-    def shared(self) -> SharedJournal:
-        assert isinstance(self.journal, SharedJournal)
-        return self.journal
-
-    async def _recorded(self, journal: Journal) -> Mapping[int, JournalRecord]:
-        return {}  # fed by claims, not by reading the whole batch back
-
-    async def _start_items(
-        self, records: Mapping[int, JournalRecord], creators: Creators
+    def __init__(
+        self,
+        context: BatchContext,
+        tracker: BatchTracker,
+        model: BatchModel,
+        inputs: Inputs,
+        timeout: float | None,
+        journal: SharedJournal,
     ) -> None:
-        session, tracker, journal = self.session, self.tracker, self.shared
+        self.context, self.tracker = context, tracker
+        self.model, self.inputs, self.timeout = model, inputs, timeout
+        self.shared = journal
+        self._refused_seen = 0
+        self._published_at = 0.0
+
+    async def work(self) -> AsyncGenerator[Work, None]:
+        context, tracker, journal = self.context, self.tracker, self.shared
         try:
             inputs = [input async for input in aiter_inputs(self.inputs)]
             calls = await self._record(inputs)
-            if (per_minute := session._parts.calls.pacer.per_minute) is not None:
+            if (per_minute := context.pacer.per_minute) is not None:
                 await journal.set_create_rate(per_minute / 60.0)
         except Exception as error:  # a changed input, the iterable, the database
             tracker.input_error = error
             return
-        self._refused_seen = session._counters.creates_refused
+        self._refused_seen = context.counters.creates_refused
         self._published_at = time.monotonic()
         for index, call in calls.items():
             if isinstance(call, InputValidationError):
                 # Never recorded nor sent: every worker reports it.
                 if not await self._take_slots(1):
                     return
-                session._counters.started()
-                session._counters.finished(succeeded=False)
                 input = inputs[index]
                 model = item_model(self.model, input)
-                tracker.put(BatchItem(index, input, error=call, model=model))
+                yield Report(BatchItem(index, input, error=call, model=model), True)
         # A stopped batch claims no more: what is left waits for other workers.
         while tracker.stop_reason is None:
-            free = session._window.limit - session._window.in_use
+            free = context.window.limit - context.window.in_use
             taken = await self._take_slots(1 + min(_CLAIM_MAX - 1, max(0, free - 1)))
             claims: list[Claim] = []
             if taken:
                 try:
                     claims = await journal.claim(
-                        taken, retry_ambiguous=session.retry.retry_ambiguous_creates
+                        taken, retry_ambiguous=context.retry.retry_ambiguous_creates
                     )
                 except Exception as error:
                     tracker.input_error = error
@@ -108,7 +118,7 @@ class SharedFeed(_Feed):
             if tracker.input_error is not None:
                 return  # the session closes, or the database failed
             for claim in claims:
-                await self._take_up(claim, inputs, calls, creators)
+                yield await self._claimed(claim, inputs, calls)
             if not claims:
                 if not await journal.open_elsewhere():
                     return  # every item has ended, or is in this worker's hands
@@ -120,19 +130,17 @@ class SharedFeed(_Feed):
         taken, fewer when the session closes."""
         for taken in range(count):
             try:
-                await self.session._window.acquire()
+                await self.context.window.acquire()
             except PredictionAbandoned as error:
                 self.tracker.input_error = error
                 return taken
             self.tracker.slot_taken()
         return count
 
-    async def _record(
-        self, inputs: list[Any]
-    ) -> dict[int, tuple[str, dict[str, Any]] | InputValidationError]:
+    async def _record(self, inputs: list[Any]) -> dict[int, Call]:
         """Resolve and record every input (with its model); the invalid ones
         are not recorded."""
-        calls: dict[int, tuple[str, dict[str, Any]] | InputValidationError] = {}
+        calls: dict[int, Call] = {}
         for index, input in enumerate(inputs):
             try:
                 calls[index] = resolve_item(self.model, input)
@@ -147,15 +155,10 @@ class SharedFeed(_Feed):
             await self.shared.record(valid[start : start + _RECORD_CHUNK])
         return calls
 
-    async def _take_up(
-        self,
-        claim: Claim,
-        inputs: list[Any],
-        calls: Mapping[int, tuple[str, dict[str, Any]] | InputValidationError],
-        creators: Creators,
-    ) -> None:
-        """Create, poll or report one claimed item; its slot is taken."""
-        session, tracker = self.session, self.tracker
+    async def _claimed(
+        self, claim: Claim, inputs: list[Any], calls: Mapping[int, Call]
+    ) -> Work:
+        """What to do with one claimed item; its slot is taken."""
         index = claim.position
         call = calls.get(index)
         if isinstance(call, tuple):
@@ -167,40 +170,24 @@ class SharedFeed(_Feed):
                 model, body = resolve_call(claim.model, input)
             else:  # recorded before items kept their model
                 model, body = resolve_item(self.model, input)
-        deadline = session._deadline(self.timeout)
+        deadline = self.context.deadline(self.timeout)
         if claim.state == "created" and claim.prediction_id is not None:
-            session._counters.started()
-            self._journaled.add(index)
-            known = Prediction(
-                id=claim.prediction_id, status=Status.STARTING, model=model
-            )
-            entry = session._poller.watch(known)
-            tracker.watch(entry, index, input, deadline, model=model)
-        elif claim.state == "ambiguous":
-            cause = CometReplicateError(
-                "its create was in flight when the worker that sent it stopped"
-            )
-            session._counters.started()
-            session._counters.finished(succeeded=False)
-            error = AmbiguousSubmitError(model, input, cause)
-            item = BatchItem(index, input, error=error, resumed=True, model=model)
-            tracker.put(item)
-        elif tracker.stop_reason is not None:
+            return TakeUp(index, input, model, deadline, "created", claim.prediction_id)
+        if claim.state == "ambiguous":
+            cause = "its create was in flight when the worker that sent it stopped"
+            return TakeUp(index, input, model, deadline, "ambiguous", cause=cause)
+        if self.tracker.stop_reason is not None:
             await self.shared.unsent(index)  # another worker may still send it
-            session._counters.started()
-            session._counters.finished(succeeded=False)
-            stopped = BatchStoppedError(tracker.stop_reason)
-            tracker.put(BatchItem(index, input, error=stopped, model=model))
-        else:
-            await creators.submit((index, input, model, body, deadline))
+            stopped = BatchStoppedError(self.tracker.stop_reason)
+            return Report(BatchItem(index, input, error=stopped, model=model), True)
+        return Create((index, input, model, body, deadline))
 
-    async def _create_item(
-        self, records: Mapping[int, JournalRecord], job: CreateJob
-    ) -> None:
+    async def create_turn(self) -> None:
         # One key, one budget: the turn comes from the row all workers share.
         await self.shared.wait_create_turn()
-        await super()._create_item(records, job)
-        refused = self.session._counters.creates_refused
+
+    async def created(self) -> None:
+        refused = self.context.counters.creates_refused
         now = time.monotonic()
         if refused > self._refused_seen or now - self._published_at >= _PUBLISH_EVERY:
             self._refused_seen, self._published_at = refused, now
@@ -215,7 +202,7 @@ class SharedFeed(_Feed):
         upwards only while it holds creates back, keeps finding the limit; a
         refusal anywhere lowers the row, and so every worker, at once.
         """
-        pacer = self.session._parts.calls.pacer
+        pacer = self.context.pacer
         if (rate := pacer.rate) is None:
             return
         journal = self.shared
@@ -227,9 +214,9 @@ class SharedFeed(_Feed):
         except Exception as error:  # the next create tries again
             _log.warning("could not share the create rate: %s", error)
 
-    async def _record_end(self, journal: Journal, item: BatchItem) -> None:
+    async def record_end(self, journal: Journal, item: BatchItem) -> None:
         try:
-            await _record_end(journal, item)
+            await record_end(journal, item)
         except CometReplicateError as error:
             # This worker lost the item's lease: its new owner polls it and
             # records the end.

@@ -30,6 +30,7 @@ from comet_replicate_async._exceptions import (
     error_for_status,
 )
 from comet_replicate_async._inputs.base import FluxInput, ModelCall
+from comet_replicate_async._lifecycle import log_abandoned
 from comet_replicate_async._money.estimates import billed_images
 from comet_replicate_async._polling.registry import Entry, Registry
 from comet_replicate_async._stats import StatsCounter
@@ -40,10 +41,8 @@ __all__ = [
     "BatchIterator",
     "BatchTracker",
     "CreateJob",
-    "Creators",
-    "log_abandoned",
+    "CreatorPool",
     "missing_outputs",
-    "stop_creating",
 ]
 
 logger = logging.getLogger("comet_replicate_async")
@@ -316,7 +315,7 @@ class BatchTracker:
 CreateJob = tuple[int, Any, str, dict[str, Any], float]
 
 
-class Creators:
+class CreatorPool:
     """Up to `limit` tasks that create a batch's predictions, started as jobs come.
 
     A handful of long-lived tasks instead of one per input: each input then costs
@@ -366,8 +365,9 @@ class BatchIterator(AsyncGenerator[BatchItem, None]):
     """The items of `Session.as_completed`, as they finish.
 
     An async generator (use `contextlib.aclosing` and `break` to stop early) with
-    one more method: `stop()`, which stops the batch and hands back every item
-    not read yet.
+    two more methods: `stop()`, which stops the batch and hands back every item
+    not read yet, and `stop_creating()`, which sends no more creates but lets the
+    predictions already created finish.
     """
 
     def __init__(
@@ -408,12 +408,17 @@ class BatchIterator(AsyncGenerator[BatchItem, None]):
         unread, self._tracker.unread = self._tracker.unread, []
         return sorted(unread, key=lambda item: item.index)
 
+    def stop_creating(self, reason: CometReplicateError | None = None) -> None:
+        """Send no more creates, as after a fatal create error.
 
-def stop_creating(items: BatchIterator, reason: CometReplicateError) -> None:
-    """Send no more creates, as after a fatal create error; unlike `stop()`, the
-    predictions already created are still waited for and come out as they end
-    (the inputs never sent come out with a `BatchStoppedError` for `reason`)."""
-    items._tracker.stop_creates(reason)
+        Unlike `stop()`, the predictions already created are still waited for
+        and come out as they end; the inputs not sent yet come out with a
+        `BatchStoppedError` (caused by `reason`) and cost nothing. Iterate on to
+        read them all. Calling it again keeps the first reason.
+        """
+        if reason is None:
+            reason = CometReplicateError("stop_creating() was called")
+        self._tracker.stop_creates(reason)
 
 
 def missing_outputs(input: Any, prediction: Prediction | None) -> int:
@@ -428,19 +433,6 @@ def missing_outputs(input: Any, prediction: Prediction | None) -> int:
     if not isinstance(input, Mapping):
         return 0
     return max(0, billed_images(input) - len(prediction.output_urls))
-
-
-def log_abandoned(prediction: Prediction, why: str, batch: str | None = None) -> None:
-    """Say that a prediction nobody waits for any more keeps running (and billing)."""
-    # At WARNING: the prediction is billed, and this line is how to find it.
-    logger.warning(
-        "%s: prediction %s keeps running and is billed; "
-        "session.wait(%r) picks it up again",
-        why,
-        prediction.id,
-        prediction.id,
-        extra=log_extra(prediction.id, prediction.model or None, batch),
-    )
 
 
 def _wake(future: asyncio.Future[None] | None) -> None:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, cast
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from comet_replicate_async._batch.tracker import BatchIterator, stop_creating
+from comet_replicate_async._batch.tracker import BatchIterator
 from comet_replicate_async._downloads import output_paths
 from comet_replicate_async._exceptions import (
     AmbiguousSubmitError,
@@ -280,7 +280,7 @@ class _Batch:
     def _refused(self, failure: OSError | JournalError, where: Path) -> None:
         """The folder refused a file: stop creating (once), keep polling."""
         if self.disk_fault.record(failure, where) and self.items is not None:
-            stop_creating(self.items, self.disk_fault.reason())
+            self.items.stop_creating(self.disk_fault.reason())
 
     def _count(self, outcome: ItemReport, *, resumed: bool) -> None:
         self.ended += 1

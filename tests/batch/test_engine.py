@@ -14,7 +14,13 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from comet_replicate_async import BatchItem, RawResponse, RequestSpec, Session
+from comet_replicate_async import (
+    BatchItem,
+    BatchStoppedError,
+    RawResponse,
+    RequestSpec,
+    Session,
+)
 from comet_replicate_async.testing import MockTransport, mock_reply
 
 from helpers import FAST_RETRY, SCHNELL
@@ -112,3 +118,24 @@ async def test_a_failing_input_iterable_finishes_started_items_then_raises() -> 
     assert sorted(item.index for item in seen) == [0, 1, 2, 3, 4]
     assert all(item.ok for item in seen)
     assert len(transport.requests) == 5
+
+
+async def test_stop_creating_sends_no_more_creates_and_lets_the_batch_end() -> None:
+    transport = finished_at_once()
+    with anyio.fail_after(10):
+        async with session_on(transport, max_concurrency=1) as session:
+            prompts = [{"prompt": f"p{i}"} for i in range(3)]
+            items = session.as_completed(SCHNELL, prompts)
+            seen: list[BatchItem] = []
+            async for item in items:
+                seen.append(item)
+                if len(seen) == 1:
+                    # Before the next input has its slot: it is never sent.
+                    items.stop_creating()
+
+    assert seen[0].ok
+    assert [item.index for item in seen] == [0, 1, 2]
+    for item in seen[1:]:
+        assert isinstance(item.error, BatchStoppedError)
+        assert str(item.error.reason) == "stop_creating() was called"
+    assert len(transport.requests) == 1

@@ -143,6 +143,24 @@ async def test_an_input_whose_create_was_in_flight_is_ambiguous_not_sent_again(
     assert not resubmitted[1].resumed
 
 
+async def test_a_resumed_ambiguous_item_counts_as_failed_as_on_a_shared_journal(
+    fake: FakeCometAPI, tmp_path: Path
+) -> None:
+    journal = tmp_path / "batch.sqlite3"
+    async with session_for(fake) as session:
+        await session.gather(SCHNELL, inputs(3), journal=journal)
+    mark_in_flight(journal, 1)
+
+    async with session_for(fake) as session:
+        items = await session.gather(SCHNELL, inputs(3), journal=journal)
+        stats = session.stats
+
+    assert isinstance(items[1].error, AmbiguousSubmitError)
+    # This run reports its end; the two that ended in the first run it does not.
+    assert (stats.submitted, stats.failed, stats.in_flight) == (1, 1, 0)
+    assert stats.creates == 0
+
+
 async def test_a_changed_input_raises_before_any_create(
     fake: FakeCometAPI, tmp_path: Path
 ) -> None:

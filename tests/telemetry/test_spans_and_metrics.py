@@ -270,7 +270,7 @@ async def test_a_cancelled_run_ends_its_span_cancelled(recorded: Recorded) -> No
         async with session_for(fake, **recorded.options()) as session:
             async with anyio.create_task_group() as group:
                 group.start_soon(session.run, SCHNELL, {"prompt": "a"})
-                await eventually(lambda: len(session._registry) == 1)
+                await eventually(lambda: len(session._parts.registry) == 1)
                 group.cancel_scope.cancel()
 
     [span] = recorded.predictions()
@@ -383,9 +383,11 @@ async def test_without_a_configured_provider_nothing_is_observed() -> None:
     async with FakeCometAPI(default_latency=QUICK) as fake:
         async with session_for(fake) as session:
             assert session._parts.telemetry is NO_TELEMETRY
-            assert not isinstance(session._transport, TracedTransport)
+            assert not isinstance(session._parts.transport, TracedTransport)
             await session.run(SCHNELL, {"prompt": "a"})
-            assert all(entry.trace is None for entry in session._registry.entries())
+            assert all(
+                entry.trace is None for entry in session._parts.registry.entries()
+            )
 
 
 async def test_log_records_carry_the_prediction_model_and_batch(
@@ -397,13 +399,13 @@ async def test_log_records_carry_the_prediction_model_and_batch(
             # A run cancelled while its prediction runs: the id is logged.
             async with anyio.create_task_group() as group:
                 group.start_soon(session.run, SCHNELL, {"prompt": "a"})
-                await eventually(lambda: len(session._registry) == 1)
+                await eventually(lambda: len(session._parts.registry) == 1)
                 group.cancel_scope.cancel()
             # A batch stopped while its prediction runs: the id is logged too.
             items = session.as_completed(SCHNELL, [{"prompt": "b"}])
             async with anyio.create_task_group() as group:
                 group.start_soon(anext, items)
-                await eventually(lambda: len(session._registry) == 1)
+                await eventually(lambda: len(session._parts.registry) == 1)
                 group.cancel_scope.cancel()
             await items.aclose()
     records = [r for r in caplog.records if getattr(r, "prediction_id", None)]
