@@ -74,9 +74,10 @@ def _install(session: nox.Session, *groups: str, extras: str = "") -> None:
 # whole runs would take CI on 2 cores well past 8 minutes; these add about a
 # minute per Python. Arguments (`nox -s tests -- ...`) replace them.
 SMOKE_TESTS = [
-    "tests/batch/test_engine.py",
+    "tests/batch/test_feed.py",
     "tests/test_calls.py",
     "tests/test_cancellation.py",
+    "tests/test_handoff.py",
     "tests/test_config.py",
     "tests/test_exported_members.py",
     "tests/test_limits.py",

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import math
+import re
 import sqlite3
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import anyio
 import attrs
+import pytest
 
 from comet_replicate_async import (
     Event,
@@ -25,6 +28,7 @@ from comet_replicate_async import (
     RequestSpec,
     RetryPolicy,
     Session,
+    SessionStats,
 )
 from comet_replicate_async._calls import Calls
 from comet_replicate_async._inputs.base import FluxInput
@@ -32,7 +36,7 @@ from comet_replicate_async._journal.sqlite.format import SCHEMA_VERSION
 from comet_replicate_async._limits import ConcurrencyWindow, CreatePacer
 from comet_replicate_async._sansio import build_create_request
 from comet_replicate_async._stats import StatsCounter
-from comet_replicate_async.testing import FakeCometAPI, MockTransport
+from comet_replicate_async.testing import FakeCometAPI, Latency, MockTransport
 
 SCHNELL = "black-forest-labs/flux-schnell"
 PRO = "black-forest-labs/flux-pro"
@@ -53,6 +57,42 @@ async def eventually(condition: Callable[[], bool], *, within: float = 5.0) -> N
         # The state belongs to other tasks and has no event of its own to await.
         while not condition():  # noqa: ASYNC110
             await anyio.sleep(0.005)
+
+
+# Predictions that finish in a few polls.
+QUICK = Latency.uniform(0.02, 0.08)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeCometAPI]:
+    async with FakeCometAPI(default_latency=QUICK) as server:
+        yield server
+
+
+# Every way a caller can be cancelled: its task, a timeout, a cancel scope.
+CANCELS = ["task.cancel", "wait_for", "asyncio.timeout", "anyio scope"]
+
+
+@pytest.fixture
+async def slow() -> AsyncIterator[FakeCometAPI]:
+    async with FakeCometAPI(default_latency=Latency.constant(30)) as server:
+        yield server
+
+
+def logged_ids(caplog: pytest.LogCaptureFixture) -> set[str]:
+    """Ids named in a WARNING line that says how to pick them up again."""
+    return {
+        found
+        for record in caplog.records
+        if record.levelno == logging.WARNING
+        for found in re.findall(r"session\.wait\('(\w+)'\)", record.getMessage())
+    }
+
+
+def adds_up(stats: SessionStats) -> bool:
+    return stats.submitted == (
+        stats.succeeded + stats.failed + stats.canceled + stats.in_flight
+    )
 
 
 class MockCalls:

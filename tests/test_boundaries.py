@@ -1,7 +1,7 @@
-"""The package's boundaries, read from its source: a broken one fails here.
+"""The package's rules that import-linter cannot state, read from its source.
 
-ruff's banned-api rule says the same about aiohttp while editing; this test keeps
-it true even where that configuration is changed or skipped.
+Which modules may import aiohttp, click and rich, and the layers, are
+import-linter contracts in pyproject (`nox -s lint-imports`).
 """
 
 from __future__ import annotations
@@ -10,13 +10,9 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 import comet_replicate_async
 
 PACKAGE = Path(comet_replicate_async.__file__).parent
-# The one I/O module, and the fake server that is a real aiohttp app.
-MAY_IMPORT_AIOHTTP = ("_transports/aiohttp.py", "testing/")
 MUTABLE_CALLS = {"set", "list", "dict", "bytearray", "defaultdict", "deque", "Counter"}
 MUTABLE_DISPLAYS = (
     ast.List,
@@ -34,25 +30,6 @@ def modules() -> list[Path]:
 
 def name_of(module: Path) -> str:
     return module.relative_to(PACKAGE).as_posix()
-
-
-def imported_modules(tree: ast.Module) -> Iterator[tuple[int, str]]:
-    # Every import, however deep: inside functions and TYPE_CHECKING blocks too.
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                yield node.lineno, alias.name
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            yield node.lineno, node.module
-
-
-def aiohttp_imports(module: Path) -> list[str]:
-    tree = ast.parse(module.read_text(encoding="utf-8"))
-    return [
-        f"{name_of(module)}:{line} imports {name}"
-        for line, name in imported_modules(tree)
-        if name == "aiohttp" or name.startswith("aiohttp.")
-    ]
 
 
 def module_level_state(module: Path) -> list[str]:
@@ -73,38 +50,6 @@ def module_level_state(module: Path) -> list[str]:
         if isinstance(value, MUTABLE_DISPLAYS) or called_name in MUTABLE_CALLS:
             found.extend(f"{name_of(module)}:{name}" for name in names)
     return found
-
-
-@pytest.mark.parametrize(
-    "module",
-    [
-        module
-        for module in modules()
-        if not name_of(module).startswith(MAY_IMPORT_AIOHTTP)
-    ],
-    ids=name_of,
-)
-def test_only_the_transport_and_testing_import_aiohttp(module: Path) -> None:
-    assert aiohttp_imports(module) == []
-
-
-def test_the_check_sees_an_import_where_it_hides(tmp_path: Path) -> None:
-    module = tmp_path / "hidden.py"
-    module.write_text(
-        "from typing import TYPE_CHECKING\n"
-        "if TYPE_CHECKING:\n"
-        "    from aiohttp import ClientSession\n"
-        "def later():\n"
-        "    import aiohttp.web\n",
-        encoding="utf-8",
-    )
-
-    tree = ast.parse(module.read_text(encoding="utf-8"))
-    assert [name for _, name in imported_modules(tree)] == [
-        "typing",
-        "aiohttp",
-        "aiohttp.web",
-    ]
 
 
 def test_no_module_holds_mutable_state() -> None:

@@ -184,6 +184,7 @@ async def test_a_create_held_past_its_deadline_created_nothing() -> None:
 # -- against the fake ---------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(90)
 async def test_an_outage_mid_batch_costs_a_few_ambiguous_items_and_loses_none() -> None:
     events: list[Event] = []
@@ -216,6 +217,7 @@ async def test_an_outage_mid_batch_costs_a_few_ambiguous_items_and_loses_none() 
     assert kinds == ["breaker_opened", "breaker_closed"]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 async def test_an_outage_from_the_first_create_costs_three_and_a_probe_or_none() -> (
     None

@@ -179,6 +179,7 @@ async def test_a_per_key_cap_counting_polls_is_learned_and_kept() -> None:
         assert stats.rate_limited == refused
 
 
+@pytest.mark.slow
 async def test_a_bucket_with_a_burst_of_one_refuses_few_creates() -> None:
     async with FakeCometAPI(
         creates_per_second=2, burst=1, default_latency=Latency.constant(0.05)
@@ -218,6 +219,7 @@ async def test_once_queries_count_they_keep_the_gap_and_creates_keep_theirs() ->
         assert clock.now() == 103.0
 
 
+@pytest.mark.slow
 async def test_a_rate_that_counts_queries_is_kept_with_nothing_lost() -> None:
     async with FakeCometAPI(
         creates_per_second=4,
@@ -242,6 +244,7 @@ async def test_a_rate_that_counts_queries_is_kept_with_nothing_lost() -> None:
         assert stats.create_rate is not None
 
 
+@pytest.mark.slow
 async def test_slow_replies_end_the_slow_start_after_a_second() -> None:
     # Creates that take 1.5 s each: a slow start of 1, 2, 4, ... per reply would
     # crawl; after a second the rest go together.

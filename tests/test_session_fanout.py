@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -20,8 +20,6 @@ from comet_replicate_async import (
     PollPolicy,
     Prediction,
     PredictionAbandoned,
-    PredictionCanceled,
-    PredictionFailed,
     PredictionFuture,
     PredictionTimeout,
     Session,
@@ -35,17 +33,10 @@ from comet_replicate_async.testing import (
     mock_reply,
 )
 
-from helpers import PRO, SCHNELL, eventually, session_for
+from helpers import PRO, QUICK, SCHNELL, eventually, session_for
+from helpers import fake as fake
 
 pytestmark = pytest.mark.anyio
-
-QUICK = Latency.uniform(0.02, 0.08)
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeCometAPI]:
-    async with FakeCometAPI(default_latency=QUICK) as server:
-        yield server
 
 
 def session_tasks() -> list[asyncio.Task[Any]]:
@@ -85,19 +76,6 @@ async def read_then_stop(
     return tasks
 
 
-async def test_run_returns_the_succeeded_prediction(fake: FakeCometAPI) -> None:
-    async with session_for(fake) as session:
-        schnell = await session.run(SCHNELL, {"prompt": "a boat", "num_outputs": 2})
-        pro = await session.run(PRO, {"prompt": "a boat"})
-
-    assert schnell.status is Status.SUCCEEDED
-    assert len(schnell.output_urls) == 2
-    assert len(pro.output_urls) == 1
-    assert isinstance(pro.output, str)
-    assert session.stats.succeeded == 2
-    assert session.stats.in_flight == 0
-
-
 async def test_a_new_models_first_finish_brings_forward_the_polls_it_held_back() -> (
     None
 ):
@@ -117,22 +95,6 @@ async def test_a_new_models_first_finish_brings_forward_the_polls_it_held_back()
 
     assert young.status is Status.SUCCEEDED
     assert [prediction.status for prediction in finished] == [Status.SUCCEEDED] * 2
-
-
-async def test_failed_and_aborted_predictions_raise_their_errors() -> None:
-    async with FakeCometAPI(default_latency=QUICK, failure_rate=1.0) as failing:
-        async with session_for(failing) as session:
-            with pytest.raises(PredictionFailed) as failed:
-                await session.run(SCHNELL, {"prompt": "x"})
-    async with FakeCometAPI(default_latency=QUICK, abort_rate=1.0) as aborting:
-        async with session_for(aborting) as session:
-            with pytest.raises(PredictionCanceled) as aborted:
-                await session.run(SCHNELL, {"prompt": "x"})
-
-    assert failed.value.prediction is not None
-    assert "NSFW" in (failed.value.prediction.error or "")
-    assert aborted.value.prediction is not None
-    assert aborted.value.prediction.status is Status.ABORTED
 
 
 @pytest.mark.slow
@@ -180,19 +142,6 @@ async def test_one_failed_item_does_not_hurt_its_siblings(fake: FakeCometAPI) ->
     assert isinstance(items[1].error, BadRequestError)
     assert session.stats.failed == 1
     assert session.stats.succeeded == 2
-
-
-async def test_deadline_raises_timeout_with_id_and_status_and_drops_the_entry() -> None:
-    async with FakeCometAPI(default_latency=Latency.constant(30)) as slow:
-        async with session_for(slow) as session:
-            with pytest.raises(PredictionTimeout) as caught:
-                await session.run(PRO, {"prompt": "slow"}, timeout=0.3)
-            assert session.stats.watched == 0
-
-    error = caught.value
-    assert error.prediction_id in slow.predictions
-    assert error.last_status in (Status.STARTING, Status.PROCESSING)
-    assert "billed" in str(error)
 
 
 async def test_session_default_timeout_applies_to_batches() -> None:
@@ -280,27 +229,6 @@ async def test_close_on_an_error_abandons_logs_ids_and_reraises_unwrapped(
     assert not session_tasks()
 
 
-async def test_future_cancel_stops_local_tracking(fake: FakeCometAPI) -> None:
-    async with FakeCometAPI(default_latency=Latency.constant(30)) as slow:
-        async with session_for(slow) as session:
-            future = session.submit(PRO, {"prompt": "x"})
-            await eventually(lambda: future.id is not None)
-            assert future.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await future
-            assert future.cancelled()
-            assert session.stats.watched == 0
-
-
-async def test_wait_by_id(fake: FakeCometAPI) -> None:
-    async with session_for(fake) as session:
-        created = await session.create(SCHNELL, {"prompt": "x"})
-        done = await session.wait(created.id)
-
-    assert done.id == created.id
-    assert done.status is Status.SUCCEEDED
-
-
 async def test_use_from_another_event_loop_is_refused(fake: FakeCometAPI) -> None:
     errors: list[BaseException] = []
 
@@ -373,35 +301,6 @@ async def test_a_failing_on_event_handler_is_logged_not_fatal(
 
 def test_batch_item_ok() -> None:
     assert not BatchItem(0, {}).ok
-
-
-async def test_a_deadline_that_passes_waiting_for_a_slot_creates_nothing() -> None:
-    async with FakeCometAPI(default_latency=Latency.constant(1.0)) as slow:
-        async with session_for(slow, max_concurrency=1) as session:
-            outcomes: list[BaseException] = []
-
-            async def run_one(n: int) -> None:
-                # The first holds the only slot past the others' deadlines: with
-                # equal ones, the slot it frees at its deadline could reach the next
-                # run a moment before that run's own, which would then create.
-                timeout = 0.6 if n == 0 else 0.3
-                try:
-                    await session.run(PRO, {"prompt": f"p{n}"}, timeout=timeout)
-                except PredictionTimeout as error:
-                    outcomes.append(error)
-
-            async with anyio.create_task_group() as group:
-                for n in range(3):
-                    group.start_soon(run_one, n)
-
-    assert slow.stats.created == 1
-    ids = sorted(
-        error.prediction_id or ""
-        for error in outcomes
-        if isinstance(error, PredictionTimeout)
-    )
-    assert len(ids) == 3
-    assert ids[:2] == ["", ""]  # two never started: nothing created, nothing billed
 
 
 async def test_cancelling_during_a_create_keeps_and_logs_the_id(
@@ -481,15 +380,6 @@ async def test_a_batch_keeps_no_task_per_waiting_prediction() -> None:
 
     # The poller and its 2 workers, the feeder, at most 16 creators, the consumer.
     assert tasks <= 2 + 2 + 16 + 1
-
-
-async def test_cancelled_is_true_as_soon_as_cancel_returns(fake: FakeCometAPI) -> None:
-    async with session_for(fake) as session:
-        future = session.submit(SCHNELL, {"prompt": "x"})
-        assert future.cancel()
-        assert future.cancelled()
-        with pytest.raises(asyncio.CancelledError):
-            await future
 
 
 async def test_a_create_answering_as_the_session_abandons_logs_its_id(

@@ -52,7 +52,7 @@ def request_log(stats: FakeStats) -> Middleware:
 
     @web.middleware
     async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
-        monotonic, wall = time.monotonic(), time.time()
+        monotonic, wall = stats.clock.now(), time.time()
         status = 0  # stays 0 if the handler is cancelled (client went away)
         try:
             response = await handler(request)

@@ -121,7 +121,7 @@ class PredictionRecord:
         error: The error text of a failed prediction.
         output: Final output: a list of URLs, one URL, or `None`.
         latency: Seconds from creation to the terminal status.
-        created_monotonic: `time.monotonic()` at creation (drives the status).
+        created_monotonic: The fake's clock at creation (drives the status).
         created_wall: `time.time()` at creation.
         seed: The seed reported in the logs.
     """
@@ -139,7 +139,7 @@ class PredictionRecord:
 
     @property
     def terminal_monotonic(self) -> float:
-        """`time.monotonic()` at which the prediction becomes terminal."""
+        """The fake's clock at which the prediction becomes terminal."""
         return self.created_monotonic + self.latency
 
     @property
@@ -210,9 +210,10 @@ def new_prediction(
     final_status: FinalStatus,
     files_base_url: str,
     rng: random.Random,
+    now: float,
     filtered_outputs: int = 0,
 ) -> PredictionRecord:
-    """Create the record of a prediction accepted just now.
+    """Create the record of a prediction accepted at monotonic time *now*.
 
     `filtered_outputs` images are dropped from its output, leaving at least one.
     """
@@ -234,7 +235,7 @@ def new_prediction(
         error=NSFW_ERROR if final_status == "failed" else None,
         output=output,
         latency=latency,
-        created_monotonic=time.monotonic(),
+        created_monotonic=now,
         created_wall=time.time(),
         seed=rng.randrange(2**16),
     )

@@ -10,7 +10,6 @@ outage answers every create with a gateway's 502 page for a while.
 from __future__ import annotations
 
 import math
-import time
 from collections import deque
 from collections.abc import Callable
 from typing import Literal
@@ -20,6 +19,7 @@ import attrs
 from ._faults import Fault
 from ._predictions import PredictionRecord
 from ._replies import BAD_GATEWAY_PAGE
+from ._time import MONOTONIC, ServerClock
 
 __all__ = ["FaultScripts", "PollTarget", "ScriptedRoute"]
 
@@ -44,7 +44,8 @@ class FaultScripts:
     # the ones waiting for a prediction that matches.
     _polls: dict[str, tuple[deque[Fault], bool]] = attrs.field(factory=dict)
     _poll_rules: list[_PollRule] = attrs.field(factory=list)
-    # The create outage: its end on the monotonic clock, or its length while it
+    clock: ServerClock = attrs.field(default=MONOTONIC, kw_only=True)
+    # The create outage: its end on the fake's clock, or its length while it
     # waits for the first create to start it.
     _outage_until: float = -math.inf
     _outage_pending: float | None = None
@@ -53,7 +54,7 @@ class FaultScripts:
         if from_first_create:
             self._outage_pending = seconds
         else:
-            self._outage_until = time.monotonic() + seconds
+            self._outage_until = self.clock.now() + seconds
 
     def script(self, route: ScriptedRoute, faults: tuple[Fault, ...]) -> None:
         self._routes[route].extend(faults)
@@ -76,9 +77,9 @@ class FaultScripts:
         """The fault scripted for this request to *route*, if any."""
         if route == "create":
             if self._outage_pending is not None:
-                self._outage_until = time.monotonic() + self._outage_pending
+                self._outage_until = self.clock.now() + self._outage_pending
                 self._outage_pending = None
-            if time.monotonic() < self._outage_until:
+            if self.clock.now() < self._outage_until:
                 return OUTAGE_FAULT
         queue = self._routes[route]
         fault = queue.popleft() if queue else None

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, Final, Self
 
@@ -47,12 +46,18 @@ from ._predictions import (
 from ._replies import Reply, comet_error, json_reply, new_request_id
 from ._scripts import FaultScripts, PollTarget, ScriptedRoute
 from ._stats import FakeStats
+from ._time import MONOTONIC, ServerClock
 
 __all__ = ["FakeCometAPI", "ScriptedRoute"]
 
 #: Predictions take 50 ms unless told otherwise: quick tests, yet observable.
 DEFAULT_LATENCY: Final = Latency.constant(0.05)
 CREATE_ROUTE: Final = "/replicate/v1/models/{owner}/{name}/predictions"
+
+
+def _on_clock(part: Callable[..., Any]) -> Any:
+    """A default that makes the part with the server's clock."""
+    return attrs.Factory(lambda fake: part(clock=fake.clock), takes_self=True)
 
 
 # Settings are fixed at construction (the fault plan is derived from them), and
@@ -117,6 +122,7 @@ class FakeCometAPI:
         extra_models: Model ids (`owner/name`) served besides the seven FLUX
             models.
         seed: Seed of the random faults, latencies and outcomes.
+        clock: Its time (`now()`, seconds): run times, rate limits, outages.
         host: Interface to listen on.
         port: API port (0: any free port).
     """
@@ -145,13 +151,14 @@ class FakeCometAPI:
     filtered_outputs: int = attrs.field(default=0, validator=attrs.validators.ge(0))
     extra_models: Iterable[str] = ()
     seed: int | None = None
+    clock: ServerClock = attrs.field(default=MONOTONIC, repr=False)
     host: str = "127.0.0.1"
     port: int = 0
-    stats: FakeStats = attrs.field(factory=FakeStats, init=False, repr=False)
+    stats: FakeStats = attrs.field(default=_on_clock(FakeStats), init=False, repr=False)
     _rates: FaultRates = attrs.field(init=False, repr=False)
     _limiter: CreateLimiter | None = attrs.field(init=False, repr=False)
     _rng: random.Random = attrs.field(init=False, repr=False)
-    _scripts: FaultScripts = attrs.field(factory=FaultScripts, init=False, repr=False)
+    _scripts: FaultScripts = attrs.field(default=_on_clock(FaultScripts), init=False)
     _served: ServedModels = attrs.field(init=False, repr=False)
     _cap: InFlightCap = attrs.field(init=False, repr=False)
     # The only attributes that change after construction: which ports are open.
@@ -202,8 +209,6 @@ class FakeCometAPI:
             msg = "failure_rate + abort_rate > 1"
             raise ValueError(msg)
 
-    # -- lifecycle ----------------------------------------------------------
-
     async def __aenter__(self) -> Self:
         await self.start()
         return self
@@ -247,8 +252,6 @@ class FakeCometAPI:
         await site.start()
         # One site per runner, so its only address tells which port was picked.
         return int(runner.addresses[0][1])
-
-    # -- public state -------------------------------------------------------
 
     @property
     def base_url(self) -> str:
@@ -318,8 +321,6 @@ class FakeCometAPI:
         if self._limiter is not None:
             self._limiter.clear()
 
-    # -- applications -------------------------------------------------------
-
     def _api_app(self) -> web.Application:
         app = web.Application(middlewares=[request_log(self.stats)])
         app.router.add_post(CREATE_ROUTE, self._create, name="create")
@@ -335,8 +336,6 @@ class FakeCometAPI:
         app.router.add_get("/xezq/{id}/{file}", self._file, name="file")
         app.router.add_route("*", "/moved/{tail:.*}", moved, name="other")
         return app
-
-    # -- handlers -----------------------------------------------------------
 
     async def _create(self, request: web.Request) -> web.StreamResponse:
         return await self._cap.run(request, self._create_capped, self.create_delay)
@@ -357,7 +356,7 @@ class FakeCometAPI:
         if isinstance(input_or_error, Reply):
             return send(request, input_or_error, request_id)
         if fault is None:
-            fault = refusal(self._limiter, time.monotonic()) or self._rates.draw(
+            fault = refusal(self._limiter, self.clock.now()) or self._rates.draw(
                 "create", self._rng
             )
         wait = prefer_wait(request.headers.get("Prefer", ""))
@@ -366,14 +365,14 @@ class FakeCometAPI:
             prediction = self._new_prediction(model, input_or_error)
             request[PREDICTION_ID] = prediction.id
             if wait:
-                remaining = prediction.terminal_monotonic - time.monotonic()
+                remaining = prediction.terminal_monotonic - self.clock.now()
                 await asyncio.sleep(max(0.0, min(remaining, wait)))
-            body = prediction.to_json(time.monotonic())
+            body = prediction.to_json(self.clock.now())
             return json_reply(201, body, prediction_id=prediction.id)
 
         response = await answer(request, request_id, fault, create)
         if self.ratelimit_headers and self._limiter is not None:
-            response.headers.update(quota_headers(self._limiter, time.monotonic()))
+            response.headers.update(quota_headers(self._limiter, self.clock.now()))
         return response
 
     async def _query_capped(self, request: web.Request) -> web.StreamResponse:
@@ -384,7 +383,7 @@ class FakeCometAPI:
         prediction_id = request.match_info["id"]
         request[PREDICTION_ID] = prediction_id
         if fault is None and self.rate_counts_queries:
-            fault = refusal(self._limiter, time.monotonic())
+            fault = refusal(self._limiter, self.clock.now())
         if fault is None:
             fault = self._scripts.next_poll(prediction_id)
         if fault is None:
@@ -394,7 +393,7 @@ class FakeCometAPI:
             prediction = self.stats.predictions.get(prediction_id)
             if prediction is None:
                 return comet_error(404, "prediction not found", request_id, code="")
-            return json_reply(200, prediction.to_json(time.monotonic()))
+            return json_reply(200, prediction.to_json(self.clock.now()))
 
         return await answer(request, request_id, fault, query)
 
@@ -407,7 +406,7 @@ class FakeCometAPI:
         async def download() -> Reply:
             prediction = self.stats.predictions.get(prediction_id)
             file_name = request.match_info["file"]
-            index = output_index(prediction, file_name, time.monotonic())
+            index = output_index(prediction, file_name, self.clock.now())
             if index is None:
                 return Reply(404, b"Not Found", "text/plain")
             prompt = str(self.stats.predictions[prediction_id].input["prompt"])
@@ -443,6 +442,7 @@ class FakeCometAPI:
             final_status=outcome,
             files_base_url=self.files_base_url,
             rng=self._rng,
+            now=self.clock.now(),
             filtered_outputs=self.filtered_outputs,
         )
         self.stats.record_prediction(prediction)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter, deque
 from collections.abc import Mapping
 from typing import Any, Final
@@ -11,6 +10,7 @@ from typing import Any, Final
 import attrs
 
 from ._predictions import PredictionRecord
+from ._time import MONOTONIC, ServerClock
 
 __all__ = ["FakeStats", "RequestRecord", "canonical_input"]
 
@@ -30,7 +30,7 @@ class RequestRecord:
         path: Request path (no query string).
         status: Reply status; 0 when the connection was reset or abandoned.
         headers: Request headers (the last value wins for repeated names).
-        monotonic: `time.monotonic()` when the request arrived.
+        monotonic: The fake's clock when the request arrived.
         wall: `time.time()` when the request arrived.
         prediction_id: The prediction created, queried or downloaded, if any.
     """
@@ -70,6 +70,10 @@ class FakeStats:
     requests: Counter[tuple[str, int]] = attrs.field(factory=Counter)
     creates_by_input: Counter[str] = attrs.field(factory=Counter)
     predictions: dict[str, PredictionRecord] = attrs.field(factory=dict)
+    #: The fake's clock, which the request log and `in_flight_now` read.
+    clock: ServerClock = attrs.field(
+        default=MONOTONIC, kw_only=True, repr=False, eq=False
+    )
 
     def record_request(self, record: RequestRecord) -> None:
         """Log one finished request."""
@@ -107,7 +111,7 @@ class FakeStats:
     @property
     def in_flight_now(self) -> int:
         """Predictions not yet terminal."""
-        now = time.monotonic()
+        now = self.clock.now()
         return sum(now < p.terminal_monotonic for p in self.predictions.values())
 
     @property

@@ -74,6 +74,7 @@ def command_for(form: str, folder: Path, out: Path) -> list[str]:
             "-o", str(out)]  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("form", ["model column", "--models"])
 def test_each_prompt_and_model_pair_is_created_once_and_resumes_after_sigkill(

@@ -72,6 +72,7 @@ def test_run_for_a_model_not_served_names_it_and_its_near_miss(
     assert line.endswith("; check the model id")
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 def test_an_outage_prints_one_line_when_creates_stop_and_one_when_they_go_on(
     threaded_fake: FakeCometAPI, tmp_path: Path, capsys: pytest.CaptureFixture[str]

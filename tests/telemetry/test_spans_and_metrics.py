@@ -105,6 +105,7 @@ def attrs_of(span: ReadableSpan) -> dict[str, Any]:
     return dict(span.attributes or {})
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(90)
 async def test_a_200_input_batch_has_one_span_per_input_and_metrics_equal_to_stats(
     recorded: Recorded,
@@ -349,6 +350,7 @@ async def test_resumed_journal_items_are_marked(
     assert attrs_of(batch)["comet_replicate.batch.resumed"] == 3
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 async def test_the_key_is_in_no_attribute_event_or_log_record(
     recorded: Recorded, caplog: pytest.LogCaptureFixture

@@ -20,6 +20,8 @@ from comet_replicate_async._inputs.flux import FLUX_INPUTS
 from comet_replicate_async.testing import FakeCometAPI, Fault, Latency
 from comet_replicate_async.testing._pytest_plugin import fake_comet as fake_comet
 
+from helpers import FakeClock
+
 pytestmark = pytest.mark.anyio
 
 TERMINAL = {"succeeded", "failed", "canceled", "aborted"}
@@ -174,6 +176,26 @@ async def test_status_moves_through_the_lifecycle_with_the_clock(
     assert record.status_at(start + 10.0) == "succeeded"
     assert record.terminal_wall == pytest.approx(record.created_wall + 10.0)
     assert record.to_json(start + 1.5)["output"] is None
+
+
+async def test_a_prediction_finishes_when_the_fakes_clock_moves_past_its_latency(
+    session: aiohttp.ClientSession,
+) -> None:
+    clock = FakeClock()
+    async with FakeCometAPI(latency=Latency.constant(3600.0), clock=clock) as fake:
+        prediction_id = (await create(session, fake)).json()["id"]
+        assert fake.predictions[prediction_id].created_monotonic == clock.now()
+        assert (await query(session, fake, prediction_id)).json()[
+            "status"
+        ] == "starting"
+        assert fake.stats.in_flight_now == 1
+
+        clock.advance(3600.0)  # an hour's run, in no wall-clock time
+        done = (await query(session, fake, prediction_id)).json()
+        assert done["status"] == "succeeded"
+        assert done["output"] is not None
+        assert fake.stats.in_flight_now == 0
+        assert fake.stats.requests_log[-1].monotonic == clock.now()
 
 
 async def test_per_model_latency_is_honoured(session: aiohttp.ClientSession) -> None:
@@ -561,14 +583,15 @@ async def test_scripted_file_fault(
 async def test_creates_above_the_rate_get_429_with_retry_after(
     session: aiohttp.ClientSession,
 ) -> None:
-    async with FakeCometAPI(creates_per_minute=2, rate_window=0.2) as fake:
+    clock = FakeClock()
+    async with FakeCometAPI(creates_per_minute=2, rate_window=0.2, clock=clock) as fake:
         answers = [await create(session, fake) for _ in range(3)]
         assert [a.status for a in answers] == [201, 201, 429]
         assert answers[2].headers["Retry-After"] == "1"
         assert answers[2].json()["detail"].startswith("Request was throttled.")
         assert fake.stats.created == 2
 
-        await anyio.sleep(0.25)
+        clock.advance(0.25)  # past the window, on the fake's clock
         assert (await create(session, fake)).status == 201
 
 

@@ -1,4 +1,4 @@
-"""The batch engine on MockTransport: how it pulls inputs and ends, with no server.
+"""The batch engine's feeder on MockTransport: how it pulls inputs and ends, with no server.
 
 Every create is answered with its prediction already succeeded, so no item waits
 for a poll: the tests see the feeder, the creators and the tracker alone.
