@@ -31,7 +31,8 @@ from comet_replicate_async import (
     SessionStats,
     Status,
 )
-from comet_replicate_async._journal.base import SqliteBatchJournal, input_digest
+from comet_replicate_async._journal.base import input_digest
+from comet_replicate_async._journal.sqlite.store import SqliteJournal
 from comet_replicate_async.testing import FakeCometAPI, Fault, Latency
 
 from helpers import PRO, SCHNELL, eventually, session_for
@@ -172,7 +173,7 @@ async def test_an_id_created_after_its_caller_left_reaches_the_journal(
     slow: FakeCometAPI, tmp_path: Path
 ) -> None:
     slow.script("create", Fault.delay(LATE))
-    async with SqliteBatchJournal(tmp_path / "journal.sqlite3") as journal:
+    async with SqliteJournal(tmp_path / "journal.sqlite3") as journal:
         async with session_for(slow) as session:
             await journal.pending(0, input_digest({"prompt": "x"}))
 

@@ -47,11 +47,11 @@ from comet_replicate_async._journal.base import (
     JournalRecord,
     Outcome,
     input_digest,
-    open_journal,
     prediction_record,
     recorded_prediction,
     takes_model,
 )
+from comet_replicate_async._journal.opener import open_journal
 from comet_replicate_async._journal.shared import SharedJournal
 from comet_replicate_async._retry import stops_creates
 from comet_replicate_async._sansio import validate_model_id

@@ -16,11 +16,8 @@ from comet_replicate_async import (
     InputValidationError,
     JournalInputChanged,
 )
-from comet_replicate_async._journal.base import (
-    SqliteBatchJournal,
-    input_digest,
-    prediction_record,
-)
+from comet_replicate_async._journal.base import input_digest, prediction_record
+from comet_replicate_async._journal.sqlite.store import SqliteJournal
 from comet_replicate_async.testing import FakeCometAPI, Latency
 
 from helpers import MODELS, SCHNELL, mixed, session_for
@@ -187,7 +184,7 @@ async def test_a_journal_of_the_first_layout_opens_and_resumes(
     assert models == {0: None, 1: SCHNELL}  # an old record keeps no model
 
 
-class EarlierStore(SqliteBatchJournal):
+class EarlierStore(SqliteJournal):
     """A custom store written before `pending` took the model."""
 
     async def pending(  # type: ignore[override]

@@ -1,6 +1,6 @@
 """The SQLite journal file: one run at a time, writes batched off the event loop.
 
-A batch's records (what they mean is `_journal/base.py`'s business) live in an
+A batch's records (what they mean is `store.py`'s business) live in an
 SQLite file. One process at a time drives a journal: it holds an OS lock on a
 file beside it, which the OS releases however the process ends (a SIGKILL
 included), so a killed run's journal is taken over by the next one without
@@ -38,7 +38,7 @@ from .format import (
     unwritable,
 )
 
-__all__ = ["JournalInUse", "SqliteJournal"]
+__all__ = ["JournalFile", "JournalInUse"]
 
 _SCHEMA = """
 create table if not exists meta (key text primary key, value text not null);
@@ -66,8 +66,8 @@ class _Write:
     committed: anyio.Event | None
 
 
-class SqliteJournal:
-    """One batch's journal file; use as `async with SqliteJournal(path) as journal:`."""
+class JournalFile:
+    """One batch's journal file; use as `async with JournalFile(path) as journal:`."""
 
     def __init__(self, path: Path, *, batch_window: float = 0.02) -> None:
         self.path = path
@@ -81,7 +81,7 @@ class SqliteJournal:
         # The first failed commit: every later write raises it (see _write_all).
         self._failure: JournalError | None = None
 
-    async def __aenter__(self) -> SqliteJournal:
+    async def __aenter__(self) -> JournalFile:
         self._connection = await anyio.to_thread.run_sync(
             self._open, limiter=self._thread
         )
