@@ -233,7 +233,7 @@ async def test_the_shared_create_budget_holds_its_rate(postgres_url: str) -> Non
             postgres_url, batch="b", worker=name, creates_per_second=rate
         ) as journal:
             for _ in range(each):
-                turn = await journal.take_create_token()
+                turn = await journal.create_rate.take_token()
                 assert turn.at is not None
                 slots.append(turn.at)
                 await anyio.sleep(turn.wait)

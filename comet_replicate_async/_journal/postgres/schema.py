@@ -68,6 +68,10 @@ _MIGRATIONS: tuple[str, ...] = (
     """
     alter table comet_replicate.items add column model text;
     """,
+    # The shared create pacing is a rate, not money: its table says so.
+    """
+    alter table comet_replicate.create_budgets rename to create_rates;
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 # Any constant works; it only has to be the same for every worker.

@@ -13,7 +13,7 @@ handed over to be polled by id, a `pending` one (its create was in flight) becom
 `ambiguous` and is never created again unless the claimer opted in. Every write is
 one transaction; every change of a claimed item names its worker, so a worker that
 lost its lease cannot overwrite the new owner's work (`ClaimLost`). The create
-pacing of all workers is `_journal_postgres_budget`'s.
+pacing of all workers is `create_rate.py`'s, held here by composition.
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ from comet_replicate_async._journal.shared import (
     RecordedInput,
 )
 
-from .create_rate import SharedCreateBudget
+from .create_rate import SharedCreateRate
 from .schema import SCHEMA_VERSION, migrate
-from .status import read_status
+from .status import LIVE_WORKERS, OPEN_ELSEWHERE, read_status
 
 try:
     import psycopg
@@ -65,7 +65,7 @@ class ClaimLost(CometReplicateError):
     """This worker's lease expired and another worker took the item over."""
 
 
-class PostgresJournal(SharedCreateBudget):
+class PostgresJournal:
     """One worker's handle on a shared batch; `async with PostgresJournal(url, ...)`.
 
     Args:
@@ -74,9 +74,9 @@ class PostgresJournal(SharedCreateBudget):
         batch: the batch's name; workers with the same name share its items.
         worker: this worker's id; by default `host:pid:random`.
         lease: seconds a claim outlives its worker's last renewal.
-        creates_per_second, create_burst: set the shared create budget (the
+        creates_per_second, create_burst: set the shared create rate (the
             last worker to open with a rate sets it); None leaves it as it is.
-        budget: the budget's name; workers that use one API key share one.
+        rate_name: the create rate's name; workers of one API key share one.
     """
 
     def __init__(
@@ -88,7 +88,7 @@ class PostgresJournal(SharedCreateBudget):
         lease: float = 30.0,
         creates_per_second: float | None = None,
         create_burst: float = 1.0,
-        budget: str = "default",
+        rate_name: str = "default",
     ) -> None:
         if lease <= 0:
             raise ValueError(f"lease must be positive seconds, got {lease!r}")
@@ -98,7 +98,7 @@ class PostgresJournal(SharedCreateBudget):
         self.pid = os.getpid()
         self.worker = worker or f"{self.host}:{self.pid}:{uuid.uuid4().hex[:8]}"
         self.lease = lease
-        self.budget = budget
+        self.create_rate = SharedCreateRate(self._execute, rate_name)
         self._rate = (creates_per_second, create_burst)
         self._connection: psycopg.AsyncConnection[tuple[Any, ...]] | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -120,7 +120,7 @@ class PostgresJournal(SharedCreateBudget):
             await self._register()
             per_second, burst = self._rate
             if per_second is not None:
-                await self.set_create_rate(per_second, burst=burst)
+                await self.create_rate.set(per_second, burst=burst)
             self._task_group = anyio.create_task_group()
             await self._task_group.__aenter__()
             self._task_group.start_soon(self._renew_forever)
@@ -169,6 +169,12 @@ class PostgresJournal(SharedCreateBudget):
         async with self._transaction() as connection:
             cursor = await connection.execute(sql, params)
             return await cursor.fetchall() if cursor.description else []
+
+    async def set_create_rate(self, per_second: float, *, burst: float = 1.0) -> None:
+        await self.create_rate.set(per_second, burst=burst)
+
+    async def wait_create_turn(self) -> None:
+        await self.create_rate.wait_turn()
 
     async def schema_version(self) -> int:
         rows = await self._execute("select version from comet_replicate.schema")
@@ -433,19 +439,9 @@ class PostgresJournal(SharedCreateBudget):
             return await read_status(self._conn, self.batch)
 
     async def open_elsewhere(self) -> int:
-        rows = await self._execute(
-            "select count(*) from comet_replicate.items i"
-            " join comet_replicate.workers w on w.batch = i.batch and w.worker = i.worker"
-            " where i.batch = %s and i.worker <> %s and w.lease_until >= clock_timestamp()"
-            " and i.state in ('queued', 'pending', 'created')",
-            (self.batch, self.worker),
-        )
+        rows = await self._execute(OPEN_ELSEWHERE, (self.batch, self.worker))
         return int(rows[0][0])
 
     async def live_workers(self) -> int:
-        rows = await self._execute(
-            "select count(*) from comet_replicate.workers"
-            " where batch = %s and lease_until >= clock_timestamp()",
-            (self.batch,),
-        )
+        rows = await self._execute(LIVE_WORKERS, (self.batch,))
         return max(1, int(rows[0][0]))
