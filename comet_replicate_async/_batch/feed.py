@@ -43,9 +43,9 @@ from comet_replicate_async._inputs.base import (
     resolve_item,
 )
 from comet_replicate_async._journal.base import (
+    FinalState,
     Journal,
     JournalRecord,
-    Outcome,
     input_digest,
     prediction_record,
     recorded_prediction,
@@ -435,7 +435,7 @@ async def _record_end(journal: Journal, item: BatchItem) -> None:
     """Journal how an item this run created or polled ended."""
     prediction = item.prediction
     if prediction is not None and prediction.done:
-        state: Outcome = "failed"
+        state: FinalState = "failed"
         if prediction.status is Status.SUCCEEDED:
             state = "succeeded"
         elif prediction.status is Status.CANCELED:

@@ -24,14 +24,14 @@ from ._prompts import PromptItem
 __all__ = [
     "BulkOptions",
     "BulkSummary",
-    "ItemState",
     "Outcome",
     "Progress",
     "ProgressCallback",
+    "ReportedState",
 ]
 
 #: Where an item stands: "created" is still running (a rerun polls it).
-ItemState = Literal["succeeded", "failed", "ambiguous", "created"]
+ReportedState = Literal["succeeded", "failed", "ambiguous", "created"]
 
 
 @attrs.frozen
@@ -57,7 +57,7 @@ class Outcome:
     """Where one item stands; one line of results.jsonl."""
 
     item: PromptItem
-    state: ItemState | None = None  # None: not sent in any run
+    state: ReportedState | None = None  # None: not sent in any run
     prediction_id: str | None = None
     error: str | None = None
     output_urls: tuple[str, ...] = ()

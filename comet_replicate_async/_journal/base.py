@@ -16,26 +16,32 @@ import hashlib
 import inspect
 import json
 from collections.abc import Mapping
-from typing import Any, Literal, Protocol, Self, runtime_checkable
+from typing import Any, Literal, Protocol, Self, get_args, runtime_checkable
 
 import attrs
 
 from comet_replicate_async._values import Prediction, Status
 
 __all__ = [
+    "FINAL_STATES",
+    "FinalState",
+    "ItemState",
     "Journal",
     "JournalRecord",
-    "Outcome",
     "input_digest",
     "prediction_record",
     "recorded_prediction",
     "takes_model",
 ]
 
-RecordState = Literal[
-    "pending", "created", "succeeded", "failed", "canceled", "ambiguous"
+#: Where an item stands. `queued` (recorded, not claimed yet) is a shared
+#: journal's; a record read back shows it as `pending`.
+ItemState = Literal[
+    "queued", "pending", "created", "succeeded", "failed", "canceled", "ambiguous"
 ]
-Outcome = Literal["succeeded", "failed", "canceled", "ambiguous"]
+#: The states an item ends in.
+FinalState = Literal["succeeded", "failed", "canceled", "ambiguous"]
+FINAL_STATES: frozenset[str] = frozenset(get_args(FinalState))
 
 
 def input_digest(input: Mapping[str, Any]) -> str:
@@ -59,7 +65,7 @@ class JournalRecord:
 
     position: int
     digest: str
-    state: RecordState
+    state: ItemState
     prediction_id: str | None = None
     prediction: Mapping[str, Any] | None = None
     error: str | None = None
@@ -109,7 +115,7 @@ class Journal(Protocol):
     async def finish(
         self,
         position: int,
-        state: Outcome,
+        state: FinalState,
         *,
         prediction: Mapping[str, Any] | None = None,
         error: str | None = None,

@@ -9,28 +9,22 @@ from __future__ import annotations
 
 import urllib.parse
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
-from .base import Journal
+from .base import FINAL_STATES, ItemState, Journal
 
 __all__ = [
-    "OUTCOMES",
     "BatchStatus",
     "Claim",
     "CreateTurn",
-    "ItemState",
     "RecordedInput",
     "SharedJournal",
     "WorkerStatus",
     "split_journal_url",
 ]
 
-ItemState = Literal[
-    "queued", "pending", "created", "succeeded", "failed", "canceled", "ambiguous"
-]
-OUTCOMES: frozenset[str] = frozenset({"succeeded", "failed", "canceled", "ambiguous"})
 
 # What a journal URL's query may carry besides libpq's own parameters.
 DEFAULT_BATCH = "default"
@@ -89,7 +83,7 @@ class BatchStatus:
 
     @property
     def finished(self) -> int:
-        return sum(n for state, n in self.states.items() if state in OUTCOMES)
+        return sum(n for state, n in self.states.items() if state in FINAL_STATES)
 
 
 @runtime_checkable

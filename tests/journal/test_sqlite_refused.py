@@ -19,7 +19,7 @@ from journal_worker import inputs
 
 from comet_replicate_async import BatchItem, BatchStoppedError, JournalError
 from comet_replicate_async._batch.tracker import BatchIterator
-from comet_replicate_async._journal.base import Outcome
+from comet_replicate_async._journal.base import FinalState
 from comet_replicate_async._journal.sqlite.format import unwritable
 from comet_replicate_async._journal.sqlite.store import SqliteJournal
 from comet_replicate_async.testing import FakeCometAPI, Latency
@@ -62,7 +62,7 @@ class FillingJournal(SqliteJournal):
     async def finish(
         self,
         position: int,
-        state: Outcome,
+        state: FinalState,
         *,
         prediction: Mapping[str, Any] | None = None,
         error: str | None = None,

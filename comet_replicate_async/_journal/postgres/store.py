@@ -29,9 +29,12 @@ from typing import Any
 import anyio
 
 from comet_replicate_async._exceptions import CometReplicateError, JournalInputChanged
-from comet_replicate_async._journal.base import JournalRecord, input_digest
+from comet_replicate_async._journal.base import (
+    FINAL_STATES,
+    JournalRecord,
+    input_digest,
+)
 from comet_replicate_async._journal.shared import (
-    OUTCOMES,
     BatchStatus,
     Claim,
     RecordedInput,
@@ -357,7 +360,7 @@ class PostgresJournal:
     ) -> None:
         """Record a claimed item's end: `prediction` as `prediction_record`
         makes it, an `error`, or any `outcome` (output URLs, files)."""
-        if state not in OUTCOMES:
+        if state not in FINAL_STATES:
             raise ValueError(f"not an outcome: {state!r}")
         kept = dict(outcome or {})
         if prediction is not None:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Self
 
-from comet_replicate_async._journal.base import JournalRecord, Outcome
+from comet_replicate_async._journal.base import FinalState, JournalRecord
 
 from .file import JournalFile
 
@@ -92,7 +92,7 @@ class SqliteJournal:
     async def finish(
         self,
         position: int,
-        state: Outcome,
+        state: FinalState,
         *,
         prediction: Mapping[str, Any] | None = None,
         error: str | None = None,
