@@ -126,7 +126,7 @@ async def test_workers_share_a_batch_and_finish_a_killed_ones_items(
         # it had in flight, whatever answered between the check and the kill.
         rows = await sql(
             postgres_url,
-            "select position from comet_replicate.items where batch = 'kill'"
+            "select \"index\" from comet_replicate.items where batch = 'kill'"
             f" and state = 'pending' and worker like '%:{workers[0].pid}:%'",
         )
         in_flight_at_death.update(position for (position,) in rows)
@@ -145,8 +145,8 @@ async def test_workers_share_a_batch_and_finish_a_killed_ones_items(
             await end_all(workers)
         rows = await sql(
             postgres_url,
-            "select position, state, worker, created_by from comet_replicate.items"
-            " where batch = 'kill' order by position",
+            'select "index", state, worker, created_by from comet_replicate.items'
+            " where batch = 'kill' order by \"index\"",
         )
     assert victim.returncode == -signal.SIGKILL
     errors = [line["stderr"] for lines in outputs for line in lines if "stderr" in line]

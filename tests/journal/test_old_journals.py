@@ -28,6 +28,12 @@ from journal_worker import inputs
 from postgres_support import sql, with_query
 
 from comet_replicate_async import AmbiguousSubmitError, BatchItem
+from comet_replicate_async._journal.postgres.schema import (
+    SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION,
+)
+from comet_replicate_async._journal.sqlite.format import (
+    SCHEMA_VERSION as SQLITE_SCHEMA_VERSION,
+)
 from comet_replicate_async.testing import FakeCometAPI, Latency
 
 from helpers import FAST_RETRY, SCHNELL, session_for
@@ -142,11 +148,15 @@ async def test_an_sqlite_journal_of_an_earlier_release_resumes(
         if not path.exists():
             return {}
         with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as reader:
+            reader.row_factory = sqlite3.Row
             try:
-                rows = reader.execute("select idx, state, prediction_id from items")
-                return {idx: (state, id) for idx, state, id in rows}
+                rows = reader.execute("select * from items").fetchall()
             except sqlite3.OperationalError:  # the schema is not there yet
                 return {}
+            # Before the rename the index was `idx`; after, `"index"`.
+            columns = rows[0].keys() if rows else []  # `in` on a Row reads values
+            index = "idx" if "idx" in columns else "index"
+            return {row[index]: (row["state"], row["prediction_id"]) for row in rows}
 
     async with FakeCometAPI(default_latency=Latency.uniform(0.3, 1.2)) as fake:
         before = await write_half(old_package, fake, str(path), states)
@@ -167,6 +177,12 @@ async def test_an_sqlite_journal_of_an_earlier_release_resumes(
     assert_paid_once(fake, items)
     after = await states()
     assert {state for state, _ in after.values()} <= {"succeeded", "ambiguous"}
+    with closing(sqlite3.connect(path)) as connection:
+        version = connection.execute("pragma user_version").fetchone()[0]
+        columns = {row[1] for row in connection.execute("pragma table_info(items)")}
+    assert version == SQLITE_SCHEMA_VERSION
+    assert "index" in columns
+    assert not columns & {"idx", "line", "key"}
 
 
 async def test_a_postgres_journal_of_an_earlier_release_resumes(
@@ -177,10 +193,12 @@ async def test_a_postgres_journal_of_an_earlier_release_resumes(
 
     async def states() -> States:
         try:
+            # Before the rename the index was `position`; after, `"index"`.
             rows = await sql(
                 postgres_url,
-                "select position, state, prediction_id from comet_replicate.items"
-                " where batch = 'old'",
+                "select coalesce(j->>'index', j->>'position')::int, j->>'state',"
+                " j->>'prediction_id' from comet_replicate.items i,"
+                " to_jsonb(i) j where i.batch = 'old'",
             )
         except Exception as error:  # the schema is not there yet
             if "does not exist" in str(error):
@@ -214,3 +232,5 @@ async def test_a_postgres_journal_of_an_earlier_release_resumes(
     assert fake.stats.created >= COUNT - len(ambiguous)
     assert len(after) == COUNT
     assert {state for state, _ in after.values()} <= {"succeeded", "ambiguous"}
+    [(version,)] = await sql(postgres_url, "select version from comet_replicate.schema")
+    assert version == POSTGRES_SCHEMA_VERSION

@@ -85,7 +85,7 @@ async def test_record_is_idempotent_and_refuses_a_changed_input(
         with pytest.raises(JournalInputChanged, match="item 1 of batch 'b'"):
             await journal.record(changed)
 
-    rows = await sql(postgres_url, "select position, digest from comet_replicate.items")
+    rows = await sql(postgres_url, 'select "index", digest from comet_replicate.items')
     # Nothing of the refused call was recorded, not even its new position 4.
     assert sorted(rows) == [
         (position, input_digest(input)) for position, input in INPUTS[:4]
@@ -271,7 +271,7 @@ async def test_a_new_migration_upgrades_an_older_database(
     async with PostgresJournal(postgres_url, batch="b") as journal:
         assert await journal.schema_version() == SCHEMA_VERSION + 1
         assert await journal.record(INPUTS[:3]) == 1
-    rows = await sql(postgres_url, "select position, note from comet_replicate.items")
+    rows = await sql(postgres_url, 'select "index", note from comet_replicate.items')
     assert sorted(rows) == [(0, "kept"), (1, "kept"), (2, "kept")]
 
 

@@ -110,7 +110,7 @@ def mark_in_flight(journal: Path, position: int) -> None:
     with closing(sqlite3.connect(journal)) as connection:
         connection.execute(
             "update items set state = 'pending', prediction_id = null,"
-            " prediction = null where idx = ?",
+            ' prediction = null where "index" = ?',
             (position,),
         )
         connection.commit()

@@ -237,8 +237,8 @@ class PostgresJournal:
         positions = [row[1] for row in rows]
         async with self._transaction() as connection, connection.cursor() as cursor:
             await cursor.execute(
-                "select position, digest, model from comet_replicate.items"
-                " where batch = %s and position = any(%s)",
+                'select "index", digest, model from comet_replicate.items'
+                ' where batch = %s and "index" = any(%s)',
                 (self.batch, positions),
             )
             known = {row[0]: (row[1], row[2]) for row in await cursor.fetchall()}
@@ -255,7 +255,7 @@ class PostgresJournal:
             new = [row for row in rows if row[1] not in known]
             await cursor.executemany(
                 "insert into comet_replicate.items"
-                " (batch, position, digest, input, model)"
+                ' (batch, "index", digest, input, model)'
                 " values (%s, %s, %s, %s, %s) on conflict do nothing",
                 new,
             )
@@ -272,7 +272,7 @@ class PostgresJournal:
         rows = await self._execute(
             """
             with open as (
-                select i.position from comet_replicate.items i
+                select i."index" from comet_replicate.items i
                 where i.batch = %(batch)s
                     and i.state in ('queued', 'pending', 'created')
                     -- A subquery, not a join: when a row was claimed while this
@@ -283,7 +283,7 @@ class PostgresJournal:
                         where w.batch = i.batch and w.worker = i.worker
                             and w.lease_until >= clock_timestamp()
                     )
-                order by i.state = 'queued', i.position
+                order by i.state = 'queued', i."index"
                 limit %(limit)s
                 for update of i skip locked
             )
@@ -293,8 +293,8 @@ class PostgresJournal:
                 updated_at = clock_timestamp(),
                 state = case when i.state <> 'pending' then i.state
                     when %(retry)s then 'queued' else 'ambiguous' end
-            from open where i.batch = %(batch)s and i.position = open.position
-            returning i.position, i.input, i.state, i.prediction_id, i.claims,
+            from open where i.batch = %(batch)s and i."index" = open."index"
+            returning i."index", i.input, i.state, i.prediction_id, i.claims,
                 i.model
             """,
             {
@@ -383,7 +383,7 @@ class PostgresJournal:
     async def recorded(self) -> dict[int, JournalRecord]:
         """Every recorded item (a shared batch is fed by `claim`, not by this)."""
         rows = await self._execute(
-            "select position, digest, state, prediction_id, outcome, model"
+            'select "index", digest, state, prediction_id, outcome, model'
             " from comet_replicate.items where batch = %s",
             (self.batch,),
         )
@@ -424,8 +424,8 @@ class PostgresJournal:
         rows = await self._execute(
             f"update comet_replicate.items set {changes},"
             " updated_at = clock_timestamp()"
-            f" where batch = %(batch)s and position = %(position)s and ({guard})"
-            " returning position",
+            f' where batch = %(batch)s and "index" = %(position)s and ({guard})'
+            ' returning "index"',
             {"batch": self.batch, "position": position, "worker": self.worker} | params,
         )
         if not rows:

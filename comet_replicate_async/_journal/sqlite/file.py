@@ -31,6 +31,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from comet_replicate_async._exceptions import JournalError, JournalInUse
 
 from .format import (
+    SCHEMA,
     SCHEMA_VERSION,
     check_header,
     check_schema,
@@ -39,24 +40,6 @@ from .format import (
 )
 
 __all__ = ["JournalFile", "JournalInUse"]
-
-_SCHEMA = """
-create table if not exists meta (key text primary key, value text not null);
-create table if not exists items (
-    key text primary key,
-    idx integer not null,
-    line integer not null,
-    input text not null,
-    state text not null,
-    prediction_id text,
-    error text,
-    output_urls text,
-    files text,
-    updated real not null,
-    digest text,
-    prediction text
-);
-"""
 
 
 @attrs.frozen
@@ -156,9 +139,8 @@ class JournalFile:
             # One transaction: a crash here leaves no half-made journal.
             with connection:
                 connection.execute("begin")
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        connection.execute(statement)
+                for statement in SCHEMA:
+                    connection.execute(statement)
                 migrate(connection)
                 connection.execute(f"pragma user_version = {SCHEMA_VERSION}")
         except BaseException as error:

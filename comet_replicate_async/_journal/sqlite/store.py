@@ -40,7 +40,7 @@ class SqliteJournal:
 
     async def recorded(self) -> dict[int, JournalRecord]:
         rows = await self._store.query(
-            "select idx, digest, state, prediction_id, prediction, error, cost,"
+            'select "index", digest, state, prediction_id, prediction, error, cost,'
             " model from items where digest is not null"
         )
         return {
@@ -66,27 +66,26 @@ class SqliteJournal:
         model: str | None = None,
     ) -> None:
         await self._store.write(
-            "insert into items"
-            " (key, idx, line, input, state, digest, updated, cost, model)"
-            " values (?, ?, ?, '{}', 'pending', ?, ?, ?, ?)"
-            " on conflict(key) do update set state = 'pending', error = null,"
+            'insert into items ("index", input, state, digest, updated, cost, model)'
+            " values (?, '{}', 'pending', ?, ?, ?, ?)"
+            " on conflict (\"index\") do update set state = 'pending', error = null,"
             " digest = excluded.digest, updated = excluded.updated,"
             " cost = excluded.cost, model = excluded.model",
-            (str(position), position, position, digest, time.time(), cost, model),
+            (position, digest, time.time(), cost, model),
             durable=True,
         )
 
     async def created(self, position: int, prediction_id: str) -> None:
         await self._store.write(
             "update items set state = 'created', prediction_id = ?, updated = ?"
-            " where key = ?",
-            (prediction_id, time.time(), str(position)),
+            ' where "index" = ?',
+            (prediction_id, time.time(), position),
             durable=True,
         )
 
     async def unsent(self, position: int) -> None:
         await self._store.write(
-            "delete from items where key = ?", (str(position),), durable=True
+            'delete from items where "index" = ?', (position,), durable=True
         )
 
     async def finish(
@@ -101,7 +100,7 @@ class SqliteJournal:
         await self._store.write(
             "update items set state = ?, prediction = ?, error = ?,"
             " prediction_id = coalesce(?, prediction_id),"
-            " cost = coalesce(?, cost), updated = ? where key = ?",
+            ' cost = coalesce(?, cost), updated = ? where "index" = ?',
             (
                 state,
                 None if prediction is None else json.dumps(dict(prediction)),
@@ -109,7 +108,7 @@ class SqliteJournal:
                 None if prediction is None else prediction["id"],
                 cost,
                 time.time(),
-                str(position),
+                position,
             ),
             durable=False,
         )
