@@ -272,7 +272,7 @@ class _Feed:
         self, record: JournalRecord, input: Any, model: str, deadline: float
     ) -> bool:
         """Take up a recorded input without creating it; False: create it."""
-        index = record.position
+        index = record.index
         if record.state == "created" and record.prediction_id is not None:
             self.session._counters.started()
             self._journaled.add(index)

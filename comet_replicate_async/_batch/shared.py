@@ -156,7 +156,7 @@ class SharedFeed(_Feed):
     ) -> None:
         """Create, poll or report one claimed item; its slot is taken."""
         session, tracker = self.session, self.tracker
-        index = claim.position
+        index = claim.index
         call = calls.get(index)
         if isinstance(call, tuple):
             model, body = call

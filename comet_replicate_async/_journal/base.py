@@ -1,6 +1,6 @@
 """What a resumable batch records, and the `Journal` protocol a store follows.
 
-A batch records each input by position, with the digest of its canonical JSON,
+A batch records each input by index, with the digest of its canonical JSON,
 durably before its create; the prediction id durably after; and its outcome at
 the end, with what each create cost (reserved before it, settled at its end),
 so a rerun counts the money spent before against its cost cap. A store is an
@@ -63,7 +63,7 @@ class JournalRecord:
     ran on, None in a journal written before models were recorded.
     """
 
-    position: int
+    index: int
     digest: str
     state: ItemState
     prediction_id: str | None = None
@@ -88,33 +88,33 @@ class Journal(Protocol):
     async def __aexit__(self, *exc_info: object) -> None: ...
 
     async def recorded(self) -> Mapping[int, JournalRecord]:
-        """Every recorded input, by position."""
+        """Every recorded input, by index."""
         ...
 
     async def pending(
         self,
-        position: int,
+        index: int,
         digest: str,
         *,
         cost: float | None = None,
         model: str | None = None,
     ) -> None:
-        """The create of the input at `position` is about to be sent; `cost` is
+        """The create of the input at `index` is about to be sent; `cost` is
         its price, reserved (None when no price is known); `model` the
         `"owner/name"` it runs on (the digest covers the input only)."""
         ...
 
-    async def created(self, position: int, prediction_id: str) -> None:
+    async def created(self, index: int, prediction_id: str) -> None:
         """The create answered with `prediction_id`."""
         ...
 
-    async def unsent(self, position: int) -> None:
+    async def unsent(self, index: int) -> None:
         """The create was provably never sent: forget the input (a rerun sends it)."""
         ...
 
     async def finish(
         self,
-        position: int,
+        index: int,
         state: FinalState,
         *,
         prediction: Mapping[str, Any] | None = None,

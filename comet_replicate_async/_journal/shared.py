@@ -31,7 +31,7 @@ DEFAULT_BATCH = "default"
 DEFAULT_LEASE = 30.0
 
 
-#: An input to record: its position, its `input` object and, optionally, the
+#: An input to record: its index, its `input` object and, optionally, the
 #: `"owner/name"` it runs on.
 RecordedInput = tuple[int, Mapping[str, Any]] | tuple[int, Mapping[str, Any], str]
 
@@ -42,7 +42,7 @@ class Claim:
     (`created`), or report it (`ambiguous`: its create was in flight when its
     worker died, so it is not sent again)."""
 
-    position: int
+    index: int
     input: Mapping[str, Any]
     state: ItemState
     prediction_id: str | None
@@ -94,8 +94,8 @@ class SharedJournal(Journal, Protocol):
     """
 
     async def record(self, inputs: Iterable[RecordedInput]) -> int:
-        """Record inputs by position, each with its model (idempotent); raise
-        `JournalInputChanged`, recording nothing, if a recorded position holds
+        """Record inputs by index, each with its model (idempotent); raise
+        `JournalInputChanged`, recording nothing, if a recorded index holds
         another input or model."""
         ...
 

@@ -48,7 +48,7 @@ async def test_the_same_input_on_another_model_is_refused(postgres_url: str) -> 
         assert await journal.record([(0, boat, SCHNELL), (1, boat, DEV)]) == 1
         claims = await journal.claim(2)
 
-    assert [(claim.position, claim.model) for claim in claims] == [
+    assert [(claim.index, claim.model) for claim in claims] == [
         (0, SCHNELL),
         (1, DEV),
     ]
@@ -78,7 +78,7 @@ async def test_a_database_of_the_last_schema_migrates_and_resumes(
         claims = await journal.claim(2)
         records = await journal.recorded()
 
-    assert [(claim.position, claim.model) for claim in claims] == [(0, None), (1, DEV)]
+    assert [(claim.index, claim.model) for claim in claims] == [(0, None), (1, DEV)]
     assert records[0].model is None
     assert records[1].model == DEV
 

@@ -104,8 +104,8 @@ async def test_concurrent_claimers_never_get_the_same_item(postgres_url: str) ->
             taken[name] = []
             while claims := await journal.claim(3):
                 for claim in claims:
-                    taken[name].append(claim.position)
-                    await journal.finish(claim.position, "succeeded")
+                    taken[name].append(claim.index)
+                    await journal.finish(claim.index, "succeeded")
 
     with spawn(postgres_url, "b", "claim") as process:
         try:
@@ -151,10 +151,10 @@ async def test_a_killed_workers_items_are_reclaimed_by_state(
             while len(claims) < 4:
                 claims += await journal.claim(10)
                 await anyio.sleep(0.05)
-        by_position = {claim.position: claim for claim in claims}
+        by_position = {claim.index: claim for claim in claims}
         status = await journal.status()
 
-    assert [claim.position for claim in first] in ([4], [0, 1, 2, 4])
+    assert [claim.index for claim in first] in ([4], [0, 1, 2, 4])
     assert sorted(by_position) == [0, 1, 2, 4]  # 3 was finished: never claimed
     assert (by_position[0].state, by_position[0].prediction_id) == ("created", "p0")
     assert by_position[1].state == "ambiguous"  # in flight: never sent again
@@ -289,7 +289,7 @@ async def test_one_journal_serves_many_tasks_at_once(postgres_url: str) -> None:
         with anyio.fail_after(30):
             async with anyio.create_task_group() as group:
                 for claim in claims:
-                    group.start_soon(run_one, claim.position)
+                    group.start_soon(run_one, claim.index)
         status = await journal.status()
     assert status.states == {"succeeded": 60}
     assert journal.renewals > 0

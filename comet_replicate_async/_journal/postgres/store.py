@@ -1,7 +1,7 @@
 """A batch journal in PostgreSQL, shared by many workers on many machines.
 
 Every worker opens the same URL and batch name. The inputs are recorded once
-(position and digest); each worker then claims items with
+(index and digest); each worker then claims items with
 `SELECT ... FOR UPDATE SKIP LOCKED` under a lease that a background task renews
 while the worker lives. An item moves
 
@@ -215,10 +215,10 @@ class PostgresJournal:
     # -- items -------------------------------------------------------------
 
     async def record(self, inputs: Iterable[RecordedInput]) -> int:
-        """Record inputs by position, each with its model when given
+        """Record inputs by index, each with its model when given
         (idempotent); returns how many were new.
 
-        Raises `JournalInputChanged`, recording nothing, if a position already
+        Raises `JournalInputChanged`, recording nothing, if a index already
         holds another input, or the same input on another model: call this
         before any create.
         """
@@ -234,21 +234,21 @@ class PostgresJournal:
         ]
         if not rows:
             return 0
-        positions = [row[1] for row in rows]
+        indexes = [row[1] for row in rows]
         async with self._transaction() as connection, connection.cursor() as cursor:
             await cursor.execute(
                 'select "index", digest, model from comet_replicate.items'
                 ' where batch = %s and "index" = any(%s)',
-                (self.batch, positions),
+                (self.batch, indexes),
             )
             known = {row[0]: (row[1], row[2]) for row in await cursor.fetchall()}
-            for _, position, digest, _, model in rows:
-                was_digest, was_model = known.get(position, (digest, model))
+            for _, index, digest, _, model in rows:
+                was_digest, was_model = known.get(index, (digest, model))
                 # An item recorded before models were kept has none to compare.
                 other_model = None not in (model, was_model) and model != was_model
                 if was_digest != digest or other_model:
                     raise JournalInputChanged(
-                        f"item {position} of batch {self.batch!r} was recorded with "
+                        f"item {index} of batch {self.batch!r} was recorded with "
                         "another input or model; use another batch name for new "
                         "inputs"
                     )
@@ -305,11 +305,11 @@ class PostgresJournal:
             },
         )
         claims = [Claim(*row) for row in rows]
-        return sorted(claims, key=lambda claim: claim.position)
+        return sorted(claims, key=lambda claim: claim.index)
 
     async def pending(
         self,
-        position: int,
+        index: int,
         digest: str | None = None,
         *,
         cost: float | None = None,
@@ -319,19 +319,19 @@ class PostgresJournal:
         digest and model were recorded with it; its cost is kept with its
         outcome)."""
         await self._move(
-            position,
+            index,
             "state = 'pending', created_by = %(worker)s",
             "worker = %(worker)s and state = 'queued'",
         )
 
-    async def created(self, position: int, prediction_id: str) -> None:
+    async def created(self, index: int, prediction_id: str) -> None:
         """Durably record the prediction id of an item this worker created.
 
         An id that arrives after the item was reclaimed as ambiguous still
         counts: the item becomes `created` again, owned by this worker.
         """
         await self._move(
-            position,
+            index,
             "state = 'created', prediction_id = %(id)s, worker = %(worker)s,"
             " outcome = null",
             "(worker = %(worker)s and state = 'pending') or (state = 'ambiguous'"
@@ -339,17 +339,17 @@ class PostgresJournal:
             id=prediction_id,
         )
 
-    async def unsent(self, position: int) -> None:
+    async def unsent(self, index: int) -> None:
         """Its create was provably never sent: queue the claimed item again."""
         await self._move(
-            position,
+            index,
             "state = 'queued', created_by = null",
             "worker = %(worker)s and state in ('queued', 'pending')",
         )
 
     async def finish(
         self,
-        position: int,
+        index: int,
         state: str,
         *,
         prediction: Mapping[str, Any] | None = None,
@@ -371,7 +371,7 @@ class PostgresJournal:
         if cost is not None:
             kept["cost"] = cost
         await self._move(
-            position,
+            index,
             "state = %(state)s, outcome = %(outcome)s,"
             " prediction_id = coalesce(%(id)s, prediction_id)",
             "worker = %(worker)s and state in ('queued', 'pending', 'created')",
@@ -388,8 +388,8 @@ class PostgresJournal:
             (self.batch,),
         )
         return {
-            position: JournalRecord(
-                position=position,
+            index: JournalRecord(
+                index=index,
                 digest=digest,
                 state="pending" if state == "queued" else state,
                 prediction_id=prediction_id,
@@ -398,7 +398,7 @@ class PostgresJournal:
                 cost=(outcome or {}).get("cost"),
                 model=model,
             )
-            for position, digest, state, prediction_id, outcome, model in rows
+            for index, digest, state, prediction_id, outcome, model in rows
         }
 
     async def describe(self, meta: Mapping[str, Any]) -> dict[str, Any]:
@@ -418,19 +418,17 @@ class PostgresJournal:
         recorded: dict[str, Any] = rows[0][0]
         return recorded
 
-    async def _move(
-        self, position: int, changes: str, guard: str, **params: Any
-    ) -> None:
+    async def _move(self, index: int, changes: str, guard: str, **params: Any) -> None:
         rows = await self._execute(
             f"update comet_replicate.items set {changes},"
             " updated_at = clock_timestamp()"
-            f' where batch = %(batch)s and "index" = %(position)s and ({guard})'
+            f' where batch = %(batch)s and "index" = %(index)s and ({guard})'
             ' returning "index"',
-            {"batch": self.batch, "position": position, "worker": self.worker} | params,
+            {"batch": self.batch, "index": index, "worker": self.worker} | params,
         )
         if not rows:
             raise ClaimLost(
-                f"item {position} of batch {self.batch!r} is no longer held by "
+                f"item {index} of batch {self.batch!r} is no longer held by "
                 f"{self.worker} in the state this change needs"
             )
 

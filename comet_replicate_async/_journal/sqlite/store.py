@@ -45,7 +45,7 @@ class SqliteJournal:
         )
         return {
             row[0]: JournalRecord(
-                position=row[0],
+                index=row[0],
                 digest=row[1],
                 state=row[2],
                 prediction_id=row[3],
@@ -59,7 +59,7 @@ class SqliteJournal:
 
     async def pending(
         self,
-        position: int,
+        index: int,
         digest: str,
         *,
         cost: float | None = None,
@@ -71,26 +71,26 @@ class SqliteJournal:
             " on conflict (\"index\") do update set state = 'pending', error = null,"
             " digest = excluded.digest, updated = excluded.updated,"
             " cost = excluded.cost, model = excluded.model",
-            (position, digest, time.time(), cost, model),
+            (index, digest, time.time(), cost, model),
             durable=True,
         )
 
-    async def created(self, position: int, prediction_id: str) -> None:
+    async def created(self, index: int, prediction_id: str) -> None:
         await self._store.write(
             "update items set state = 'created', prediction_id = ?, updated = ?"
             ' where "index" = ?',
-            (prediction_id, time.time(), position),
+            (prediction_id, time.time(), index),
             durable=True,
         )
 
-    async def unsent(self, position: int) -> None:
+    async def unsent(self, index: int) -> None:
         await self._store.write(
-            'delete from items where "index" = ?', (position,), durable=True
+            'delete from items where "index" = ?', (index,), durable=True
         )
 
     async def finish(
         self,
-        position: int,
+        index: int,
         state: FinalState,
         *,
         prediction: Mapping[str, Any] | None = None,
@@ -108,7 +108,7 @@ class SqliteJournal:
                 None if prediction is None else prediction["id"],
                 cost,
                 time.time(),
-                position,
+                index,
             ),
             durable=False,
         )
