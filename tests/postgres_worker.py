@@ -25,15 +25,15 @@ async def claim_all(url: str, batch: str) -> None:
         positions: list[int] = []
         while claims := await journal.claim(3):
             for claim in claims:
-                positions.append(claim.position)
-                await journal.finish(claim.position, "succeeded")
+                positions.append(claim.index)
+                await journal.finish(claim.index, "succeeded")
     print(json.dumps(positions), flush=True)
 
 
 async def hold(url: str, batch: str, lease: float) -> None:
     async with PostgresJournal(url, batch=batch, lease=lease) as journal:
         claims = await journal.claim(4)
-        assert [claim.position for claim in claims] == [0, 1, 2, 3], claims
+        assert [claim.index for claim in claims] == [0, 1, 2, 3], claims
         await journal.pending(0)
         await journal.created(0, "p0")
         await journal.pending(1)

@@ -21,7 +21,8 @@ import pytest
 from aiohttp import web
 
 from comet_replicate_async import Prediction, PredictionFuture
-from comet_replicate_async._journal.base import SqliteBatchJournal, input_digest
+from comet_replicate_async._journal.base import input_digest
+from comet_replicate_async._journal.sqlite.store import SqliteJournal
 from comet_replicate_async.testing import FakeCometAPI, Fault
 
 from helpers import CANCELS, PRO, adds_up, eventually, logged_ids, session_for
@@ -138,7 +139,7 @@ async def test_an_id_created_after_its_caller_left_reaches_the_journal(
     slow: FakeCometAPI, tmp_path: Path
 ) -> None:
     slow.script("create", Fault.delay(LATE))
-    async with SqliteBatchJournal(tmp_path / "journal.sqlite3") as journal:
+    async with SqliteJournal(tmp_path / "journal.sqlite3") as journal:
         async with session_for(slow) as session:
             await journal.pending(0, input_digest({"prompt": "x"}))
 

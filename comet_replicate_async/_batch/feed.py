@@ -3,8 +3,8 @@
 `Session.as_completed` and `gather` delegate here. One feeder task per batch pulls
 an input for each free concurrency slot (backpressure), hands it to a few creator
 tasks, and leaves each created prediction to the tracker and the poller. With a
-journal the batch is resumable: each input is recorded (position and digest)
-before its create and its id after. A rerun first checks every recorded position
+journal the batch is resumable: each input is recorded (index and digest)
+before its create and its id after. A rerun first checks every recorded index
 against its input (a changed one raises before any create), then yields finished
 items from the journal without a request, polls the created ones, and reports an
 input whose create was in flight as ambiguous instead of paying again.
@@ -37,9 +37,9 @@ from comet_replicate_async._inputs.base import (
 from comet_replicate_async._journal.base import (
     Journal,
     input_digest,
-    open_journal,
     takes_model,
 )
+from comet_replicate_async._journal.opener import open_journal
 from comet_replicate_async._journal.shared import SharedJournal
 from comet_replicate_async._retry import stops_creates
 from comet_replicate_async._sansio import validate_model_id

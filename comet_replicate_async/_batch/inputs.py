@@ -1,7 +1,7 @@
 """A batch's inputs: any iterable read as one async stream, checked against a journal.
 
 The engine pulls one input per free slot, so inputs are read lazily; only a
-resumed batch reads ahead, up to the journal's last recorded position, to check
+resumed batch reads ahead, up to the journal's last recorded index, to check
 every recorded input before anything is created.
 """
 
@@ -43,9 +43,9 @@ async def checked_inputs(
     model: BatchModel,
     records: Mapping[int, JournalRecord],
 ) -> AsyncIterator[Input]:
-    """The inputs, after checking each recorded position against its record.
+    """The inputs, after checking each recorded index against its record.
 
-    The inputs up to the last recorded position are read first, so a changed one
+    The inputs up to the last recorded index are read first, so a changed one
     raises before any create. The model counts as part of an input: the same
     prompt on another model is another item (a record written before models
     were recorded is checked by its digest alone).

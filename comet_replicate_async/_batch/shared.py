@@ -159,7 +159,7 @@ class ClaimedItems:
         self, claim: Claim, inputs: list[Any], calls: Mapping[int, Call]
     ) -> Work:
         """What to do with one claimed item; its slot is taken."""
-        index = claim.position
+        index = claim.index
         call = calls.get(index)
         if isinstance(call, tuple):
             model, body = call

@@ -27,9 +27,9 @@ from comet_replicate_async._exceptions import (
 )
 from comet_replicate_async._inputs.base import BatchModel, item_model, resolve_item
 from comet_replicate_async._journal.base import (
+    FinalState,
     Journal,
     JournalRecord,
-    Outcome,
     prediction_record,
     recorded_prediction,
 )
@@ -176,7 +176,7 @@ class LocalItems:
         deadline: float,
     ) -> Work:
         """What to do with an input an earlier run of the journal recorded."""
-        index = record.position
+        index = record.index
         if record.state == "created" and record.prediction_id is not None:
             return TakeUp(
                 index, input, model, deadline, "created", record.prediction_id
@@ -221,7 +221,7 @@ async def record_end(journal: Journal, item: BatchItem) -> None:
     """Journal how an item this run created or polled ended."""
     prediction = item.prediction
     if prediction is not None and prediction.done:
-        state: Outcome = "failed"
+        state: FinalState = "failed"
         if prediction.status is Status.SUCCEEDED:
             state = "succeeded"
         elif prediction.status is Status.CANCELED:

@@ -13,14 +13,15 @@ from pathlib import Path
 from typing import Self
 
 from comet_replicate_async._exceptions import JournalInputChanged
-from comet_replicate_async._journal.base import JournalRecord, SqliteBatchJournal
+from comet_replicate_async._journal.base import JournalRecord
+from comet_replicate_async._journal.sqlite.store import SqliteJournal
 
 from ._journal_costs import CostsKept
 
 __all__ = ["FolderJournal"]
 
 
-class FolderJournal(CostsKept, SqliteBatchJournal):
+class FolderJournal(CostsKept, SqliteJournal):
     """The library's SQLite journal of the folder's batch, whose items run on
     `models` (one per item, by position).
 

@@ -13,7 +13,7 @@ __all__ = ["CostsKept"]
 
 
 class CostsKept:
-    """Keeps `costs`: what each input's create cost, by position."""
+    """Keeps `costs`: what each input's create cost, by index."""
 
     costs: dict[int, float]
 
@@ -21,21 +21,21 @@ class CostsKept:
     # see it from a mixin, hence the ignores.
     async def pending(
         self,
-        position: int,
+        index: int,
         digest: str | None = None,
         *,
         cost: float | None = None,
         model: str | None = None,
     ) -> None:
-        await super().pending(position, digest, cost=cost, model=model)  # type: ignore[misc]
+        await super().pending(index, digest, cost=cost, model=model)  # type: ignore[misc]
         if cost is not None:
-            self.costs[position] = cost
+            self.costs[index] = cost
 
-    async def unsent(self, position: int) -> None:
-        await super().unsent(position)  # type: ignore[misc]
-        self.costs.pop(position, None)
+    async def unsent(self, index: int) -> None:
+        await super().unsent(index)  # type: ignore[misc]
+        self.costs.pop(index, None)
 
-    async def finish(self, position: int, state: str, **details: Any) -> None:
-        await super().finish(position, state, **details)  # type: ignore[misc]
+    async def finish(self, index: int, state: str, **details: Any) -> None:
+        await super().finish(index, state, **details)  # type: ignore[misc]
         if (cost := details.get("cost")) is not None:
-            self.costs[position] = cost
+            self.costs[index] = cost

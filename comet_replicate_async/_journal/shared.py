@@ -9,35 +9,29 @@ from __future__ import annotations
 
 import urllib.parse
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
-from .base import Journal
+from .base import FINAL_STATES, ItemState, Journal
 
 __all__ = [
-    "OUTCOMES",
     "BatchStatus",
     "Claim",
     "CreateTurn",
-    "ItemState",
     "RecordedInput",
     "SharedJournal",
     "WorkerStatus",
     "split_journal_url",
 ]
 
-ItemState = Literal[
-    "queued", "pending", "created", "succeeded", "failed", "canceled", "ambiguous"
-]
-OUTCOMES: frozenset[str] = frozenset({"succeeded", "failed", "canceled", "ambiguous"})
 
 # What a journal URL's query may carry besides libpq's own parameters.
 DEFAULT_BATCH = "default"
 DEFAULT_LEASE = 30.0
 
 
-#: An input to record: its position, its `input` object and, optionally, the
+#: An input to record: its index, its `input` object and, optionally, the
 #: `"owner/name"` it runs on.
 RecordedInput = tuple[int, Mapping[str, Any]] | tuple[int, Mapping[str, Any], str]
 
@@ -48,7 +42,7 @@ class Claim:
     (`created`), or report it (`ambiguous`: its create was in flight when its
     worker died, so it is not sent again)."""
 
-    position: int
+    index: int
     input: Mapping[str, Any]
     state: ItemState
     prediction_id: str | None
@@ -89,7 +83,7 @@ class BatchStatus:
 
     @property
     def finished(self) -> int:
-        return sum(n for state, n in self.states.items() if state in OUTCOMES)
+        return sum(n for state, n in self.states.items() if state in FINAL_STATES)
 
 
 @runtime_checkable
@@ -100,8 +94,8 @@ class SharedJournal(Journal, Protocol):
     """
 
     async def record(self, inputs: Iterable[RecordedInput]) -> int:
-        """Record inputs by position, each with its model (idempotent); raise
-        `JournalInputChanged`, recording nothing, if a recorded position holds
+        """Record inputs by index, each with its model (idempotent); raise
+        `JournalInputChanged`, recording nothing, if a recorded index holds
         another input or model."""
         ...
 

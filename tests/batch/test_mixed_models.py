@@ -16,11 +16,9 @@ from comet_replicate_async import (
     InputValidationError,
     JournalInputChanged,
 )
-from comet_replicate_async._journal.base import (
-    SqliteBatchJournal,
-    input_digest,
-    prediction_record,
-)
+from comet_replicate_async._journal.base import input_digest, prediction_record
+from comet_replicate_async._journal.sqlite.format import SCHEMA_VERSION
+from comet_replicate_async._journal.sqlite.store import SqliteJournal
 from comet_replicate_async.testing import FakeCometAPI, Latency
 
 from helpers import MODELS, SCHNELL, mixed, session_for
@@ -127,7 +125,7 @@ async def test_a_mixed_journal_resumes_each_item_on_its_model(
     assert all(item.resumed for item in again)
     assert [item.model for item in again] == [item.model for item in first]
     with closing(sqlite3.connect(journal)) as connection:
-        models = dict(connection.execute("select idx, model from items"))
+        models = dict(connection.execute('select "index", model from items'))
     assert [models[index] for index in range(6)] == [item.model for item in first]
     assert fake.stats.created == 6
 
@@ -182,12 +180,12 @@ async def test_a_journal_of_the_first_layout_opens_and_resumes(
     assert fake.stats.created == 2  # the one before, and the new input
     with closing(sqlite3.connect(journal)) as connection:
         version = connection.execute("pragma user_version").fetchone()[0]
-        models = dict(connection.execute("select idx, model from items"))
-    assert version == 2
+        models = dict(connection.execute('select "index", model from items'))
+    assert version == SCHEMA_VERSION
     assert models == {0: None, 1: SCHNELL}  # an old record keeps no model
 
 
-class EarlierStore(SqliteBatchJournal):
+class EarlierStore(SqliteJournal):
     """A custom store written before `pending` took the model."""
 
     async def pending(  # type: ignore[override]

@@ -16,6 +16,9 @@ from comet_replicate_async.testing import FakeCometAPI, Latency
 
 from helpers import MODELS, SCHNELL, mixed, session_for
 
+#: The schema version before items kept their model (its first two migrations).
+BEFORE_MODELS = 2
+
 pytestmark = pytest.mark.anyio
 
 DEV = "black-forest-labs/flux-dev"
@@ -32,7 +35,7 @@ async def test_a_shared_mixed_batch_records_each_items_model(
     assert [item.model for item in items] == [kind.model for kind in MODELS] * 2
     assert all(item.ok for item in items)
     assert fake.stats.created == 6
-    rows = await sql(postgres_url, "select position, model from comet_replicate.items")
+    rows = await sql(postgres_url, 'select "index", model from comet_replicate.items')
     assert sorted(rows) == [(item.index, item.model) for item in items]
 
 
@@ -45,7 +48,7 @@ async def test_the_same_input_on_another_model_is_refused(postgres_url: str) -> 
         assert await journal.record([(0, boat, SCHNELL), (1, boat, DEV)]) == 1
         claims = await journal.claim(2)
 
-    assert [(claim.position, claim.model) for claim in claims] == [
+    assert [(claim.index, claim.model) for claim in claims] == [
         (0, SCHNELL),
         (1, DEV),
     ]
@@ -55,12 +58,12 @@ async def test_a_database_of_the_last_schema_migrates_and_resumes(
     postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The schema as the code before models were kept left it, with one item.
-    before = _journal_postgres_schema._MIGRATIONS[: SCHEMA_VERSION - 1]
+    before = _journal_postgres_schema._MIGRATIONS[:BEFORE_MODELS]
     with monkeypatch.context() as patch:
         patch.setattr(_journal_postgres_schema, "_MIGRATIONS", before)
         patch.setattr(_journal_postgres_schema, "SCHEMA_VERSION", len(before))
         async with PostgresJournal(postgres_url, batch="b") as journal:
-            assert await journal.schema_version() == SCHEMA_VERSION - 1
+            assert await journal.schema_version() == BEFORE_MODELS
     boat = {"prompt": "a boat"}
     await sql(
         postgres_url,
@@ -75,7 +78,7 @@ async def test_a_database_of_the_last_schema_migrates_and_resumes(
         claims = await journal.claim(2)
         records = await journal.recorded()
 
-    assert [(claim.position, claim.model) for claim in claims] == [(0, None), (1, DEV)]
+    assert [(claim.index, claim.model) for claim in claims] == [(0, None), (1, DEV)]
     assert records[0].model is None
     assert records[1].model == DEV
 
@@ -83,7 +86,7 @@ async def test_a_database_of_the_last_schema_migrates_and_resumes(
 async def test_an_old_item_resumes_in_a_batch_with_a_model(
     postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    before = _journal_postgres_schema._MIGRATIONS[: SCHEMA_VERSION - 1]
+    before = _journal_postgres_schema._MIGRATIONS[:BEFORE_MODELS]
     with monkeypatch.context() as patch:
         patch.setattr(_journal_postgres_schema, "_MIGRATIONS", before)
         patch.setattr(_journal_postgres_schema, "SCHEMA_VERSION", len(before))

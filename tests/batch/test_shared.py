@@ -126,7 +126,7 @@ async def test_workers_share_a_batch_and_finish_a_killed_ones_items(
         # it had in flight, whatever answered between the check and the kill.
         rows = await sql(
             postgres_url,
-            "select position from comet_replicate.items where batch = 'kill'"
+            "select \"index\" from comet_replicate.items where batch = 'kill'"
             f" and state = 'pending' and worker like '%:{workers[0].pid}:%'",
         )
         in_flight_at_death.update(position for (position,) in rows)
@@ -145,8 +145,8 @@ async def test_workers_share_a_batch_and_finish_a_killed_ones_items(
             await end_all(workers)
         rows = await sql(
             postgres_url,
-            "select position, state, worker, created_by from comet_replicate.items"
-            " where batch = 'kill' order by position",
+            'select "index", state, worker, created_by from comet_replicate.items'
+            " where batch = 'kill' order by \"index\"",
         )
     assert victim.returncode == -signal.SIGKILL
     errors = [line["stderr"] for lines in outputs for line in lines if "stderr" in line]
@@ -190,10 +190,8 @@ async def test_workers_share_a_batch_and_finish_a_killed_ones_items(
     assert fake.stats.created >= count - len(ambiguous)
 
 
-async def create_budget(url: str) -> list[tuple[Any, ...]]:
-    return await sql(
-        url, "select per_second, burst from comet_replicate.create_budgets"
-    )
+async def create_rate(url: str) -> list[tuple[Any, ...]]:
+    return await sql(url, "select per_second, burst from comet_replicate.create_rates")
 
 
 async def test_a_set_create_rate_is_shared_by_the_workers(postgres_url: str) -> None:
@@ -202,7 +200,7 @@ async def test_a_set_create_rate_is_shared_by_the_workers(postgres_url: str) -> 
         async with session_for(fake, creates_per_minute=600) as session:
             items = await session.gather(SCHNELL, inputs(3), journal=journal)
     assert all(item.ok for item in items)
-    assert await create_budget(postgres_url) == [(10.0, 1.0)]
+    assert await create_rate(postgres_url) == [(10.0, 1.0)]
 
 
 @pytest.mark.slow
@@ -215,7 +213,7 @@ async def test_a_rate_learned_from_a_refusal_is_published(postgres_url: str) -> 
         items = await session.gather(SCHNELL, inputs(40), journal=journal)
     assert all(item.ok for item in items)
     assert fake.stats.count("create", 429) > 0
-    [(per_second, _)] = await create_budget(postgres_url)
+    [(per_second, _)] = await create_rate(postgres_url)
     # This worker was the only one live: the row holds its pacer's rate.
     assert 1.0 <= per_second <= 40.0
     assert fake.stats.duplicates == 0

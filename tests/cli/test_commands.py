@@ -263,7 +263,7 @@ def test_a_create_in_flight_at_a_crash_is_ambiguous_until_resubmitted(
     # As a SIGKILL between "pending" and "created" leaves it:
     with closing(sqlite3.connect(out / "journal.sqlite3")) as journal:
         journal.execute(
-            "update items set state = 'pending', prediction_id = null where key = '1'"
+            "update items set state = 'pending', prediction_id = null where \"index\" = 1"
         )
         journal.commit()
 

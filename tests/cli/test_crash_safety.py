@@ -36,7 +36,7 @@ def journal_is_readable(path: Path) -> bool:
     """SQLite's own check of the whole file, and every item row read."""
     with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as journal:
         (check,) = journal.execute("pragma integrity_check").fetchone()
-        journal.execute("select key, state, prediction_id from items").fetchall()
+        journal.execute('select "index", state, prediction_id from items').fetchall()
     return bool(check == "ok")
 
 

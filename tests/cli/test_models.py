@@ -119,7 +119,7 @@ def test_each_prompt_and_model_pair_is_created_once_and_resumes_after_sigkill(
             line["input"]["prompt"],
         )
     with closing(sqlite3.connect(out / "journal.sqlite3")) as journal:
-        recorded = dict(journal.execute("select idx, model from items"))
+        recorded = dict(journal.execute('select "index", model from items'))
     assert recorded == {line["index"]: line["model"] for line in lines}
 
 
@@ -217,7 +217,7 @@ async def test_a_shared_batch_records_each_items_model(
     lines = results(out)
     assert len(lines) == PROMPTS * len(MODELS)
     assert created == PROMPTS * len(MODELS)
-    rows = await sql(postgres_url, "select position, model from comet_replicate.items")
+    rows = await sql(postgres_url, 'select "index", model from comet_replicate.items')
     assert dict(rows) == {line["index"]: line["model"] for line in lines}
 
 

@@ -99,7 +99,7 @@ async def test_cli_workers_share_a_batch_and_finish_a_killed_ones_items(
                 position
                 for (position,) in await sql(
                     postgres_url,
-                    "select position from comet_replicate.items where batch ="
+                    'select "index" from comet_replicate.items where batch ='
                     " 'cli-kill' and state in ('pending', 'ambiguous') and"
                     f" created_by like '%:{victim.pid}:%'",
                 )
@@ -118,8 +118,8 @@ async def test_cli_workers_share_a_batch_and_finish_a_killed_ones_items(
             output.append(log.read())
     rows = await sql(
         postgres_url,
-        "select position, state, worker, created_by from comet_replicate.items"
-        " where batch = 'cli-kill' order by position",
+        'select "index", state, worker, created_by from comet_replicate.items'
+        " where batch = 'cli-kill' order by \"index\"",
     )
 
     assert victim.returncode == -signal.SIGKILL

@@ -85,7 +85,7 @@ async def test_record_is_idempotent_and_refuses_a_changed_input(
         with pytest.raises(JournalInputChanged, match="item 1 of batch 'b'"):
             await journal.record(changed)
 
-    rows = await sql(postgres_url, "select position, digest from comet_replicate.items")
+    rows = await sql(postgres_url, 'select "index", digest from comet_replicate.items')
     # Nothing of the refused call was recorded, not even its new position 4.
     assert sorted(rows) == [
         (position, input_digest(input)) for position, input in INPUTS[:4]
@@ -104,8 +104,8 @@ async def test_concurrent_claimers_never_get_the_same_item(postgres_url: str) ->
             taken[name] = []
             while claims := await journal.claim(3):
                 for claim in claims:
-                    taken[name].append(claim.position)
-                    await journal.finish(claim.position, "succeeded")
+                    taken[name].append(claim.index)
+                    await journal.finish(claim.index, "succeeded")
 
     with spawn(postgres_url, "b", "claim") as process:
         try:
@@ -151,10 +151,10 @@ async def test_a_killed_workers_items_are_reclaimed_by_state(
             while len(claims) < 4:
                 claims += await journal.claim(10)
                 await anyio.sleep(0.05)
-        by_position = {claim.position: claim for claim in claims}
+        by_position = {claim.index: claim for claim in claims}
         status = await journal.status()
 
-    assert [claim.position for claim in first] in ([4], [0, 1, 2, 4])
+    assert [claim.index for claim in first] in ([4], [0, 1, 2, 4])
     assert sorted(by_position) == [0, 1, 2, 4]  # 3 was finished: never claimed
     assert (by_position[0].state, by_position[0].prediction_id) == ("created", "p0")
     assert by_position[1].state == "ambiguous"  # in flight: never sent again
@@ -233,7 +233,7 @@ async def test_the_shared_create_budget_holds_its_rate(postgres_url: str) -> Non
             postgres_url, batch="b", worker=name, creates_per_second=rate
         ) as journal:
             for _ in range(each):
-                turn = await journal.take_create_token()
+                turn = await journal.create_rate.take_token()
                 assert turn.at is not None
                 slots.append(turn.at)
                 await anyio.sleep(turn.wait)
@@ -271,7 +271,7 @@ async def test_a_new_migration_upgrades_an_older_database(
     async with PostgresJournal(postgres_url, batch="b") as journal:
         assert await journal.schema_version() == SCHEMA_VERSION + 1
         assert await journal.record(INPUTS[:3]) == 1
-    rows = await sql(postgres_url, "select position, note from comet_replicate.items")
+    rows = await sql(postgres_url, 'select "index", note from comet_replicate.items')
     assert sorted(rows) == [(0, "kept"), (1, "kept"), (2, "kept")]
 
 
@@ -289,7 +289,7 @@ async def test_one_journal_serves_many_tasks_at_once(postgres_url: str) -> None:
         with anyio.fail_after(30):
             async with anyio.create_task_group() as group:
                 for claim in claims:
-                    group.start_soon(run_one, claim.position)
+                    group.start_soon(run_one, claim.index)
         status = await journal.status()
     assert status.states == {"succeeded": 60}
     assert journal.renewals > 0

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from comet_replicate_async import JournalError
-from comet_replicate_async._journal.base import SqliteBatchJournal
 from comet_replicate_async._journal.sqlite.format import SCHEMA_VERSION
+from comet_replicate_async._journal.sqlite.store import SqliteJournal
 
 from helpers import newer_journal
 
@@ -41,7 +41,7 @@ async def test_a_file_that_is_not_our_journal_is_refused_and_left_as_it_is(
     before = path.read_bytes()
 
     with pytest.raises(JournalError, match=message) as refused:
-        async with SqliteBatchJournal(path):
+        async with SqliteJournal(path):
             pass
 
     assert refused.value.path == str(path)
@@ -52,9 +52,9 @@ async def test_a_file_that_is_not_our_journal_is_refused_and_left_as_it_is(
 
 async def test_a_new_journal_records_its_schema_version(tmp_path: Path) -> None:
     path = tmp_path / "journal.sqlite3"
-    async with SqliteBatchJournal(path) as journal:
+    async with SqliteJournal(path) as journal:
         await journal.pending(0, "d" * 64)
-    async with SqliteBatchJournal(path) as journal:  # ours: opened again
+    async with SqliteJournal(path) as journal:  # ours: opened again
         assert list(await journal.recorded()) == [0]
 
     with closing(sqlite3.connect(path)) as connection:
@@ -70,7 +70,7 @@ async def test_a_full_journal_raises_a_typed_error_naming_the_file(
 
     async def fill() -> None:
         nonlocal written
-        async with SqliteBatchJournal(path) as journal:
+        async with SqliteJournal(path) as journal:
             # SQLite's own page cap: the database is full as on a full disk.
             await journal._store.query("pragma max_page_count = 1")
             for position in range(10_000):

@@ -3,7 +3,7 @@ polls what it made to the end, then raises the journal's error; a rerun resumes.
 
 The disk is simulated at the journal's own seam: a real SQLite journal whose
 writes fail, after a few, as a full disk fails them (`JournalError` with
-`while_writing`, what `SqliteJournal` raises for SQLITE_FULL or ENOSPC).
+`while_writing`, what `JournalFile` raises for SQLITE_FULL or ENOSPC).
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from journal_worker import inputs
 
 from comet_replicate_async import BatchItem, BatchStoppedError, JournalError
 from comet_replicate_async._batch.tracker import BatchIterator
-from comet_replicate_async._journal.base import Outcome, SqliteBatchJournal
+from comet_replicate_async._journal.base import FinalState
 from comet_replicate_async._journal.sqlite.format import unwritable
+from comet_replicate_async._journal.sqlite.store import SqliteJournal
 from comet_replicate_async.testing import FakeCometAPI, Latency
 
 from helpers import SCHNELL, session_for
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.anyio
 COUNT = 12
 
 
-class FillingJournal(SqliteBatchJournal):
+class FillingJournal(SqliteJournal):
     """Every write after the first `room` ones fails as on a full disk."""
 
     def __init__(self, path: Path, room: int) -> None:
@@ -61,7 +62,7 @@ class FillingJournal(SqliteBatchJournal):
     async def finish(
         self,
         position: int,
-        state: Outcome,
+        state: FinalState,
         *,
         prediction: Mapping[str, Any] | None = None,
         error: str | None = None,

@@ -22,7 +22,7 @@ from comet_replicate_async import (
     RetryPolicy,
     Status,
 )
-from comet_replicate_async._journal.base import SqliteBatchJournal
+from comet_replicate_async._journal.sqlite.store import SqliteJournal
 from comet_replicate_async.testing import FakeCometAPI, Latency
 
 from helpers import FAST_RETRY, SCHNELL, eventually, session_for
@@ -110,7 +110,7 @@ def mark_in_flight(journal: Path, position: int) -> None:
     with closing(sqlite3.connect(journal)) as connection:
         connection.execute(
             "update items set state = 'pending', prediction_id = null,"
-            " prediction = null where idx = ?",
+            ' prediction = null where "index" = ?',
             (position,),
         )
         connection.commit()
@@ -195,7 +195,7 @@ async def test_one_run_per_journal(fake: FakeCometAPI, tmp_path: Path) -> None:
 async def test_a_journal_object_follows_the_protocol(
     fake: FakeCometAPI, tmp_path: Path
 ) -> None:
-    store = SqliteBatchJournal(tmp_path / "batch.sqlite3")
+    store = SqliteJournal(tmp_path / "batch.sqlite3")
     async with session_for(fake) as session:
         items = await session.gather(SCHNELL, inputs(2), journal=store)
     async with store:

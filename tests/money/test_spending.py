@@ -214,7 +214,7 @@ async def test_a_journal_without_costs_is_priced_when_a_capped_rerun_needs_it(
     assert fake.stats.created == 5
     assert spent == 0.05
     with sqlite3.connect(journal) as db:
-        costs = db.execute("select cost from items order by idx").fetchall()
+        costs = db.execute('select cost from items order by "index"').fetchall()
     assert costs == [(None,)] * 3 + [(0.01,)] * 2
 
 

@@ -68,6 +68,13 @@ _MIGRATIONS: tuple[str, ...] = (
     """
     alter table comet_replicate.items add column model text;
     """,
+    # One name per concept: the shared create pacing is a rate, not money; an
+    # item's place in the batch is its index (the primary key and `items_open`
+    # follow the column).
+    """
+    alter table comet_replicate.create_budgets rename to create_rates;
+    alter table comet_replicate.items rename column position to "index";
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 # Any constant works; it only has to be the same for every worker.

@@ -16,7 +16,20 @@ from comet_replicate_async._journal.shared import (
     split_journal_url,
 )
 
-__all__ = ["batch_status", "read_status"]
+__all__ = ["LIVE_WORKERS", "OPEN_ELSEWHERE", "batch_status", "read_status"]
+
+#: Items not ended that other live workers hold: (batch, this worker).
+OPEN_ELSEWHERE = (
+    "select count(*) from comet_replicate.items i"
+    " join comet_replicate.workers w on w.batch = i.batch and w.worker = i.worker"
+    " where i.batch = %s and i.worker <> %s and w.lease_until >= clock_timestamp()"
+    " and i.state in ('queued', 'pending', 'created')"
+)
+#: Workers of a batch whose lease has not expired: (batch,).
+LIVE_WORKERS = (
+    "select count(*) from comet_replicate.workers"
+    " where batch = %s and lease_until >= clock_timestamp()"
+)
 
 
 async def read_status(

@@ -12,7 +12,7 @@ handed over to be polled by id, a `pending` one (its create was in flight) becom
 `ambiguous` and is never created again unless the claimer opted in. Every write is
 one transaction; every change of a claimed item names its worker, so a worker that
 lost its lease cannot overwrite the new owner's work (`ClaimLost`). The create
-pacing of all workers is `create_rate.py`'s.
+pacing of all workers is `create_rate.py`'s, held here by composition.
 """
 
 from __future__ import annotations
@@ -28,17 +28,20 @@ from typing import Any
 import anyio
 
 from comet_replicate_async._exceptions import CometReplicateError, JournalInputChanged
-from comet_replicate_async._journal.base import JournalRecord, input_digest
+from comet_replicate_async._journal.base import (
+    FINAL_STATES,
+    JournalRecord,
+    input_digest,
+)
 from comet_replicate_async._journal.shared import (
-    OUTCOMES,
     BatchStatus,
     Claim,
     RecordedInput,
 )
 
-from .create_rate import SharedCreateBudget
+from .create_rate import SharedCreateRate
 from .schema import SCHEMA_VERSION, migrate
-from .status import read_status
+from .status import LIVE_WORKERS, OPEN_ELSEWHERE, read_status
 
 try:
     import psycopg
@@ -64,7 +67,7 @@ class ClaimLost(CometReplicateError):
     """This worker's lease expired and another worker took the item over."""
 
 
-class PostgresJournal(SharedCreateBudget):
+class PostgresJournal:
     """One worker's handle on a shared batch; `async with PostgresJournal(url, ...)`.
 
     Args:
@@ -73,9 +76,9 @@ class PostgresJournal(SharedCreateBudget):
         batch: the batch's name; workers with the same name share its items.
         worker: this worker's id; by default `host:pid:random`.
         lease: seconds a claim outlives its worker's last renewal.
-        creates_per_second, create_burst: set the shared create budget (the
+        creates_per_second, create_burst: set the shared create rate (the
             last worker to open with a rate sets it); None leaves it as it is.
-        budget: the budget's name; workers that use one API key share one.
+        rate_name: the create rate's name; workers of one API key share one.
     """
 
     def __init__(
@@ -87,7 +90,7 @@ class PostgresJournal(SharedCreateBudget):
         lease: float = 30.0,
         creates_per_second: float | None = None,
         create_burst: float = 1.0,
-        budget: str = "default",
+        rate_name: str = "default",
     ) -> None:
         if lease <= 0:
             raise ValueError(f"lease must be positive seconds, got {lease!r}")
@@ -97,7 +100,7 @@ class PostgresJournal(SharedCreateBudget):
         self.pid = os.getpid()
         self.worker = worker or f"{self.host}:{self.pid}:{uuid.uuid4().hex[:8]}"
         self.lease = lease
-        self.budget = budget
+        self.create_rate = SharedCreateRate(self._execute, rate_name)
         self._rate = (creates_per_second, create_burst)
         self._connection: psycopg.AsyncConnection[tuple[Any, ...]] | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -119,7 +122,7 @@ class PostgresJournal(SharedCreateBudget):
             await self._register()
             per_second, burst = self._rate
             if per_second is not None:
-                await self.set_create_rate(per_second, burst=burst)
+                await self.create_rate.set(per_second, burst=burst)
             self._task_group = anyio.create_task_group()
             await self._task_group.__aenter__()
             self._task_group.start_soon(self._renew_forever)
@@ -169,6 +172,12 @@ class PostgresJournal(SharedCreateBudget):
             cursor = await connection.execute(sql, params)
             return await cursor.fetchall() if cursor.description else []
 
+    async def set_create_rate(self, per_second: float, *, burst: float = 1.0) -> None:
+        await self.create_rate.set(per_second, burst=burst)
+
+    async def wait_create_turn(self) -> None:
+        await self.create_rate.wait_turn()
+
     async def schema_version(self) -> int:
         rows = await self._execute("select version from comet_replicate.schema")
         return int(rows[0][0])
@@ -205,10 +214,10 @@ class PostgresJournal(SharedCreateBudget):
     # -- items -------------------------------------------------------------
 
     async def record(self, inputs: Iterable[RecordedInput]) -> int:
-        """Record inputs by position, each with its model when given
+        """Record inputs by index, each with its model when given
         (idempotent); returns how many were new.
 
-        Raises `JournalInputChanged`, recording nothing, if a position already
+        Raises `JournalInputChanged`, recording nothing, if a index already
         holds another input, or the same input on another model: call this
         before any create.
         """
@@ -224,28 +233,28 @@ class PostgresJournal(SharedCreateBudget):
         ]
         if not rows:
             return 0
-        positions = [row[1] for row in rows]
+        indexes = [row[1] for row in rows]
         async with self._transaction() as connection, connection.cursor() as cursor:
             await cursor.execute(
-                "select position, digest, model from comet_replicate.items"
-                " where batch = %s and position = any(%s)",
-                (self.batch, positions),
+                'select "index", digest, model from comet_replicate.items'
+                ' where batch = %s and "index" = any(%s)',
+                (self.batch, indexes),
             )
             known = {row[0]: (row[1], row[2]) for row in await cursor.fetchall()}
-            for _, position, digest, _, model in rows:
-                was_digest, was_model = known.get(position, (digest, model))
+            for _, index, digest, _, model in rows:
+                was_digest, was_model = known.get(index, (digest, model))
                 # An item recorded before models were kept has none to compare.
                 other_model = None not in (model, was_model) and model != was_model
                 if was_digest != digest or other_model:
                     raise JournalInputChanged(
-                        f"item {position} of batch {self.batch!r} was recorded with "
+                        f"item {index} of batch {self.batch!r} was recorded with "
                         "another input or model; use another batch name for new "
                         "inputs"
                     )
             new = [row for row in rows if row[1] not in known]
             await cursor.executemany(
                 "insert into comet_replicate.items"
-                " (batch, position, digest, input, model)"
+                ' (batch, "index", digest, input, model)'
                 " values (%s, %s, %s, %s, %s) on conflict do nothing",
                 new,
             )
@@ -262,7 +271,7 @@ class PostgresJournal(SharedCreateBudget):
         rows = await self._execute(
             """
             with open as (
-                select i.position from comet_replicate.items i
+                select i."index" from comet_replicate.items i
                 where i.batch = %(batch)s
                     and i.state in ('queued', 'pending', 'created')
                     -- A subquery, not a join: when a row was claimed while this
@@ -273,7 +282,7 @@ class PostgresJournal(SharedCreateBudget):
                         where w.batch = i.batch and w.worker = i.worker
                             and w.lease_until >= clock_timestamp()
                     )
-                order by i.state = 'queued', i.position
+                order by i.state = 'queued', i."index"
                 limit %(limit)s
                 for update of i skip locked
             )
@@ -283,8 +292,8 @@ class PostgresJournal(SharedCreateBudget):
                 updated_at = clock_timestamp(),
                 state = case when i.state <> 'pending' then i.state
                     when %(retry)s then 'queued' else 'ambiguous' end
-            from open where i.batch = %(batch)s and i.position = open.position
-            returning i.position, i.input, i.state, i.prediction_id, i.claims,
+            from open where i.batch = %(batch)s and i."index" = open."index"
+            returning i."index", i.input, i.state, i.prediction_id, i.claims,
                 i.model
             """,
             {
@@ -295,11 +304,11 @@ class PostgresJournal(SharedCreateBudget):
             },
         )
         claims = [Claim(*row) for row in rows]
-        return sorted(claims, key=lambda claim: claim.position)
+        return sorted(claims, key=lambda claim: claim.index)
 
     async def pending(
         self,
-        position: int,
+        index: int,
         digest: str | None = None,
         *,
         cost: float | None = None,
@@ -309,19 +318,19 @@ class PostgresJournal(SharedCreateBudget):
         digest and model were recorded with it; its cost is kept with its
         outcome)."""
         await self._move(
-            position,
+            index,
             "state = 'pending', created_by = %(worker)s",
             "worker = %(worker)s and state = 'queued'",
         )
 
-    async def created(self, position: int, prediction_id: str) -> None:
+    async def created(self, index: int, prediction_id: str) -> None:
         """Durably record the prediction id of an item this worker created.
 
         An id that arrives after the item was reclaimed as ambiguous still
         counts: the item becomes `created` again, owned by this worker.
         """
         await self._move(
-            position,
+            index,
             "state = 'created', prediction_id = %(id)s, worker = %(worker)s,"
             " outcome = null",
             "(worker = %(worker)s and state = 'pending') or (state = 'ambiguous'"
@@ -329,17 +338,17 @@ class PostgresJournal(SharedCreateBudget):
             id=prediction_id,
         )
 
-    async def unsent(self, position: int) -> None:
+    async def unsent(self, index: int) -> None:
         """Its create was provably never sent: queue the claimed item again."""
         await self._move(
-            position,
+            index,
             "state = 'queued', created_by = null",
             "worker = %(worker)s and state in ('queued', 'pending')",
         )
 
     async def finish(
         self,
-        position: int,
+        index: int,
         state: str,
         *,
         prediction: Mapping[str, Any] | None = None,
@@ -350,7 +359,7 @@ class PostgresJournal(SharedCreateBudget):
     ) -> None:
         """Record a claimed item's end: `prediction` as `prediction_record`
         makes it, an `error`, or any `outcome` (output URLs, files)."""
-        if state not in OUTCOMES:
+        if state not in FINAL_STATES:
             raise ValueError(f"not an outcome: {state!r}")
         kept = dict(outcome or {})
         if prediction is not None:
@@ -361,7 +370,7 @@ class PostgresJournal(SharedCreateBudget):
         if cost is not None:
             kept["cost"] = cost
         await self._move(
-            position,
+            index,
             "state = %(state)s, outcome = %(outcome)s,"
             " prediction_id = coalesce(%(id)s, prediction_id)",
             "worker = %(worker)s and state in ('queued', 'pending', 'created')",
@@ -373,13 +382,13 @@ class PostgresJournal(SharedCreateBudget):
     async def recorded(self) -> dict[int, JournalRecord]:
         """Every recorded item (a shared batch is fed by `claim`, not by this)."""
         rows = await self._execute(
-            "select position, digest, state, prediction_id, outcome, model"
+            'select "index", digest, state, prediction_id, outcome, model'
             " from comet_replicate.items where batch = %s",
             (self.batch,),
         )
         return {
-            position: JournalRecord(
-                position=position,
+            index: JournalRecord(
+                index=index,
                 digest=digest,
                 state="pending" if state == "queued" else state,
                 prediction_id=prediction_id,
@@ -388,7 +397,7 @@ class PostgresJournal(SharedCreateBudget):
                 cost=(outcome or {}).get("cost"),
                 model=model,
             )
-            for position, digest, state, prediction_id, outcome, model in rows
+            for index, digest, state, prediction_id, outcome, model in rows
         }
 
     async def describe(self, meta: Mapping[str, Any]) -> dict[str, Any]:
@@ -408,19 +417,17 @@ class PostgresJournal(SharedCreateBudget):
         recorded: dict[str, Any] = rows[0][0]
         return recorded
 
-    async def _move(
-        self, position: int, changes: str, guard: str, **params: Any
-    ) -> None:
+    async def _move(self, index: int, changes: str, guard: str, **params: Any) -> None:
         rows = await self._execute(
             f"update comet_replicate.items set {changes},"
             " updated_at = clock_timestamp()"
-            f" where batch = %(batch)s and position = %(position)s and ({guard})"
-            " returning position",
-            {"batch": self.batch, "position": position, "worker": self.worker} | params,
+            f' where batch = %(batch)s and "index" = %(index)s and ({guard})'
+            ' returning "index"',
+            {"batch": self.batch, "index": index, "worker": self.worker} | params,
         )
         if not rows:
             raise ClaimLost(
-                f"item {position} of batch {self.batch!r} is no longer held by "
+                f"item {index} of batch {self.batch!r} is no longer held by "
                 f"{self.worker} in the state this change needs"
             )
 
@@ -432,19 +439,9 @@ class PostgresJournal(SharedCreateBudget):
             return await read_status(self._conn, self.batch)
 
     async def open_elsewhere(self) -> int:
-        rows = await self._execute(
-            "select count(*) from comet_replicate.items i"
-            " join comet_replicate.workers w on w.batch = i.batch and w.worker = i.worker"
-            " where i.batch = %s and i.worker <> %s and w.lease_until >= clock_timestamp()"
-            " and i.state in ('queued', 'pending', 'created')",
-            (self.batch, self.worker),
-        )
+        rows = await self._execute(OPEN_ELSEWHERE, (self.batch, self.worker))
         return int(rows[0][0])
 
     async def live_workers(self) -> int:
-        rows = await self._execute(
-            "select count(*) from comet_replicate.workers"
-            " where batch = %s and lease_until >= clock_timestamp()",
-            (self.batch,),
-        )
+        rows = await self._execute(LIVE_WORKERS, (self.batch,))
         return max(1, int(rows[0][0]))

@@ -1,6 +1,6 @@
 """The SQLite journal file: one run at a time, writes batched off the event loop.
 
-A batch's records (what they mean is `_journal/base.py`'s business) live in an
+A batch's records (what they mean is `store.py`'s business) live in an
 SQLite file. One process at a time drives a journal: it holds an OS lock on a
 file beside it, which the OS releases however the process ends (a SIGKILL
 included), so a killed run's journal is taken over by the next one without
@@ -31,6 +31,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from comet_replicate_async._exceptions import JournalError, JournalInUse
 
 from .format import (
+    SCHEMA,
     SCHEMA_VERSION,
     check_header,
     check_schema,
@@ -38,25 +39,7 @@ from .format import (
     unwritable,
 )
 
-__all__ = ["JournalInUse", "SqliteJournal"]
-
-_SCHEMA = """
-create table if not exists meta (key text primary key, value text not null);
-create table if not exists items (
-    key text primary key,
-    idx integer not null,
-    line integer not null,
-    input text not null,
-    state text not null,
-    prediction_id text,
-    error text,
-    output_urls text,
-    files text,
-    updated real not null,
-    digest text,
-    prediction text
-);
-"""
+__all__ = ["JournalFile", "JournalInUse"]
 
 
 @attrs.frozen
@@ -66,8 +49,8 @@ class _Write:
     committed: anyio.Event | None
 
 
-class SqliteJournal:
-    """One batch's journal file; use as `async with SqliteJournal(path) as journal:`."""
+class JournalFile:
+    """One batch's journal file; use as `async with JournalFile(path) as journal:`."""
 
     def __init__(self, path: Path, *, batch_window: float = 0.02) -> None:
         self.path = path
@@ -81,7 +64,7 @@ class SqliteJournal:
         # The first failed commit: every later write raises it (see _write_all).
         self._failure: JournalError | None = None
 
-    async def __aenter__(self) -> SqliteJournal:
+    async def __aenter__(self) -> JournalFile:
         self._connection = await anyio.to_thread.run_sync(
             self._open, limiter=self._thread
         )
@@ -156,9 +139,8 @@ class SqliteJournal:
             # One transaction: a crash here leaves no half-made journal.
             with connection:
                 connection.execute("begin")
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        connection.execute(statement)
+                for statement in SCHEMA:
+                    connection.execute(statement)
                 migrate(connection)
                 connection.execute(f"pragma user_version = {SCHEMA_VERSION}")
         except BaseException as error:

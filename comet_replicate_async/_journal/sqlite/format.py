@@ -15,6 +15,7 @@ from pathlib import Path
 from comet_replicate_async._exceptions import JournalError
 
 __all__ = [
+    "SCHEMA",
     "SCHEMA_VERSION",
     "check_header",
     "check_schema",
@@ -23,12 +24,34 @@ __all__ = [
 ]
 
 #: The journal layout this code writes (kept in `PRAGMA user_version`). 2: each
-#: item records its model.
-SCHEMA_VERSION = 2
+#: item records its model. 3: an item's place in the batch is one column,
+#: `"index"` (it was `idx`, with copies in `line` and `key`).
+SCHEMA_VERSION = 3
 # Columns added to `items` after its first layout, in the order they came. A
 # journal written before one keeps null there: an unknown cost (a capped rerun
 # prices it) or model (a rerun takes the input's digest alone).
 _ADDED_COLUMNS = (("cost", "real"), ("model", "text"))
+_ITEMS = """
+create table if not exists items (
+    "index" integer primary key,
+    input text not null,
+    state text not null,
+    prediction_id text,
+    error text,
+    output_urls text,
+    files text,
+    updated real not null,
+    digest text,
+    prediction text,
+    cost real,
+    model text
+)
+"""
+#: The statements that make a new journal (an existing one keeps its tables).
+SCHEMA = (
+    "create table if not exists meta (key text primary key, value text not null)",
+    _ITEMS,
+)
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _TABLES = frozenset({"meta", "items"})
 
@@ -82,12 +105,29 @@ def check_schema(connection: sqlite3.Connection, path: Path) -> None:
         )
 
 
+# The columns every layout has, copied as they are when `items` is rebuilt.
+_KEPT_COLUMNS = (
+    "input, state, prediction_id, error, output_urls, files, updated, digest,"
+    " prediction, cost, model"
+)
+
+
 def migrate(connection: sqlite3.Connection) -> None:
-    """Add the columns an older journal lacks; call inside the opening transaction."""
+    """Bring an older journal's `items` to this layout; call inside the opening
+    transaction (a crash leaves the old layout whole)."""
     present = {row[1] for row in connection.execute("pragma table_info(items)")}
     for name, kind in _ADDED_COLUMNS:
         if name not in present:
             connection.execute(f"alter table items add column {name} {kind}")
+    if "idx" in present:
+        # Rebuilt, not altered: `drop column` needs SQLite 3.35.
+        connection.execute("alter table items rename to items_before")
+        connection.execute(_ITEMS)
+        connection.execute(
+            f'insert into items ("index", {_KEPT_COLUMNS})'
+            f" select idx, {_KEPT_COLUMNS} from items_before"
+        )
+        connection.execute("drop table items_before")
 
 
 def unwritable(
