@@ -28,8 +28,8 @@ from comet_replicate_async import (
     AmbiguousSubmitError,
     PredictionTimeout,
     Session,
-    _telemetry,
 )
+from comet_replicate_async._telemetry import base as telemetry_base
 from comet_replicate_async._telemetry.base import NO_TELEMETRY, build_telemetry
 from comet_replicate_async._telemetry.otel import OtelTelemetry, TracedTransport
 from comet_replicate_async.testing import FakeCometAPI, Fault, Latency
@@ -417,7 +417,7 @@ def test_without_opentelemetry_installed_providers_are_ignored_with_a_warning(
     caplog: pytest.LogCaptureFixture,
     recorded: Recorded,
 ) -> None:
-    monkeypatch.setattr(_telemetry, "HAVE_OTEL", False)
+    monkeypatch.setattr(telemetry_base, "HAVE_OTEL", False)
     assert build_telemetry(None, None, "https://api.cometapi.com") is NO_TELEMETRY
     assert not caplog.records
     built = build_telemetry(recorded.tracer_provider, None, "https://api.cometapi.com")
