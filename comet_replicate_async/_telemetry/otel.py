@@ -48,21 +48,8 @@ _OPERATION_BUCKETS = (
     40.96, 81.92, 163.84, 327.68, 655.36, 1310.72,
 )  # fmt: skip
 _HTTP_BUCKETS = (
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.075,
-    0.1,
-    0.25,
-    0.5,
-    0.75,
-    1,
-    2.5,
-    5,
-    7.5,
-    10,
-)
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10,
+)  # fmt: skip
 # Waits in the pacer shorter than this are its ordinary spacing, not a pause.
 _PAUSE_WORTH_TELLING = 0.05
 
