@@ -29,7 +29,15 @@ from comet_replicate_async._stats import Event, EventHandler
 from comet_replicate_async._transports.base import Transport
 
 from .base import CURRENT, Telemetry
-from .trace import OPERATION, OUTCOME, PROVIDER, BatchTrace, PredictionTrace, error_type
+from .trace import (
+    OPERATION,
+    OUTCOME,
+    PROVIDER,
+    STATUS,
+    BatchTrace,
+    PredictionTrace,
+    error_type,
+)
 
 __all__ = [
     "Instruments",
@@ -50,6 +58,8 @@ _OPERATION_BUCKETS = (
 _HTTP_BUCKETS = (
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10,
 )  # fmt: skip
+# An attribute set, as the SDK takes it.
+Attrs = dict[str, Any]
 # Waits in the pacer shorter than this are its ordinary spacing, not a pause.
 _PAUSE_WORTH_TELLING = 0.05
 
@@ -232,14 +242,11 @@ class OtelTelemetry(Telemetry):
         # Attribute sets made once and shared by every span and point that has
         # them: the SDK copies what it is given, so sharing is safe, and it
         # spares the dict building on every request and every prediction.
-        self._request_attributes: dict[
-            tuple[str, int | str], tuple[dict[str, Any], dict[str, Any]]
-        ] = {}
-        self._span_starts: dict[str, tuple[str, dict[str, Any]]] = {}
-        self._create_attributes: dict[str, dict[str, Any]] = {}
-        self._operation_attributes: dict[
-            tuple[str, str, str | None], dict[str, Any]
-        ] = {}
+        self._request_attributes: dict[tuple[str, int | str], tuple[Attrs, Attrs]] = {}
+        self._span_starts: dict[str, tuple[str, Attrs]] = {}
+        self._create_attributes: dict[str, Attrs] = {}
+        self._poll_attributes: dict[str, Attrs] = {}
+        self._operation_attributes: dict[tuple[str, str, str | None], Attrs] = {}
 
     def prediction(
         self,
@@ -282,7 +289,7 @@ class OtelTelemetry(Telemetry):
         self._readings = _Readings(in_flight, window, create_rate, spent, queries)
         self.instruments.sessions.add(self._readings)
 
-    def span_start(self, model: str) -> tuple[str, dict[str, Any]]:
+    def span_start(self, model: str) -> tuple[str, Attrs]:
         """A prediction span's name and first attributes (shared: copy to add)."""
         start = self._span_starts.get(model)
         if start is None:
@@ -297,7 +304,14 @@ class OtelTelemetry(Telemetry):
             )
         return start
 
-    def create_attributes(self, spec: RequestSpec) -> dict[str, Any]:
+    def poll_attributes(self, status: str) -> Attrs:
+        """A poll event's attributes, made once per status."""
+        attributes = self._poll_attributes.get(status)
+        if attributes is None:
+            attributes = self._poll_attributes[status] = {STATUS: str(status)}
+        return attributes
+
+    def create_attributes(self, spec: RequestSpec) -> Attrs:
         """A create span's first attributes, made once per path."""
         attributes = self._create_attributes.get(spec.path)
         if attributes is None:
@@ -309,9 +323,7 @@ class OtelTelemetry(Telemetry):
             }
         return attributes
 
-    def operation_attributes(
-        self, model: str, outcome: str, kind: str | None
-    ) -> dict[str, Any]:
+    def operation_attributes(self, model: str, outcome: str, kind: str | None) -> Attrs:
         """The attributes of a `gen_ai.client.operation.duration` point."""
         key = (model, outcome, kind)
         attributes = self._operation_attributes.get(key)
@@ -327,16 +339,13 @@ class OtelTelemetry(Telemetry):
             self._operation_attributes[key] = attributes
         return attributes
 
-    def request_attributes(
-        self, method: str, status: int | str
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """A request's metric attributes, and those its span gets at its end
-        (the same less what the span started with); `status`: a code, or an
-        error type."""
+    def request_attributes(self, method: str, status: int | str) -> tuple[Attrs, Attrs]:
+        """A request's metric attributes, and the few its span gets at its end
+        (`status`: a code, or an error type)."""
         key = (method, status)
         pair = self._request_attributes.get(key)
         if pair is None:
-            ending: dict[str, Any] = {}
+            ending: Attrs = {}
             if isinstance(status, int):
                 ending["http.response.status_code"] = status
                 if status >= 400:

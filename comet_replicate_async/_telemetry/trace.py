@@ -30,7 +30,6 @@ from comet_replicate_async._exceptions import (
 )
 from comet_replicate_async._sansio import RequestSpec
 from comet_replicate_async._values import BatchItem, Prediction
-from comet_replicate_async._values import Status as PredictionStatus
 
 from .base import CURRENT
 
@@ -46,10 +45,6 @@ PROVIDER = "cometapi"
 
 STATUS = "comet_replicate.prediction.status"
 OUTCOME = "comet_replicate.outcome"
-
-# A poll event's attributes, one dict per status: the SDK copies what it is
-# given, so one shared dict spares an allocation per poll.
-_POLL_ATTRIBUTES = {status: {STATUS: status.value} for status in PredictionStatus}
 
 # Local endings by error class; the first match wins (subclasses first).
 _OUTCOMES: tuple[tuple[type[BaseException], str], ...] = (
@@ -254,10 +249,7 @@ class PredictionTrace:
         """One poll's reply."""
         self.polls += 1
         self.prediction = prediction
-        status = prediction.status
-        # A status the API added since (made on demand) gets a dict of its own.
-        attributes = _POLL_ATTRIBUTES.get(status) or {STATUS: status.value}
-        self.span.add_event("poll", attributes)
+        self.span.add_event("poll", self.telemetry.poll_attributes(prediction.status))
 
     def poll_failed(self, error: BaseException) -> None:
         """One poll that failed (it is retried, unless this was the last)."""
