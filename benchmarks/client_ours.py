@@ -4,7 +4,10 @@
 (spans to an in-memory exporter, metrics to an in-memory reader), to measure
 what recording costs; `BENCH_OTEL=memory:PATH` does so only when the package is
 imported from under PATH, so one A/B run can compare the same checkout with and
-without it.
+without it. Spans go through a `BatchSpanProcessor`, what a service exports
+through (and what `comet-replicate batch` and the docs' examples use);
+`BENCH_OTEL_PROCESSOR=simple` measures a `SimpleSpanProcessor` instead, which
+exports each span as it ends, on the event loop's thread.
 """
 
 from __future__ import annotations
@@ -61,13 +64,18 @@ def _configure_otel() -> None:
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
         InMemorySpanExporter,
     )
 
     tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+    exporter = InMemorySpanExporter()
+    tracer_provider.add_span_processor(
+        SimpleSpanProcessor(exporter)
+        if os.environ.get("BENCH_OTEL_PROCESSOR") == "simple"
+        else BatchSpanProcessor(exporter)
+    )
     trace.set_tracer_provider(tracer_provider)
     metrics.set_meter_provider(MeterProvider(metric_readers=[InMemoryMetricReader()]))
 

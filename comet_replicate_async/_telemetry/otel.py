@@ -29,7 +29,15 @@ from comet_replicate_async._stats import Event, EventHandler
 from comet_replicate_async._transports.base import Transport
 
 from .base import CURRENT, Telemetry
-from .trace import OUTCOME, BatchTrace, PredictionTrace, error_type
+from .trace import (
+    OPERATION,
+    OUTCOME,
+    PROVIDER,
+    STATUS,
+    BatchTrace,
+    PredictionTrace,
+    error_type,
+)
 
 __all__ = [
     "Instruments",
@@ -48,21 +56,10 @@ _OPERATION_BUCKETS = (
     40.96, 81.92, 163.84, 327.68, 655.36, 1310.72,
 )  # fmt: skip
 _HTTP_BUCKETS = (
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.075,
-    0.1,
-    0.25,
-    0.5,
-    0.75,
-    1,
-    2.5,
-    5,
-    7.5,
-    10,
-)
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10,
+)  # fmt: skip
+# An attribute set, as the SDK takes it.
+Attrs = dict[str, Any]
 # Waits in the pacer shorter than this are its ordinary spacing, not a pause.
 _PAUSE_WORTH_TELLING = 0.05
 
@@ -242,8 +239,14 @@ class OtelTelemetry(Telemetry):
             + parts.path.rstrip("/")
         )
         self._readings: _Readings | None = None
-        # Attributes of a request's duration, made once per method and status.
-        self._request_attributes: dict[tuple[str, int | str], dict[str, Any]] = {}
+        # Attribute sets made once and shared by every span and point that has
+        # them: the SDK copies what it is given, so sharing is safe, and it
+        # spares the dict building on every request and every prediction.
+        self._request_attributes: dict[tuple[str, int | str], tuple[Attrs, Attrs]] = {}
+        self._span_starts: dict[str, tuple[str, Attrs]] = {}
+        self._create_attributes: dict[str, Attrs] = {}
+        self._poll_attributes: dict[str, Attrs] = {}
+        self._operation_attributes: dict[tuple[str, str, str | None], Attrs] = {}
 
     def prediction(
         self,
@@ -286,24 +289,79 @@ class OtelTelemetry(Telemetry):
         self._readings = _Readings(in_flight, window, create_rate, spent, queries)
         self.instruments.sessions.add(self._readings)
 
-    def request_attributes(self, method: str, status: int | str) -> dict[str, Any]:
-        """A request's metric attributes (`status`: a code, or an error type)."""
-        key = (method, status)
-        attributes = self._request_attributes.get(key)
+    def span_start(self, model: str) -> tuple[str, Attrs]:
+        """A prediction span's name and first attributes (shared: copy to add)."""
+        start = self._span_starts.get(model)
+        if start is None:
+            start = self._span_starts[model] = (
+                f"{OPERATION} {model}",
+                {
+                    "gen_ai.operation.name": OPERATION,
+                    "gen_ai.provider.name": PROVIDER,
+                    "gen_ai.request.model": model,
+                    "gen_ai.output.type": "image",
+                },
+            )
+        return start
+
+    def poll_attributes(self, status: str) -> Attrs:
+        """A poll event's attributes, made once per status."""
+        attributes = self._poll_attributes.get(status)
         if attributes is None:
-            attributes = {
-                "http.request.method": method,
+            attributes = self._poll_attributes[status] = {STATUS: str(status)}
+        return attributes
+
+    def create_attributes(self, spec: RequestSpec) -> Attrs:
+        """A create span's first attributes, made once per path."""
+        attributes = self._create_attributes.get(spec.path)
+        if attributes is None:
+            attributes = self._create_attributes[spec.path] = {
+                "http.request.method": spec.method,
                 "server.address": self.server_address,
                 "server.port": self.server_port,
+                "url.full": self.url_root + spec.path,
             }
-            if isinstance(status, int):
-                attributes["http.response.status_code"] = status
-                if status >= 400:
-                    attributes["error.type"] = str(status)
-            else:
-                attributes["error.type"] = status
-            self._request_attributes[key] = attributes
         return attributes
+
+    def operation_attributes(self, model: str, outcome: str, kind: str | None) -> Attrs:
+        """The attributes of a `gen_ai.client.operation.duration` point."""
+        key = (model, outcome, kind)
+        attributes = self._operation_attributes.get(key)
+        if attributes is None:
+            attributes = {
+                "gen_ai.operation.name": OPERATION,
+                "gen_ai.provider.name": PROVIDER,
+                "gen_ai.request.model": model,
+                OUTCOME: outcome,
+            }
+            if kind is not None:
+                attributes["error.type"] = kind
+            self._operation_attributes[key] = attributes
+        return attributes
+
+    def request_attributes(self, method: str, status: int | str) -> tuple[Attrs, Attrs]:
+        """A request's metric attributes, and the few its span gets at its end
+        (`status`: a code, or an error type)."""
+        key = (method, status)
+        pair = self._request_attributes.get(key)
+        if pair is None:
+            ending: Attrs = {}
+            if isinstance(status, int):
+                ending["http.response.status_code"] = status
+                if status >= 400:
+                    ending["error.type"] = str(status)
+            else:
+                ending["error.type"] = status
+            pair = self._request_attributes[key] = (
+                {
+                    "http.request.method": method,
+                    "server.address": self.server_address,
+                    "server.port": self.server_port,
+                    **ending,
+                },
+                ending,
+            )
+        return pair
 
 
 def create_outcome(status: int | None, error: BaseException | None) -> str:
@@ -361,7 +419,7 @@ class TracedTransport:
         span: trace.Span | None,
     ) -> None:
         telemetry = self._telemetry
-        attributes = telemetry.request_attributes(
+        attributes, ending = telemetry.request_attributes(
             spec.method, status if status is not None else error_type(error)
         )
         telemetry.instruments.request_duration.record(
@@ -372,10 +430,8 @@ class TracedTransport:
             telemetry.instruments.creates[outcome] += 1
         if span is None:
             return
-        if status is not None:
-            span.set_attribute("http.response.status_code", status)
-        if "error.type" in attributes:
-            span.set_attribute("error.type", attributes["error.type"])
+        span.set_attributes(ending)
+        if "error.type" in ending:
             span.set_status(Status(StatusCode.ERROR))
         span.end()
 

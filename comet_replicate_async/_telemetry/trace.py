@@ -181,19 +181,16 @@ class PredictionTrace:
         self.telemetry = telemetry
         self.model = model
         self.started = time.monotonic()
-        attributes: dict[str, Any] = {
-            "gen_ai.operation.name": OPERATION,
-            "gen_ai.provider.name": PROVIDER,
-            "gen_ai.request.model": model,
-            "gen_ai.output.type": "image",
-        }
-        if index is not None:
-            attributes["comet_replicate.batch.index"] = index
-        if resumed:
-            attributes["comet_replicate.resumed"] = True
+        name, attributes = telemetry.span_start(model)
+        if index is not None or resumed:
+            attributes = dict(attributes)
+            if index is not None:
+                attributes["comet_replicate.batch.index"] = index
+            if resumed:
+                attributes["comet_replicate.resumed"] = True
         # The caller's current span is the parent, unless it is a batch's item.
         self.span = telemetry.tracer.start_span(
-            f"{OPERATION} {model}",
+            name,
             context=None if batch is None else batch.context,
             kind=SpanKind.CLIENT,
             attributes=attributes,
@@ -241,12 +238,7 @@ class PredictionTrace:
             spec.method,
             context=self.context,
             kind=SpanKind.CLIENT,
-            attributes={
-                "http.request.method": spec.method,
-                "server.address": telemetry.server_address,
-                "server.port": telemetry.server_port,
-                "url.full": telemetry.url_root + spec.path,
-            },
+            attributes=telemetry.create_attributes(spec),
         )
 
     def watching(self, prediction: Prediction) -> None:
@@ -257,7 +249,7 @@ class PredictionTrace:
         """One poll's reply."""
         self.polls += 1
         self.prediction = prediction
-        self.span.add_event("poll", {STATUS: prediction.status.value})
+        self.span.add_event("poll", self.telemetry.poll_attributes(prediction.status))
 
     def poll_failed(self, error: BaseException) -> None:
         """One poll that failed (it is retried, unless this was the last)."""
@@ -304,21 +296,17 @@ class PredictionTrace:
             attributes[STATUS] = prediction.status.value
         if self.cost is not None:
             attributes["comet_replicate.cost.usd"] = self.cost
-        metric_attributes: dict[str, Any] = {
-            "gen_ai.operation.name": OPERATION,
-            "gen_ai.provider.name": PROVIDER,
-            "gen_ai.request.model": self.model,
-            OUTCOME: outcome,
-        }
+        kind = None
         if error is not None:
-            kind = error_type(error)
-            attributes["error.type"] = metric_attributes["error.type"] = kind
+            kind = attributes["error.type"] = error_type(error)
             span.set_status(Status(StatusCode.ERROR, str(error)[:200] or kind))
         span.set_attributes(attributes)
         span.end()
-        instruments = self.telemetry.instruments
+        telemetry = self.telemetry
+        instruments = telemetry.instruments
         instruments.operation_duration.record(
-            time.monotonic() - self.started, metric_attributes
+            time.monotonic() - self.started,
+            telemetry.operation_attributes(self.model, outcome, kind),
         )
         instruments.predictions[self.model, outcome] += 1
 
