@@ -122,7 +122,8 @@ class ClaimedItems:
             if not claims:
                 if not await journal.open_elsewhere():
                     return  # every item has ended, or is in this worker's hands
-                # Another live worker holds items: they come back if it dies.
+                # Another worker holds items: they come back if it dies (or has
+                # died since the claim above).
                 await anyio.sleep(min(_IDLE_LOOK, journal_lease(journal) / 4))
 
     async def _take_slots(self, count: int) -> int:

@@ -104,7 +104,8 @@ class SharedJournal(Journal, Protocol):
         ...
 
     async def open_elsewhere(self) -> int:
-        """Items not ended that other live workers hold (they may still die)."""
+        """Items not ended that this worker does not hold: other workers' (alive,
+        or dead and not yet reclaimed) and unclaimed ones."""
         ...
 
     async def wait_create_turn(self) -> None:

@@ -182,6 +182,25 @@ async def test_an_opt_in_sends_an_in_flight_create_again(postgres_url: str) -> N
     assert rows == [("succeeded", "p0-again", {"output_urls": ["https://x/0"]})]
 
 
+async def test_a_dead_workers_items_keep_the_batch_open(postgres_url: str) -> None:
+    # A claim that found nothing free, then a lease that expires before the
+    # check: the dead worker's item still keeps the batch open, so the last
+    # worker claims it next rather than ending with it undone.
+    async with (
+        PostgresJournal(postgres_url, batch="b", worker="dead") as dead,
+        PostgresJournal(postgres_url, batch="b", worker="alive") as alive,
+    ):
+        await dead.record(INPUTS[:2])
+        assert [claim.index for claim in await dead.claim(1)] == [0]
+        assert [claim.index for claim in await alive.claim(1)] == [1]
+        assert await alive.claim(1) == []
+        assert await alive.open_elsewhere() == 1  # the dead one's, not its own
+        await expire_lease(postgres_url, dead)
+        assert await alive.open_elsewhere() == 1
+        assert [claim.index for claim in await alive.claim(1)] == [0]
+        assert await alive.open_elsewhere() == 0
+
+
 async def test_a_renewed_lease_keeps_its_claims(postgres_url: str) -> None:
     async with PostgresJournal(postgres_url, batch="b", lease=0.3) as holder:
         await holder.record(INPUTS[:3])

@@ -18,12 +18,14 @@ from comet_replicate_async._journal.shared import (
 
 __all__ = ["LIVE_WORKERS", "OPEN_ELSEWHERE", "batch_status", "read_status"]
 
-#: Items not ended that other live workers hold: (batch, this worker).
+#: Items not ended that this worker does not hold: (batch, this worker).
+#: Whoever holds them, alive or not: a claim that found nothing free can race
+#: with a lease that expires just after it, and the items of that dead worker
+#: must keep the batch open until the next claim takes them over.
 OPEN_ELSEWHERE = (
-    "select count(*) from comet_replicate.items i"
-    " join comet_replicate.workers w on w.batch = i.batch and w.worker = i.worker"
-    " where i.batch = %s and i.worker <> %s and w.lease_until >= clock_timestamp()"
-    " and i.state in ('queued', 'pending', 'created')"
+    "select count(*) from comet_replicate.items"
+    " where batch = %s and worker is distinct from %s"
+    " and state in ('queued', 'pending', 'created')"
 )
 #: Workers of a batch whose lease has not expired: (batch,).
 LIVE_WORKERS = (
