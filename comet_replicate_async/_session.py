@@ -3,8 +3,7 @@
 Its lifecycle is `Lifecycle`'s (`_lifecycle.py`), its creates `CreateCalls`'s
 (`_handoff.py`), its runs and waits `Runner`'s (`_runner.py`), its requests the
 call layer's (`_calls.py`) and its batches the batch engine's (`_batch/feed.py`),
-through the batch calls it inherits (`_session_batches.py`), which hand the engine
-the session's `BatchContext`, not the session.
+which it hands the session's `BatchContext`, not the session.
 """
 
 from __future__ import annotations
@@ -15,9 +14,12 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Self, overload
 
 from ._batch.context import BATCH_CREATES
+from ._batch.feed import JournalArg, start_batch
+from ._batch.inputs import BatchInputs, TypedInputs, batch_args
+from ._batch.tracker import BatchIterator
 from ._config import (
     DEFAULT_TIMEOUT,
     RequestTimeout,
@@ -26,21 +28,20 @@ from ._config import (
 )
 from ._futures import PredictionFuture
 from ._handoff import OnCreated
-from ._inputs.base import InputArg, ModelArg, resolve_call
+from ._inputs.base import FluxInput, InputArg, ModelArg, resolve_call
 from ._parts import SessionParts
 from ._polling.schedule import PollPolicy
 from ._retry import RetryPolicy
-from ._session_batches import BatchCalls
 from ._stats import EventHandler, SessionStats
 from ._telemetry.base import MeterProvider, TracerProvider, build_telemetry
 from ._transports.aiohttp import ClientSession, session_transport
 from ._transports.base import Transport
-from ._values import Prediction
+from ._values import BatchItem, Prediction
 
 __all__ = ["Session"]
 
 
-class Session(BatchCalls):
+class Session:
     """A client for CometAPI's Replicate-format predictions.
 
     Open it with `async with Session() as session:`. The key comes from `api_key`
@@ -274,6 +275,98 @@ class Session(BatchCalls):
         self._runner.submit(future, self._deadline(timeout))
         return future
 
+    @overload
+    def as_completed(
+        self,
+        model: str | type[FluxInput],
+        inputs: BatchInputs,
+        *,
+        timeout: float | None = None,
+        journal: JournalArg | None = None,
+    ) -> BatchIterator: ...
+
+    @overload
+    def as_completed(
+        self,
+        inputs: TypedInputs,
+        /,
+        *,
+        timeout: float | None = None,
+        journal: JournalArg | None = None,
+    ) -> BatchIterator: ...
+
+    def as_completed(
+        self,
+        model: str | type[FluxInput] | TypedInputs,
+        inputs: BatchInputs | None = None,
+        *,
+        timeout: float | None = None,
+        journal: JournalArg | None = None,
+    ) -> BatchIterator:
+        """Run one prediction per input; yield a `BatchItem` for each as it finishes.
+
+        Inputs are pulled lazily, one for each free slot of the concurrency window,
+        so a huge (or endless) input never sits in memory. A failed item is a
+        `BatchItem` with `error` set; its siblings carry on. Stop early with
+        `contextlib.aclosing(...)` and `break` (items not read are logged at
+        WARNING, each with its id), or with `await items.stop()`, which also
+        returns them.
+
+        `model` is `"owner/name"` or a typed input class such as `FluxSchnell`;
+        each input is a dict or a typed input, validated when its turn comes (an
+        invalid one becomes an item with `InputValidationError`, and costs nothing).
+        Without `model` (`as_completed([FluxSchnell(...), FluxDev(...)])`) each
+        input must be typed and runs on the model it names; a dict there is an
+        invalid input. Either way every item says its model (`BatchItem.model`),
+        and every model shares the session's one concurrency window and pace.
+
+        `journal` (a path to an SQLite file, or an object following the `Journal`
+        protocol) makes the batch resumable: a rerun with the same journal yields
+        finished items again without a request (`BatchItem.resumed`), polls the
+        predictions already created, and never creates again an input whose
+        create was in flight (`AmbiguousSubmitError`, unless the retry policy
+        opts into `retry_ambiguous_creates`). One run at a time holds a journal.
+        A `postgresql://...?batch=NAME` URL shares one batch between many
+        workers instead, each yielding the items it handled (see "One batch on
+        many machines" in the docs).
+        """
+        return self._start_batch(model, inputs, timeout, journal)
+
+    @overload
+    async def gather(
+        self,
+        model: str | type[FluxInput],
+        inputs: BatchInputs,
+        *,
+        timeout: float | None = None,
+        journal: JournalArg | None = None,
+    ) -> list[BatchItem]: ...
+
+    @overload
+    async def gather(
+        self,
+        inputs: TypedInputs,
+        /,
+        *,
+        timeout: float | None = None,
+        journal: JournalArg | None = None,
+    ) -> list[BatchItem]: ...
+
+    async def gather(
+        self,
+        model: str | type[FluxInput] | TypedInputs,
+        inputs: BatchInputs | None = None,
+        *,
+        timeout: float | None = None,
+        journal: JournalArg | None = None,
+    ) -> list[BatchItem]:
+        """Run one prediction per input; return every `BatchItem` in input order.
+
+        Takes the same arguments as `as_completed`, with or without `model`.
+        """
+        batch = self._start_batch(model, inputs, timeout, journal)
+        return sorted([item async for item in batch], key=lambda item: item.index)
+
     async def download(
         self,
         prediction: Prediction,
@@ -295,3 +388,14 @@ class Session(BatchCalls):
     def _deadline(self, timeout: float | None) -> float:
         timeout = self.timeout if timeout is None else timeout
         return math.inf if timeout is None else time.monotonic() + timeout
+
+    def _start_batch(
+        self,
+        model: str | type[FluxInput] | TypedInputs,
+        inputs: BatchInputs | None,
+        timeout: float | None,
+        journal: JournalArg | None,
+    ) -> BatchIterator:
+        self._life.check_usable()
+        model_arg, items = batch_args(model, inputs)
+        return start_batch(self._parts.batch, model_arg, items, timeout, journal)

@@ -25,6 +25,7 @@ __all__ = [
     "Inputs",
     "TypedInputs",
     "aiter_inputs",
+    "batch_args",
     "checked_inputs",
 ]
 
@@ -36,6 +37,21 @@ TypedInputs = Iterable[FluxInput] | AsyncIterable[FluxInput]
 # What the engine takes: the public inputs, or the command line's `ModelCall`s.
 Input = BatchInput | ModelCall
 Inputs = Iterable[Input] | AsyncIterable[Input]
+
+
+def batch_args(
+    model: str | type[FluxInput] | TypedInputs, inputs: BatchInputs | None
+) -> tuple[str | type[FluxInput] | None, BatchInputs]:
+    """A batch call's model (None: each input names its own) and inputs."""
+    if inputs is not None:
+        if isinstance(model, Iterable | AsyncIterable) and not isinstance(model, str):
+            raise TypeError(
+                "pass a model and inputs, or typed inputs alone, not two lists"
+            )
+        return model, inputs  # a model of the wrong kind: the batch says so
+    if isinstance(model, str | type):
+        raise TypeError(f"no inputs given for the batch on {model!r}")
+    return None, model
 
 
 async def checked_inputs(
