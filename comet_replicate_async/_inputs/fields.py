@@ -8,11 +8,13 @@ of the model's schema (the typed inputs page shows the fields in that order).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, get_args
 
 from .base import choice, dimension, image, integer, switch
 
 __all__ = [
+    "Megapixels",
+    "OutputFormat",
     "custom_height",
     "custom_width",
     "disable_safety_checker",
@@ -27,7 +29,8 @@ __all__ = [
     "seed",
 ]
 
-OUTPUT_FORMATS = ("webp", "jpg", "png")
+OutputFormat = Literal["webp", "jpg", "png"]
+Megapixels = Literal["1", "0.25"]
 
 
 def seed() -> Any:
@@ -37,7 +40,7 @@ def seed() -> Any:
 
 def output_format() -> Any:
     """`output_format` of the models that write webp, jpg or png (webp first)."""
-    return choice("file format (default webp)", *OUTPUT_FORMATS)
+    return choice("file format (default webp)", *get_args(OutputFormat))
 
 
 def output_quality() -> Any:
@@ -87,4 +90,4 @@ def go_fast() -> Any:
 
 def megapixels() -> Any:
     """`megapixels` of schnell and dev."""
-    return choice("approximate size (default '1')", "1", "0.25")
+    return choice("approximate size (default '1')", *get_args(Megapixels))

@@ -8,12 +8,13 @@ class docstring says so; `extra=` sends anything a class does not know.
 from __future__ import annotations
 
 import difflib
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, get_args
 
 import attrs
 
 from . import fields
 from .base import FluxInput, OutputShape, choice, image, integer, number, switch
+from .fields import Megapixels, OutputFormat
 
 __all__ = [
     "FLUX_INPUTS",
@@ -26,49 +27,6 @@ __all__ = [
     "FluxSchnell",
     "typed_input_class",
 ]
-
-_SCHNELL_RATIOS = (
-    "1:1",
-    "16:9",
-    "21:9",
-    "3:2",
-    "2:3",
-    "4:5",
-    "5:4",
-    "3:4",
-    "4:3",
-    "9:16",
-    "9:21",
-)
-_PRO_RATIOS = (
-    "custom",
-    "1:1",
-    "16:9",
-    "3:2",
-    "2:3",
-    "4:5",
-    "5:4",
-    "9:16",
-    "3:4",
-    "4:3",
-)
-_ULTRA_RATIOS = (
-    "21:9",
-    "16:9",
-    "3:2",
-    "4:3",
-    "5:4",
-    "1:1",
-    "4:5",
-    "3:4",
-    "2:3",
-    "9:16",
-    "9:21",
-)
-_KONTEXT_RATIOS = (
-    "match_input_image", "1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3",
-    "4:5", "5:4", "21:9", "9:21", "2:1", "1:2",
-)  # fmt: skip
 
 SchnellRatio = Literal[
     "1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21"
@@ -83,10 +41,14 @@ KontextRatio = Literal[
     "match_input_image", "1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3",
     "4:5", "5:4", "21:9", "9:21", "2:1", "1:2",
 ]  # fmt: skip
-OutputFormat = Literal["webp", "jpg", "png"]
 JpgOrPng = Literal["jpg", "png"]
-Megapixels = Literal["1", "0.25"]
 Image = str | bytes
+
+# The choices a field checks are its type's: one list, read off the Literal.
+_SCHNELL_RATIOS = get_args(SchnellRatio)
+_PRO_RATIOS = get_args(ProRatio)
+_ULTRA_RATIOS = get_args(UltraRatio)
+_KONTEXT_RATIOS = get_args(KontextRatio)
 
 
 def _custom_size_problems(
@@ -222,7 +184,7 @@ class Flux11ProUltra(FluxInput):
     safety_tolerance: int | None = fields.safety_tolerance()
     seed: int | None = fields.seed()
     output_format: JpgOrPng | None = choice(
-        "file format, no webp (default jpg)", "jpg", "png"
+        "file format, no webp (default jpg)", *get_args(JpgOrPng)
     )
 
 
@@ -237,7 +199,9 @@ class FluxKontextPro(FluxInput):
     aspect_ratio: KontextRatio | None = choice(
         "proportions (default match_input_image)", *_KONTEXT_RATIOS
     )
-    output_format: JpgOrPng | None = choice("file format (default png)", "jpg", "png")
+    output_format: JpgOrPng | None = choice(
+        "file format (default png)", *get_args(JpgOrPng)
+    )
     safety_tolerance: int | None = integer(
         "0 strictest to 6; at most 2 with an input image (default 2)", 0, 6
     )
