@@ -4,8 +4,12 @@ A `PredictionTrace` starts at the call (`run`, `submit`, or a batch input
 pulled), as a child of the caller's current span (or of its batch's span, which
 it also links to). It is the current prediction (`CURRENT`) of the task that
 creates it, so the create's HTTP span and the create's pauses, retries and 429s
-land on it; the poller finds it on the registry entry and adds each poll as an
-event. `end` sets the outcome and records the prediction's metrics, once.
+land on it; the poller finds it on the registry entry and tells it each poll.
+`end` sets the outcome and records the prediction's metrics, once.
+
+It is written against `Recorder`, what it needs of the session's recording
+side (`OtelTelemetry` in `_telemetry/otel.py`), so this module needs nothing of
+that one.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import asyncio
 import contextvars
 import time
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
@@ -31,12 +35,9 @@ from comet_replicate_async._exceptions import (
 from comet_replicate_async._sansio import RequestSpec
 from comet_replicate_async._values import BatchItem, Prediction
 
-from .base import CURRENT
+from .base import CURRENT, PredictionHooks
 
-if TYPE_CHECKING:
-    from .otel import OtelTelemetry
-
-__all__ = ["BatchTrace", "PredictionTrace", "error_type", "outcome_of"]
+__all__ = ["BatchTrace", "PredictionTrace", "Recorder", "error_type", "outcome_of"]
 
 # Not a GenAI operation of its own yet: "generate_content" is the conventions'
 # value for multimodal generation, and gen_ai.output.type says "image".
@@ -45,6 +46,33 @@ PROVIDER = "cometapi"
 
 STATUS = "comet_replicate.prediction.status"
 OUTCOME = "comet_replicate.outcome"
+_ERROR = Status(StatusCode.ERROR)
+# An attribute set, as the SDK takes it.
+Attrs = dict[str, Any]
+
+
+class Recorder(Protocol):
+    """What a trace needs of the session's recording side: its tracer, the
+    attribute sets it shares, and the metrics of a prediction's end."""
+
+    @property
+    def tracer(self) -> trace.Tracer:
+        """The session's tracer."""
+
+    def span_start(self, model: str) -> tuple[str, Attrs]:
+        """A prediction span's name and first attributes (shared: copy to add)."""
+
+    def create_attributes(self, spec: RequestSpec, status: int | str) -> Attrs:
+        """A create span's attributes, by path and status (or error type)."""
+
+    def poll_attributes(self, status: str) -> Attrs:
+        """A poll event's attributes."""
+
+    def prediction_ended(
+        self, model: str, outcome: str, kind: str | None, seconds: float
+    ) -> None:
+        """A prediction's duration point and count."""
+
 
 # Local endings by error class; the first match wins (subclasses first).
 _OUTCOMES: tuple[tuple[type[BaseException], str], ...] = (
@@ -77,7 +105,7 @@ class BatchTrace:
     """The span of one `as_completed` or `gather` (or command-line batch), and
     the spans of its items, each a child of it and linked to it."""
 
-    def __init__(self, telemetry: OtelTelemetry, model: str, batch_id: str) -> None:
+    def __init__(self, telemetry: Recorder, model: str, batch_id: str) -> None:
         self.telemetry = telemetry
         self.model = model
         # A batch of several models (typed inputs, no model given) names none.
@@ -155,6 +183,7 @@ class PredictionTrace:
     """One prediction's span and its measurements."""
 
     __slots__ = (
+        "_polls",
         "_token",
         "attempts",
         "context",
@@ -171,7 +200,7 @@ class PredictionTrace:
 
     def __init__(
         self,
-        telemetry: OtelTelemetry,
+        telemetry: Recorder,
         model: str,
         *,
         batch: BatchTrace | None = None,
@@ -203,7 +232,9 @@ class PredictionTrace:
         self.cost: float | None = None
         self.queued: float | None = None
         self.ended = False
-        self._token: contextvars.Token[PredictionTrace | None] | None = None
+        # The polls' events, added to the span at its end (see `polled`).
+        self._polls: list[tuple[str, Attrs, int]] = []
+        self._token: contextvars.Token[PredictionHooks | None] | None = None
 
     # The current prediction of a task, while it creates.
 
@@ -230,32 +261,44 @@ class PredictionTrace:
         """The call got its slot (and, in a batch, a creator): record the wait."""
         self.queued = time.monotonic() - self.started
 
-    def create_span(self, spec: RequestSpec) -> trace.Span:
-        """The HTTP client span of one create attempt, under this prediction's."""
+    def create_sent(self, spec: RequestSpec, started: int, status: int | str) -> None:
+        """One create attempt ended: its HTTP client span, under this
+        prediction's, is made now with its start time and every attribute."""
         self.attempts += 1
-        telemetry = self.telemetry
-        return telemetry.tracer.start_span(
+        attributes = self.telemetry.create_attributes(spec, status)
+        span = self.telemetry.tracer.start_span(
             spec.method,
             context=self.context,
             kind=SpanKind.CLIENT,
-            attributes=telemetry.create_attributes(spec),
+            attributes=attributes,
+            start_time=started,
         )
+        if "error.type" in attributes:
+            span.set_status(_ERROR)
+        span.end()
 
     def watching(self, prediction: Prediction) -> None:
         """Created (or taken up again): the id is known."""
         self.prediction = prediction
 
+    # A poll's event is kept, with its time, and added to the span when it
+    # ends, with the others: the SDK's calls cost several times less in a run
+    # than one at a time between other work, and nothing reads a span's events
+    # before it ends.
+
     def polled(self, prediction: Prediction) -> None:
         """One poll's reply."""
         self.polls += 1
         self.prediction = prediction
-        self.span.add_event("poll", self.telemetry.poll_attributes(prediction.status))
+        self._polls.append(
+            ("poll", self.telemetry.poll_attributes(prediction.status), time.time_ns())
+        )
 
     def poll_failed(self, error: BaseException) -> None:
         """One poll that failed (it is retried, unless this was the last)."""
         self.polls += 1
         name = "rate_limited" if isinstance(error, RateLimitError) else "poll"
-        self.span.add_event(name, {"error.type": error_type(error)})
+        self._polls.append((name, {"error.type": error_type(error)}, time.time_ns()))
 
     def told(self, kind: str, error: BaseException, delay: float | None) -> None:
         """A retry or a 429 during the create (from the session's events)."""
@@ -282,6 +325,9 @@ class PredictionTrace:
         if prediction is None:
             prediction = getattr(error, "prediction", None) or self.prediction
         span = self.span
+        for name, polled, at in self._polls:
+            span.add_event(name, polled, at)
+        self._polls.clear()
         outcome = outcome_of(error)
         attributes: dict[str, Any] = {
             "comet_replicate.create.attempts": self.attempts,
@@ -302,13 +348,9 @@ class PredictionTrace:
             span.set_status(Status(StatusCode.ERROR, str(error)[:200] or kind))
         span.set_attributes(attributes)
         span.end()
-        telemetry = self.telemetry
-        instruments = telemetry.instruments
-        instruments.operation_duration.record(
-            time.monotonic() - self.started,
-            telemetry.operation_attributes(self.model, outcome, kind),
+        self.telemetry.prediction_ended(
+            self.model, outcome, kind, time.monotonic() - self.started
         )
-        instruments.predictions[self.model, outcome] += 1
 
     def ended_with(self, result: Prediction) -> Prediction:
         """End as succeeded with `result`, and return it."""

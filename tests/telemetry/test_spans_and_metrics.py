@@ -29,9 +29,10 @@ from comet_replicate_async import (
     PredictionTimeout,
     Session,
 )
-from comet_replicate_async._telemetry import base as _telemetry
-from comet_replicate_async._telemetry.base import NO_TELEMETRY, build_telemetry
+from comet_replicate_async._telemetry import switch as _telemetry
+from comet_replicate_async._telemetry.base import NO_TELEMETRY
 from comet_replicate_async._telemetry.otel import OtelTelemetry, TracedTransport
+from comet_replicate_async._telemetry.switch import build_telemetry
 from comet_replicate_async.testing import FakeCometAPI, Fault, Latency
 
 from helpers import SCHNELL, eventually, session_for
