@@ -20,6 +20,7 @@ import time
 from types import TracebackType
 from typing import Any, Protocol
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
@@ -180,20 +181,31 @@ class BatchTrace:
 
 
 class PredictionTrace:
-    """One prediction's span and its measurements."""
+    """One prediction's span and its measurements.
+
+    Everything is kept along the way and the spans are made when the
+    prediction ends, in one run of calls: the prediction's span with its start
+    time, every attribute and its events, then its creates' spans under it.
+    The SDK's calls cost several times less in a run than one at a time between
+    other work, and nothing needs a prediction's span before it ends (none is
+    ever current: the create runs in a session task, the polls in the poller).
+    """
 
     __slots__ = (
-        "_polls",
+        "_creates",
+        "_events",
+        "_links",
+        "_parent",
+        "_start",
+        "_started_at",
         "_token",
         "attempts",
-        "context",
         "cost",
         "ended",
         "model",
         "polls",
         "prediction",
         "queued",
-        "span",
         "started",
         "telemetry",
     )
@@ -210,30 +222,31 @@ class PredictionTrace:
         self.telemetry = telemetry
         self.model = model
         self.started = time.monotonic()
-        name, attributes = telemetry.span_start(model)
+        self._started_at = time.time_ns()
+        self._start = telemetry.span_start(model)
         if index is not None or resumed:
+            name, attributes = self._start
             attributes = dict(attributes)
             if index is not None:
                 attributes["comet_replicate.batch.index"] = index
             if resumed:
                 attributes["comet_replicate.resumed"] = True
+            self._start = name, attributes
         # The caller's current span is the parent, unless it is a batch's item.
-        self.span = telemetry.tracer.start_span(
-            name,
-            context=None if batch is None else batch.context,
-            kind=SpanKind.CLIENT,
-            attributes=attributes,
-            links=None if batch is None else batch.links,
+        self._parent: otel_context.Context | None = (
+            otel_context.get_current() if batch is None else batch.context
         )
-        self.context = trace.set_span_in_context(self.span)
+        self._links = None if batch is None else batch.links
         self.prediction: Prediction | None = None
         self.attempts = 0
         self.polls = 0
         self.cost: float | None = None
         self.queued: float | None = None
         self.ended = False
-        # The polls' events, added to the span at its end (see `polled`).
-        self._polls: list[tuple[str, Attrs, int]] = []
+        # The span's events (name, attributes, time), and its creates' (the
+        # request, its start and end, its status or error type).
+        self._events: list[tuple[str, Attrs, int]] = []
+        self._creates: list[tuple[RequestSpec, int, int, int | str]] = []
         self._token: contextvars.Token[PredictionHooks | None] | None = None
 
     # The current prediction of a task, while it creates.
@@ -254,43 +267,25 @@ class PredictionTrace:
 
     # Along the way.
 
-    # What is known along the way is kept and set on the span at its end, in
-    # one call: each attribute set costs the SDK a check and a lock.
-
     def slot_taken(self) -> None:
         """The call got its slot (and, in a batch, a creator): record the wait."""
         self.queued = time.monotonic() - self.started
 
     def create_sent(self, spec: RequestSpec, started: int, status: int | str) -> None:
-        """One create attempt ended: its HTTP client span, under this
-        prediction's, is made now with its start time and every attribute."""
+        """One create attempt ended: its HTTP client span is made with the
+        prediction's."""
         self.attempts += 1
-        attributes = self.telemetry.create_attributes(spec, status)
-        span = self.telemetry.tracer.start_span(
-            spec.method,
-            context=self.context,
-            kind=SpanKind.CLIENT,
-            attributes=attributes,
-            start_time=started,
-        )
-        if "error.type" in attributes:
-            span.set_status(_ERROR)
-        span.end()
+        self._creates.append((spec, started, time.time_ns(), status))
 
     def watching(self, prediction: Prediction) -> None:
         """Created (or taken up again): the id is known."""
         self.prediction = prediction
 
-    # A poll's event is kept, with its time, and added to the span when it
-    # ends, with the others: the SDK's calls cost several times less in a run
-    # than one at a time between other work, and nothing reads a span's events
-    # before it ends.
-
     def polled(self, prediction: Prediction) -> None:
         """One poll's reply."""
         self.polls += 1
         self.prediction = prediction
-        self._polls.append(
+        self._events.append(
             ("poll", self.telemetry.poll_attributes(prediction.status), time.time_ns())
         )
 
@@ -298,18 +293,20 @@ class PredictionTrace:
         """One poll that failed (it is retried, unless this was the last)."""
         self.polls += 1
         name = "rate_limited" if isinstance(error, RateLimitError) else "poll"
-        self._polls.append((name, {"error.type": error_type(error)}, time.time_ns()))
+        self._events.append((name, {"error.type": error_type(error)}, time.time_ns()))
 
     def told(self, kind: str, error: BaseException, delay: float | None) -> None:
         """A retry or a 429 during the create (from the session's events)."""
         attributes: dict[str, Any] = {"error.type": error_type(error)}
         if delay is not None:
             attributes["comet_replicate.delay"] = delay
-        self.span.add_event(kind, attributes)
+        self._events.append((kind, attributes, time.time_ns()))
 
     def paused(self, waited: float) -> None:
         """The create waited this long for its turn (a 429 pause or the pace)."""
-        self.span.add_event("create_paused", {"comet_replicate.delay": waited})
+        self._events.append(
+            ("create_paused", {"comet_replicate.delay": waited}, time.time_ns())
+        )
 
     # The end.
 
@@ -318,18 +315,16 @@ class PredictionTrace:
         prediction: Prediction | None,
         error: BaseException | None,
     ) -> None:
-        """The prediction ended: its outcome goes on the span and the metrics."""
+        """The prediction ended: its spans are made, and its metrics recorded."""
         if self.ended:
             return
         self.ended = True
         if prediction is None:
             prediction = getattr(error, "prediction", None) or self.prediction
-        span = self.span
-        for name, polled, at in self._polls:
-            span.add_event(name, polled, at)
-        self._polls.clear()
         outcome = outcome_of(error)
-        attributes: dict[str, Any] = {
+        name, attributes = self._start
+        attributes = {
+            **attributes,
             "comet_replicate.create.attempts": self.attempts,
             "comet_replicate.polls": self.polls,
             OUTCOME: outcome,
@@ -345,10 +340,37 @@ class PredictionTrace:
         kind = None
         if error is not None:
             kind = attributes["error.type"] = error_type(error)
+        telemetry = self.telemetry
+        tracer = telemetry.tracer
+        span = tracer.start_span(
+            name,
+            context=self._parent,
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+            links=self._links,
+            start_time=self._started_at,
+        )
+        self._parent = None  # the caller's context is not held past the end
+        for event, event_attributes, at in self._events:
+            span.add_event(event, event_attributes, at)
+        if kind is not None:
             span.set_status(Status(StatusCode.ERROR, str(error)[:200] or kind))
-        span.set_attributes(attributes)
+        if self._creates:
+            under = trace.set_span_in_context(span)
+            for spec, started, ended, status in self._creates:
+                create_attributes = telemetry.create_attributes(spec, status)
+                create = tracer.start_span(
+                    spec.method,
+                    context=under,
+                    kind=SpanKind.CLIENT,
+                    attributes=create_attributes,
+                    start_time=started,
+                )
+                if "error.type" in create_attributes:
+                    create.set_status(_ERROR)
+                create.end(ended)
         span.end()
-        self.telemetry.prediction_ended(
+        telemetry.prediction_ended(
             self.model, outcome, kind, time.monotonic() - self.started
         )
 
