@@ -18,6 +18,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
 
@@ -38,8 +39,8 @@ _HTTP_BUCKETS = (
 Attrs = dict[str, Any]
 # Points queued before they are handed to the SDK in one run.
 _RUN = 64
-# The context the queued points are recorded in: no span, so no exemplar takes
-# the trace of whichever task flushes them.
+# The context of a point recorded with none: no span, so no exemplar takes the
+# trace of whichever task flushes it.
 _NO_SPAN = trace.set_span_in_context(trace.INVALID_SPAN)
 
 
@@ -47,11 +48,12 @@ class Instruments:
     """One meter's instruments, shared by the sessions that use it."""
 
     def __init__(self, meter: Meter) -> None:
-        # (histogram, value, attributes) not yet recorded. A deque: a reader
-        # may collect (and flush) from its own thread while the loop appends.
-        self._queued: collections.deque[tuple[Histogram, float, Attrs]] = (
-            collections.deque()
-        )
+        # (histogram, value, attributes, context) not yet recorded. A deque:
+        # a reader may collect (and flush) from its own thread while the loop
+        # appends.
+        self._queued: collections.deque[
+            tuple[Histogram, float, Attrs, otel_context.Context]
+        ] = collections.deque()
         self.operation_duration = meter.create_histogram(
             "gen_ai.client.operation.duration",
             unit="s",
@@ -109,11 +111,18 @@ class Instruments:
             description="US dollars billed or possibly billed (as session.stats.spent)",
         )
 
-    def point(self, histogram: Histogram, value: float, attributes: Attrs) -> None:
+    def point(
+        self,
+        histogram: Histogram,
+        value: float,
+        attributes: Attrs,
+        context: otel_context.Context = _NO_SPAN,
+    ) -> None:
         """Record a point on a histogram (within `_RUN` points, or the next
-        collection, whichever is first)."""
+        collection, whichever is first); `context` holds the span an exemplar
+        of it names."""
         queued = self._queued
-        queued.append((histogram, value, attributes))
+        queued.append((histogram, value, attributes, context))
         if len(queued) >= _RUN:
             self.flush()
 
@@ -122,10 +131,10 @@ class Instruments:
         queued = self._queued
         while queued:
             try:
-                histogram, value, attributes = queued.popleft()
+                histogram, value, attributes, context = queued.popleft()
             except IndexError:  # another thread took the last one
                 return
-            histogram.record(value, attributes, _NO_SPAN)
+            histogram.record(value, attributes, context)
 
     # Each observer flushes first: the SDK runs them all before it reads the
     # histograms, so a collection sees every point recorded before it.

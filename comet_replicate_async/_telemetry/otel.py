@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 
 from comet_replicate_async._limits import CreatePacer
@@ -188,14 +189,20 @@ class OtelTelemetry(Telemetry):
         return attributes
 
     def prediction_ended(
-        self, model: str, outcome: str, kind: str | None, seconds: float
+        self,
+        model: str,
+        outcome: str,
+        kind: str | None,
+        seconds: float,
+        context: otel_context.Context,
     ) -> None:
-        """A prediction's duration point and count."""
+        """A prediction's duration point (in `context`: its span's) and count."""
         instruments = self.instruments
         instruments.point(
             instruments.operation_duration,
             seconds,
             self._operation_attributes_of(model, outcome, kind),
+            context,
         )
         instruments.predictions[model, outcome] += 1
 

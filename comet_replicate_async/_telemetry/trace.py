@@ -70,9 +70,14 @@ class Recorder(Protocol):
         """A poll event's attributes."""
 
     def prediction_ended(
-        self, model: str, outcome: str, kind: str | None, seconds: float
+        self,
+        model: str,
+        outcome: str,
+        kind: str | None,
+        seconds: float,
+        context: otel_context.Context,
     ) -> None:
-        """A prediction's duration point and count."""
+        """A prediction's duration point (in `context`: its span's) and count."""
 
 
 # Local endings by error class; the first match wins (subclasses first).
@@ -355,8 +360,8 @@ class PredictionTrace:
             span.add_event(event, event_attributes, at)
         if kind is not None:
             span.set_status(Status(StatusCode.ERROR, str(error)[:200] or kind))
+        under = trace.set_span_in_context(span)
         if self._creates:
-            under = trace.set_span_in_context(span)
             for spec, started, ended, status in self._creates:
                 create_attributes = telemetry.create_attributes(spec, status)
                 create = tracer.start_span(
@@ -370,8 +375,9 @@ class PredictionTrace:
                     create.set_status(_ERROR)
                 create.end(ended)
         span.end()
+        # The duration point's exemplar (if the SDK keeps one) names this span.
         telemetry.prediction_ended(
-            self.model, outcome, kind, time.monotonic() - self.started
+            self.model, outcome, kind, time.monotonic() - self.started, under
         )
 
     def ended_with(self, result: Prediction) -> Prediction:

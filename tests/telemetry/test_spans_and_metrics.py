@@ -265,6 +265,24 @@ async def test_run_and_submit_are_children_of_the_callers_span(
         ]
         assert attrs_of(create)["http.response.status_code"] == 201
         assert attrs_of(create)["http.request.method"] == "POST"
+        assert span.start_time <= create.start_time < create.end_time <= span.end_time
+
+
+async def test_the_duration_points_exemplars_name_the_prediction_spans(
+    recorded: Recorded,
+) -> None:
+    async with FakeCometAPI(default_latency=QUICK) as fake:
+        async with session_for(fake, **recorded.options()) as session:
+            await session.run(SCHNELL, {"prompt": "a"})
+            await session.run(SCHNELL, {"prompt": "b"})
+
+    span_ids = {span.context.span_id for span in recorded.predictions()}
+    [point] = recorded.points("gen_ai.client.operation.duration")
+    assert point.count == 2
+    assert {exemplar.span_id for exemplar in point.exemplars} <= span_ids
+    assert point.exemplars
+    # The HTTP points are recorded outside any span: no exemplar.
+    assert not any(p.exemplars for p in recorded.points("http.client.request.duration"))
 
 
 async def test_a_cancelled_run_ends_its_span_cancelled(recorded: Recorded) -> None:
