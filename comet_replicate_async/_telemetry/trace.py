@@ -287,12 +287,18 @@ class PredictionTrace:
         self.prediction = prediction
 
     def polled(self, prediction: Prediction) -> None:
-        """One poll's reply."""
+        """One poll's reply: an event if it tells a new status.
+
+        Every poll is counted (`comet_replicate.polls`), but one that finds the
+        status unchanged tells nothing more than its time: the SDK keeps 128
+        events a span by default, which a long prediction polled every few
+        seconds would fill with them.
+        """
         self.polls += 1
-        self.prediction = prediction
-        self._events.append(
-            ("poll", self.telemetry.poll_attributes(prediction.status), time.time_ns())
-        )
+        previous, self.prediction = self.prediction, prediction
+        if previous is None or prediction.status != previous.status:
+            attributes = self.telemetry.poll_attributes(prediction.status)
+            self._events.append(("poll", attributes, time.time_ns()))
 
     def poll_failed(self, error: BaseException) -> None:
         """One poll that failed (it is retried, unless this was the last)."""

@@ -6,6 +6,7 @@ reader); the session gets its providers explicitly.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from collections import Counter
@@ -41,6 +42,7 @@ pytestmark = pytest.mark.anyio
 
 QUICK = Latency.uniform(0.02, 0.08)
 PRICE = 0.003
+STATUS = "comet_replicate.prediction.status"
 
 
 class Recorded:
@@ -189,11 +191,26 @@ async def test_a_200_input_batch_has_one_span_per_input_and_metrics_equal_to_sta
         attrs_of(span)["url.full"].startswith(fake.base_url + "/replicate/v1/models/")
         for span in creates
     )
-    # Each refusal is an event on its prediction's span; each poll too.
+    # Each refusal is an event on its prediction's span.
     events = Counter(event.name for span in predictions for event in span.events)
     assert events["rate_limited"] == stats.creates_refused
     assert events["create_paused"] > 0  # creates held back after the 429s
-    assert events["poll"] == stats.queries  # every reply, failed ones with error.type
+    # Every poll is counted on its span; a reply is an event when it tells a
+    # new status, and each failed poll is one (with error.type).
+    polls = sum(attrs_of(span)["comet_replicate.polls"] for span in predictions)
+    assert polls == stats.queries
+    changes = 0
+    for span in predictions:
+        statuses = [
+            (event.attributes or {})[STATUS]
+            for event in span.events
+            if event.name == "poll" and STATUS in (event.attributes or {})
+        ]
+        assert all(before != after for before, after in itertools.pairwise(statuses))
+        if statuses:
+            assert statuses[-1] == attrs_of(span)[STATUS]
+        changes += len(statuses)
+    assert 0 < changes < stats.queries
     failed_polls = sum(
         fake.stats.count("query", code) for code in (500, 502, 503, 504, 524)
     )
