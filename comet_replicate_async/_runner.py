@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 
@@ -31,11 +31,8 @@ from ._polling.poller import Poller
 from ._polling.registry import Registry
 from ._sansio import build_query_request
 from ._stats import StatsCounter
-from ._telemetry.base import Telemetry
+from ._telemetry.base import PredictionHooks, Telemetry
 from ._values import Prediction, Status
-
-if TYPE_CHECKING:
-    from ._telemetry.trace import PredictionTrace
 
 __all__ = ["Runner", "outcome"]
 
@@ -100,7 +97,7 @@ class Runner:
         self._life.task_group.start_soon(self._run_future, future, deadline, trace)
 
     async def acquire_slot(
-        self, deadline: float, trace: PredictionTrace | None = None
+        self, deadline: float, trace: PredictionHooks | None = None
     ) -> None:
         """Wait for a concurrency slot, but not past the deadline."""
         try:
@@ -128,7 +125,7 @@ class Runner:
         deadline: float,
         on_created: OnCreated | None = None,
         *,
-        trace: PredictionTrace | None = None,
+        trace: PredictionHooks | None = None,
     ) -> Prediction:
         """Create and wait, holding a window slot taken by the caller; free it after."""
         try:
@@ -187,7 +184,7 @@ class Runner:
         self,
         prediction: Prediction,
         deadline: float,
-        trace: PredictionTrace | None = None,
+        trace: PredictionHooks | None = None,
     ) -> Prediction:
         """Wait for the poller to resolve `prediction`, but not past the deadline."""
         if trace is not None:
@@ -215,7 +212,7 @@ class Runner:
         self,
         future: PredictionFuture,
         deadline: float,
-        trace: PredictionTrace | None,
+        trace: PredictionHooks | None,
     ) -> None:
         prediction: Prediction | None = None
         error: BaseException | None = None

@@ -33,7 +33,8 @@ from ._parts import SessionParts
 from ._polling.schedule import PollPolicy
 from ._retry import RetryPolicy
 from ._stats import EventHandler, SessionStats
-from ._telemetry.base import MeterProvider, TracerProvider, build_telemetry
+from ._telemetry.base import MeterProvider, TracerProvider
+from ._telemetry.switch import build_telemetry
 from ._transports.aiohttp import ClientSession, session_transport
 from ._transports.base import Transport
 from ._values import BatchItem, Prediction

@@ -17,7 +17,6 @@ import functools
 import math
 import os
 from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -43,7 +42,7 @@ from comet_replicate_async._journal.opener import open_journal
 from comet_replicate_async._journal.shared import SharedJournal
 from comet_replicate_async._retry import stops_creates
 from comet_replicate_async._sansio import validate_model_id
-from comet_replicate_async._telemetry.base import CURRENT
+from comet_replicate_async._telemetry.base import CURRENT, BatchHooks
 from comet_replicate_async._values import BatchItem, Prediction, Status
 
 from .context import BATCH_CREATES, BatchContext
@@ -51,9 +50,6 @@ from .inputs import Inputs
 from .shared import ClaimedItems
 from .sources import Create, ItemSource, LocalItems, TakeUp
 from .tracker import BatchIterator, BatchTracker, CreateJob, CreatorPool
-
-if TYPE_CHECKING:
-    from comet_replicate_async._telemetry.trace import BatchTrace
 
 __all__ = ["Feed", "JournalArg", "start_batch"]
 
@@ -118,7 +114,7 @@ class Feed:
         # once the predictions already created have ended.
         self._refused: JournalError | None = None
         self._model_kept = journal is None or takes_model(journal)
-        self.traced: BatchTrace | None = None  # the batch's span, when recording
+        self.traced: BatchHooks | None = None  # the batch's span, when recording
 
     async def items(self) -> AsyncGenerator[BatchItem, None]:
         """Start the feeder, then yield the items as they finish."""

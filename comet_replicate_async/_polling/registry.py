@@ -7,14 +7,11 @@ import heapq
 import itertools
 import weakref
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 import attrs
 
+from comet_replicate_async._telemetry.base import PredictionHooks
 from comet_replicate_async._values import Prediction
-
-if TYPE_CHECKING:
-    from comet_replicate_async._telemetry.trace import PredictionTrace
 
 __all__ = ["Entry", "Registry"]
 
@@ -38,7 +35,7 @@ class Entry:
     # Bumped on each reschedule so stale heap items can be recognised and skipped.
     generation: int = 0
     # The span its polls are added to, when telemetry records.
-    trace: PredictionTrace | None = None
+    trace: PredictionHooks | None = None
 
     @property
     def id(self) -> str:

@@ -1,11 +1,14 @@
-"""OpenTelemetry for a session, or nothing: the switch, and what it costs when off.
+"""Telemetry for a session, or nothing: the no-op path, and what it costs when off.
 
 Telemetry is the `otel` extra (`opentelemetry-api` only; the SDK and exporters
 are the user's). Without it, or without a configured provider, a session holds
 `NO_TELEMETRY`: its hooks are one attribute test each, and nothing is allocated
-per poll or per prediction. With it, `_telemetry/otel.py` builds the recording
-side: one span per prediction (`_telemetry/trace.py`), the HTTP and GenAI
-metrics, and a transport and a create pacer that observe what they do.
+per poll or per prediction. `_telemetry/switch.py` decides which a session
+gets; `_telemetry/otel.py` is the recording side.
+
+The rest of the package sees a prediction's trace and a batch's only through
+the protocols here (`PredictionHooks`, `BatchHooks`), so it never imports the
+modules that import OpenTelemetry.
 
 The prediction being created is handed from its caller to the session task
 that sends its create through `CURRENT`: asyncio copies a task's context when
@@ -15,12 +18,10 @@ is. The poller, which serves everyone, finds it on the registry entry instead.
 
 from __future__ import annotations
 
-import importlib.util
-import logging
-import sys
 from collections.abc import Callable
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol
 
 from comet_replicate_async._limits import CreatePacer
 from comet_replicate_async._stats import EventHandler
@@ -30,28 +31,93 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import TracerProvider
 
-    from .trace import BatchTrace, PredictionTrace
+    from comet_replicate_async._sansio import RequestSpec
+    from comet_replicate_async._values import BatchItem, Prediction
 else:  # the `otel` extra may be missing: the annotations still resolve
     MeterProvider = TracerProvider = Any
 
 __all__ = [
     "CURRENT",
     "NO_TELEMETRY",
+    "BatchHooks",
     "MeterProvider",
+    "PredictionHooks",
     "Telemetry",
     "TracerProvider",
-    "build_telemetry",
     "log_extra",
     "note_cost",
 ]
 
+
+class PredictionHooks(Protocol):
+    """What a prediction's trace is told along the way (`PredictionTrace`)."""
+
+    #: Its price, once the session's books know it.
+    cost: float | None
+
+    def __enter__(self) -> PredictionHooks:
+        """Become the current prediction of this task, while it creates."""
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def slot_taken(self) -> None:
+        """The call got its slot (and, in a batch, a creator)."""
+
+    def create_sent(self, spec: RequestSpec, started: int, status: int | str) -> None:
+        """One create attempt ended (`started`: its start, in ns since the
+        epoch; `status`: its HTTP status code, or the error type)."""
+
+    def paused(self, waited: float) -> None:
+        """The create waited this long for its turn."""
+
+    def told(self, kind: str, error: BaseException, delay: float | None) -> None:
+        """A retry or a 429 during the create."""
+
+    def watching(self, prediction: Prediction) -> None:
+        """Created (or taken up again): the id is known."""
+
+    def polled(self, prediction: Prediction) -> None:
+        """One poll's reply."""
+
+    def poll_failed(self, error: BaseException) -> None:
+        """One poll that failed."""
+
+    def end(self, prediction: Prediction | None, error: BaseException | None) -> None:
+        """The prediction ended (later calls do nothing)."""
+
+    def ended_with(self, result: Prediction) -> Prediction:
+        """End as succeeded with `result`, and return it."""
+
+
+class BatchHooks(Protocol):
+    """What a batch's trace is told (`BatchTrace`)."""
+
+    def item(
+        self,
+        index: int,
+        model: str,
+        *,
+        resumed: bool = False,
+        known: Prediction | None = None,
+    ) -> PredictionHooks:
+        """The trace of item `index`, from now on."""
+
+    def item_ended(self, item: BatchItem) -> None:
+        """An item is out."""
+
+    def end(self, error: BaseException | None) -> None:
+        """The batch is over."""
+
+
 #: The prediction whose create the current task is making, if it is traced.
-CURRENT: ContextVar[PredictionTrace | None] = ContextVar(
+CURRENT: ContextVar[PredictionHooks | None] = ContextVar(
     "comet_replicate_async.prediction", default=None
 )
-
-# Checked once: the extra is optional, and an import that fails is slow.
-HAVE_OTEL = importlib.util.find_spec("opentelemetry") is not None
 
 
 class Telemetry:
@@ -62,18 +128,11 @@ class Telemetry:
 
     on = False
 
-    def prediction(
-        self,
-        model: str,
-        *,
-        batch: BatchTrace | None = None,
-        index: int | None = None,
-        resumed: bool = False,
-    ) -> PredictionTrace:
+    def prediction(self, model: str) -> PredictionHooks:
         """A span (and the metrics) for one prediction, from its call on."""
         raise NotImplementedError  # hooks test `on` first
 
-    def batch(self, model: str, batch_id: str) -> BatchTrace | None:
+    def batch(self, model: str, batch_id: str) -> BatchHooks | None:
         """A span for one batch, from now on; None when nothing records."""
         return None
 
@@ -101,31 +160,6 @@ class Telemetry:
 
 
 NO_TELEMETRY = Telemetry()
-
-
-def build_telemetry(
-    tracer_provider: TracerProvider | None,
-    meter_provider: MeterProvider | None,
-    base_url: str,
-) -> Telemetry:
-    """The session's telemetry: `NO_TELEMETRY` unless a provider records.
-
-    None means the global providers, which record nothing until the user
-    configures the SDK (before the session is made).
-    """
-    if not HAVE_OTEL:
-        if tracer_provider is not None or meter_provider is not None:
-            logging.getLogger("comet_replicate_async").warning(
-                "tracer_provider or meter_provider given, but opentelemetry-api "
-                "is not installed (the `otel` extra): nothing is recorded"
-            )
-        return NO_TELEMETRY
-    given = tracer_provider is not None or meter_provider is not None
-    if not given and "opentelemetry" not in sys.modules:
-        return NO_TELEMETRY  # nothing imported it, so nothing configured it
-    from .otel import otel_telemetry
-
-    return otel_telemetry(tracer_provider, meter_provider, base_url=base_url)
 
 
 def note_cost(cost: float | None) -> None:

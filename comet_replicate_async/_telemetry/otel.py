@@ -1,34 +1,32 @@
 """The recording side of telemetry, imported only when `opentelemetry` is.
 
-`OtelTelemetry` holds a session's tracer and instruments. It observes the
+`OtelTelemetry` holds a session's tracer and instruments (`instruments.py`),
+and the attribute sets its spans, events and points share. It observes the
 session from the outside where it can: a transport that times every request
-(and makes each create's HTTP span), a create pacer that reports the waits it
-imposes, a listener before `on_event` for retries and 429s, and gauges read
+(and has each create's HTTP span made), a create pacer that reports the waits
+it imposes, a listener before `on_event` for retries and 429s, and gauges read
 from the session's own counters. Names are OpenTelemetry's where one exists
 (the GenAI and HTTP client conventions); ours start with `comet_replicate.`.
 """
 
 from __future__ import annotations
 
-import collections
-import itertools
 import time
-import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
-from opentelemetry.metrics import CallbackOptions, Meter, Observation
-from opentelemetry.trace import Status, StatusCode
 
 from comet_replicate_async._limits import CreatePacer
 from comet_replicate_async._sansio import RawResponse, RequestSpec
 from comet_replicate_async._stats import Event, EventHandler
 from comet_replicate_async._transports.base import Transport
 
-from .base import CURRENT, Telemetry
+from .base import CURRENT, NO_TELEMETRY, Telemetry
+from .instruments import Attrs, Instruments, Readings, instruments_for
 from .trace import (
     OPERATION,
     OUTCOME,
@@ -40,7 +38,6 @@ from .trace import (
 )
 
 __all__ = [
-    "Instruments",
     "OtelTelemetry",
     "TracedPacer",
     "TracedTransport",
@@ -49,17 +46,6 @@ __all__ = [
 ]
 
 SCOPE = "comet_replicate_async"
-# The GenAI conventions' buckets for operation durations, stretched to the
-# minutes an image model may take.
-_OPERATION_BUCKETS = (
-    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48,
-    40.96, 81.92, 163.84, 327.68, 655.36, 1310.72,
-)  # fmt: skip
-_HTTP_BUCKETS = (
-    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10,
-)  # fmt: skip
-# An attribute set, as the SDK takes it.
-Attrs = dict[str, Any]
 # Waits in the pacer shorter than this are its ordinary spacing, not a pause.
 _PAUSE_WORTH_TELLING = 0.05
 
@@ -86,8 +72,6 @@ def otel_telemetry(
     tracer_provider: Any, meter_provider: Any, *, base_url: str
 ) -> Telemetry:
     """`OtelTelemetry` when a provider records, else the telemetry that does not."""
-    from .base import NO_TELEMETRY
-
     tracing, metering = _records(tracer_provider, meter_provider)
     if not (tracing or metering):
         return NO_TELEMETRY
@@ -101,122 +85,7 @@ def otel_telemetry(
         if metering
         else metrics.NoOpMeter(SCOPE)
     )
-    return OtelTelemetry(tracer, _instruments(meter), base_url=base_url)
-
-
-class Instruments:
-    """One meter's instruments, made once per meter (a second `create_*` of a
-    name is refused by the SDK) and shared by the sessions that use it."""
-
-    def __init__(self, meter: Meter) -> None:
-        self.operation_duration = meter.create_histogram(
-            "gen_ai.client.operation.duration",
-            unit="s",
-            description="Predictions, from the call to the outcome",
-            explicit_bucket_boundaries_advisory=_OPERATION_BUCKETS,
-        )
-        self.request_duration = meter.create_histogram(
-            "http.client.request.duration",
-            unit="s",
-            description="HTTP requests to the API",
-            explicit_bucket_boundaries_advisory=_HTTP_BUCKETS,
-        )
-        # Counted in plain dicts and observed when the reader collects: a
-        # dict increment costs far less than an SDK measurement.
-        self.creates: collections.Counter[str] = collections.Counter()
-        self.predictions: collections.Counter[tuple[str, str]] = collections.Counter()
-        meter.create_observable_counter(
-            "comet_replicate.creates",
-            [self._creates_observed],
-            unit="{request}",
-            description="Create requests sent, by outcome",
-        )
-        meter.create_observable_counter(
-            "comet_replicate.predictions",
-            [self._predictions_observed],
-            unit="{prediction}",
-            description="Predictions ended, by model and outcome",
-        )
-        # Sessions read by the observable instruments, weakly: one that is
-        # gone stops being reported.
-        self.sessions: weakref.WeakSet[_Readings] = weakref.WeakSet()
-        gauges: list[tuple[str, str, str, Callable[[_Readings], float | None]]] = [
-            ("comet_replicate.predictions.in_flight", "{prediction}",
-             "Predictions asked for and not ended", lambda r: r.in_flight()),
-            ("comet_replicate.concurrency.limit", "{prediction}",
-             "The size of the concurrency window", lambda r: r.window()),
-            ("comet_replicate.create.rate", "{request}/s",
-             "Creates per second the session paces to", lambda r: r.create_rate()),
-        ]  # fmt: skip
-        for name, unit, description, read in gauges:
-            meter.create_observable_gauge(
-                name, [self._observer(read)], unit=unit, description=description
-            )
-        # Read from the session's counters: nothing is added per poll.
-        meter.create_observable_counter(
-            "comet_replicate.polls",
-            [self._observer(lambda r: r.queries())],
-            unit="{request}",
-            description="Query requests sent (polls, and Session.get)",
-        )
-        meter.create_observable_counter(
-            "comet_replicate.spend",
-            [self._observer(lambda r: r.spent())],
-            unit="USD",
-            description="US dollars billed or possibly billed (as session.stats.spent)",
-        )
-
-    def _creates_observed(self, options: CallbackOptions) -> Iterable[Observation]:
-        for outcome, count in list(self.creates.items()):
-            yield Observation(count, {"comet_replicate.create.outcome": outcome})
-
-    def _predictions_observed(self, options: CallbackOptions) -> Iterable[Observation]:
-        for (model, outcome), count in list(self.predictions.items()):
-            attributes = {"gen_ai.request.model": model, OUTCOME: outcome}
-            yield Observation(count, attributes)
-
-    def _observer(
-        self, read: Callable[[_Readings], float | None]
-    ) -> Callable[[CallbackOptions], Iterable[Observation]]:
-        def observe(options: CallbackOptions) -> Iterable[Observation]:
-            for readings in list(self.sessions):
-                value = read(readings)
-                if value is not None:
-                    yield Observation(value, readings.attributes)
-
-        return observe
-
-
-_BY_METER: weakref.WeakKeyDictionary[Meter, Instruments] = weakref.WeakKeyDictionary()
-
-
-def _instruments(meter: Meter) -> Instruments:
-    instruments = _BY_METER.get(meter)
-    if instruments is None:
-        instruments = _BY_METER[meter] = Instruments(meter)
-    return instruments
-
-
-class _Readings:
-    """What the gauges read of one session."""
-
-    _numbers = itertools.count(1)
-
-    def __init__(
-        self,
-        in_flight: Callable[[], int],
-        window: Callable[[], int],
-        create_rate: Callable[[], float | None],
-        spent: Callable[[], float],
-        queries: Callable[[], int],
-    ) -> None:
-        self.in_flight = in_flight
-        self.queries = queries
-        self.window = window
-        self.create_rate = create_rate
-        self.spent = spent
-        # Several sessions in one process are told apart.
-        self.attributes = {"comet_replicate.session": next(self._numbers)}
+    return OtelTelemetry(tracer, instruments_for(meter), base_url=base_url)
 
 
 class OtelTelemetry(Telemetry):
@@ -238,25 +107,18 @@ class OtelTelemetry(Telemetry):
             + (f":{parts.port}" if parts.port else "")
             + parts.path.rstrip("/")
         )
-        self._readings: _Readings | None = None
+        self._readings: Readings | None = None
         # Attribute sets made once and shared by every span and point that has
         # them: the SDK copies what it is given, so sharing is safe, and it
         # spares the dict building on every request and every prediction.
-        self._request_attributes: dict[tuple[str, int | str], tuple[Attrs, Attrs]] = {}
+        self._request_attributes: dict[tuple[str, int | str], Attrs] = {}
         self._span_starts: dict[str, tuple[str, Attrs]] = {}
-        self._create_attributes: dict[str, Attrs] = {}
+        self._create_attributes: dict[tuple[str, int | str], Attrs] = {}
         self._poll_attributes: dict[str, Attrs] = {}
         self._operation_attributes: dict[tuple[str, str, str | None], Attrs] = {}
 
-    def prediction(
-        self,
-        model: str,
-        *,
-        batch: BatchTrace | None = None,
-        index: int | None = None,
-        resumed: bool = False,
-    ) -> PredictionTrace:
-        return PredictionTrace(self, model, batch=batch, index=index, resumed=resumed)
+    def prediction(self, model: str) -> PredictionTrace:
+        return PredictionTrace(self, model)
 
     def batch(self, model: str, batch_id: str) -> BatchTrace:
         return BatchTrace(self, model, batch_id)
@@ -286,7 +148,7 @@ class OtelTelemetry(Telemetry):
         queries: Callable[[], int],
     ) -> None:
         # Held here: the instruments hold it weakly, for as long as the session.
-        self._readings = _Readings(in_flight, window, create_rate, spent, queries)
+        self._readings = Readings(in_flight, window, create_rate, spent, queries)
         self.instruments.sessions.add(self._readings)
 
     def span_start(self, model: str) -> tuple[str, Attrs]:
@@ -311,19 +173,42 @@ class OtelTelemetry(Telemetry):
             attributes = self._poll_attributes[status] = {STATUS: str(status)}
         return attributes
 
-    def create_attributes(self, spec: RequestSpec) -> Attrs:
-        """A create span's first attributes, made once per path."""
-        attributes = self._create_attributes.get(spec.path)
+    def create_attributes(self, spec: RequestSpec, status: int | str) -> Attrs:
+        """A create span's attributes, made once per path and status (`status`:
+        a code, or an error type)."""
+        key = (spec.path, status)
+        attributes = self._create_attributes.get(key)
         if attributes is None:
-            attributes = self._create_attributes[spec.path] = {
+            attributes = self._create_attributes[key] = {
                 "http.request.method": spec.method,
                 "server.address": self.server_address,
                 "server.port": self.server_port,
                 "url.full": self.url_root + spec.path,
+                **_ending(status),
             }
         return attributes
 
-    def operation_attributes(self, model: str, outcome: str, kind: str | None) -> Attrs:
+    def prediction_ended(
+        self,
+        model: str,
+        outcome: str,
+        kind: str | None,
+        seconds: float,
+        context: otel_context.Context,
+    ) -> None:
+        """A prediction's duration point (in `context`: its span's) and count."""
+        instruments = self.instruments
+        instruments.point(
+            instruments.operation_duration,
+            seconds,
+            self._operation_attributes_of(model, outcome, kind),
+            context,
+        )
+        instruments.predictions[model, outcome] += 1
+
+    def _operation_attributes_of(
+        self, model: str, outcome: str, kind: str | None
+    ) -> Attrs:
         """The attributes of a `gen_ai.client.operation.duration` point."""
         key = (model, outcome, kind)
         attributes = self._operation_attributes.get(key)
@@ -339,29 +224,28 @@ class OtelTelemetry(Telemetry):
             self._operation_attributes[key] = attributes
         return attributes
 
-    def request_attributes(self, method: str, status: int | str) -> tuple[Attrs, Attrs]:
-        """A request's metric attributes, and the few its span gets at its end
-        (`status`: a code, or an error type)."""
+    def request_attributes(self, method: str, status: int | str) -> Attrs:
+        """A request's metric attributes (`status`: a code, or an error type)."""
         key = (method, status)
-        pair = self._request_attributes.get(key)
-        if pair is None:
-            ending: Attrs = {}
-            if isinstance(status, int):
-                ending["http.response.status_code"] = status
-                if status >= 400:
-                    ending["error.type"] = str(status)
-            else:
-                ending["error.type"] = status
-            pair = self._request_attributes[key] = (
-                {
-                    "http.request.method": method,
-                    "server.address": self.server_address,
-                    "server.port": self.server_port,
-                    **ending,
-                },
-                ending,
-            )
-        return pair
+        attributes = self._request_attributes.get(key)
+        if attributes is None:
+            attributes = self._request_attributes[key] = {
+                "http.request.method": method,
+                "server.address": self.server_address,
+                "server.port": self.server_port,
+                **_ending(status),
+            }
+        return attributes
+
+
+def _ending(status: int | str) -> Attrs:
+    """What a request's reply adds to its attributes: its status code, and an
+    `error.type` (the code of a 4xx or 5xx, or the error's type)."""
+    if isinstance(status, str):
+        return {"error.type": status}
+    if status >= 400:
+        return {"http.response.status_code": status, "error.type": str(status)}
+    return {"http.response.status_code": status}
 
 
 def create_outcome(status: int | None, error: BaseException | None) -> str:
@@ -396,18 +280,16 @@ class TracedTransport:
     async def send(
         self, spec: RequestSpec, *, read_timeout: float | None = None
     ) -> RawResponse:
-        span = None
-        if spec.kind == "create":
-            owner = CURRENT.get()
-            if owner is not None:
-                span = owner.create_span(spec)
+        # A create's span is made once it has ended, with its start time: its
+        # attributes then go in at once, and nothing needs it while it runs.
+        started_at = time.time_ns() if spec.kind == "create" else 0
         started = time.perf_counter()
         try:
             response = await self.inner.send(spec, read_timeout=read_timeout)
         except BaseException as error:
-            self._ended(spec, None, error, started, span)
+            self._ended(spec, None, error, started, started_at)
             raise
-        self._ended(spec, response.status, None, started, span)
+        self._ended(spec, response.status, None, started, started_at)
         return response
 
     def _ended(
@@ -416,24 +298,21 @@ class TracedTransport:
         status: int | None,
         error: BaseException | None,
         started: float,
-        span: trace.Span | None,
+        started_at: int,
     ) -> None:
         telemetry = self._telemetry
-        attributes, ending = telemetry.request_attributes(
-            spec.method, status if status is not None else error_type(error)
-        )
-        telemetry.instruments.request_duration.record(
-            time.perf_counter() - started, attributes
+        code = status if status is not None else error_type(error)
+        instruments = telemetry.instruments
+        instruments.point(
+            instruments.request_duration,
+            time.perf_counter() - started,
+            telemetry.request_attributes(spec.method, code),
         )
         if spec.kind == "create":
-            outcome = create_outcome(status, error)
-            telemetry.instruments.creates[outcome] += 1
-        if span is None:
-            return
-        span.set_attributes(ending)
-        if "error.type" in ending:
-            span.set_status(Status(StatusCode.ERROR))
-        span.end()
+            instruments.creates[create_outcome(status, error)] += 1
+            owner = CURRENT.get()
+            if owner is not None:
+                owner.create_sent(spec, started_at, code)
 
 
 class TracedPacer(CreatePacer):

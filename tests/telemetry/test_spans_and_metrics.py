@@ -6,6 +6,7 @@ reader); the session gets its providers explicitly.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from collections import Counter
@@ -29,9 +30,10 @@ from comet_replicate_async import (
     PredictionTimeout,
     Session,
 )
-from comet_replicate_async._telemetry import base as _telemetry
-from comet_replicate_async._telemetry.base import NO_TELEMETRY, build_telemetry
+from comet_replicate_async._telemetry import switch as _telemetry
+from comet_replicate_async._telemetry.base import NO_TELEMETRY
 from comet_replicate_async._telemetry.otel import OtelTelemetry, TracedTransport
+from comet_replicate_async._telemetry.switch import build_telemetry
 from comet_replicate_async.testing import FakeCometAPI, Fault, Latency
 
 from helpers import SCHNELL, eventually, session_for
@@ -40,6 +42,7 @@ pytestmark = pytest.mark.anyio
 
 QUICK = Latency.uniform(0.02, 0.08)
 PRICE = 0.003
+STATUS = "comet_replicate.prediction.status"
 
 
 class Recorded:
@@ -188,11 +191,26 @@ async def test_a_200_input_batch_has_one_span_per_input_and_metrics_equal_to_sta
         attrs_of(span)["url.full"].startswith(fake.base_url + "/replicate/v1/models/")
         for span in creates
     )
-    # Each refusal is an event on its prediction's span; each poll too.
+    # Each refusal is an event on its prediction's span.
     events = Counter(event.name for span in predictions for event in span.events)
     assert events["rate_limited"] == stats.creates_refused
     assert events["create_paused"] > 0  # creates held back after the 429s
-    assert events["poll"] == stats.queries  # every reply, failed ones with error.type
+    # Every poll is counted on its span; a reply is an event when it tells a
+    # new status, and each failed poll is one (with error.type).
+    polls = sum(attrs_of(span)["comet_replicate.polls"] for span in predictions)
+    assert polls == stats.queries
+    changes = 0
+    for span in predictions:
+        statuses = [
+            (event.attributes or {})[STATUS]
+            for event in span.events
+            if event.name == "poll" and STATUS in (event.attributes or {})
+        ]
+        assert all(before != after for before, after in itertools.pairwise(statuses))
+        if statuses:
+            assert statuses[-1] == attrs_of(span)[STATUS]
+        changes += len(statuses)
+    assert 0 < changes < stats.queries
     failed_polls = sum(
         fake.stats.count("query", code) for code in (500, 502, 503, 504, 524)
     )
@@ -264,6 +282,24 @@ async def test_run_and_submit_are_children_of_the_callers_span(
         ]
         assert attrs_of(create)["http.response.status_code"] == 201
         assert attrs_of(create)["http.request.method"] == "POST"
+        assert span.start_time <= create.start_time < create.end_time <= span.end_time
+
+
+async def test_the_duration_points_exemplars_name_the_prediction_spans(
+    recorded: Recorded,
+) -> None:
+    async with FakeCometAPI(default_latency=QUICK) as fake:
+        async with session_for(fake, **recorded.options()) as session:
+            await session.run(SCHNELL, {"prompt": "a"})
+            await session.run(SCHNELL, {"prompt": "b"})
+
+    span_ids = {span.context.span_id for span in recorded.predictions()}
+    [point] = recorded.points("gen_ai.client.operation.duration")
+    assert point.count == 2
+    assert {exemplar.span_id for exemplar in point.exemplars} <= span_ids
+    assert point.exemplars
+    # The HTTP points are recorded outside any span: no exemplar.
+    assert not any(p.exemplars for p in recorded.points("http.client.request.duration"))
 
 
 async def test_a_cancelled_run_ends_its_span_cancelled(recorded: Recorded) -> None:
